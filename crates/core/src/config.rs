@@ -1,0 +1,369 @@
+//! Serde configuration of a design (STYLE "Configs"): tagged enums, kebab-case kinds, unknown
+//! keys rejected, defaults in one `Default` impl each. `build()` turns a config into the trait
+//! object it names. Parsing files (TOML) is the job of the io crate; these types only derive.
+
+use crate::basis::{Basis, FourierBasis, HaarBasis, PcaBasis, PixelBasis};
+use crate::error::Result;
+use crate::field::{Dataset, Shape};
+use crate::prior::{FreeFieldPrior, MatchedPrior, Prior, WhitePrior};
+use crate::schedule::ordering::OrderingKind;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The basis in which the forward process is diagonal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BasisConfig {
+    Pixel {},
+    Fourier {},
+    Pca {},
+    Haar {
+        /// Decomposition steps; all the way to 1 x 1 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        levels: Option<usize>,
+    },
+}
+
+impl BasisConfig {
+    /// Builds the basis; `pca` is fitted to `data - mean`.
+    pub fn build(&self, shape: Shape, data: &Dataset, mean: &[f64]) -> Result<Box<dyn Basis>> {
+        Ok(match self {
+            BasisConfig::Pixel {} => Box::new(PixelBasis::new(shape)),
+            BasisConfig::Fourier {} => Box::new(FourierBasis::new(shape)),
+            BasisConfig::Pca {} => Box::new(PcaBasis::fit(data, mean)?),
+            BasisConfig::Haar { levels } => Box::new(HaarBasis::new(shape, *levels)?),
+        })
+    }
+}
+
+/// The prior scaling S.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PriorConfig {
+    White {},
+    Matched {},
+    Free {
+        /// A of S_k^2 = A / (|k_hat|^2 + m^2); fitted when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amplitude: Option<f64>,
+        /// m^2; fitted when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        m2: Option<f64>,
+    },
+}
+
+impl PriorConfig {
+    pub fn build(&self) -> Box<dyn Prior> {
+        match *self {
+            PriorConfig::White {} => Box::new(WhitePrior),
+            PriorConfig::Matched {} => Box::new(MatchedPrior),
+            PriorConfig::Free { amplitude, m2 } => Box::new(FreeFieldPrior { amplitude, m2 }),
+        }
+    }
+}
+
+/// `vp-linear` (Song et al. 2021): beta(t) = beta_min + t (beta_max - beta_min).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VpLinearConfig {
+    pub beta_min: f64,
+    pub beta_max: f64,
+}
+
+impl Default for VpLinearConfig {
+    fn default() -> Self {
+        VpLinearConfig { beta_min: 0.1, beta_max: 20.0 }
+    }
+}
+
+/// `cosine` (Nichol & Dhariwal 2021) with offset s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CosineConfig {
+    pub s: f64,
+}
+
+impl Default for CosineConfig {
+    fn default() -> Self {
+        CosineConfig { s: 0.008 }
+    }
+}
+
+/// Ordering variables l_i with their parameters, shared by `linear` and `sequential`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrderingParams {
+    pub kind: OrderingKind,
+    /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
+    pub r: f64,
+    /// `level`: column weight of l = level + c * column / W.
+    pub column_weight: f64,
+    /// `log-momentum`: m_L^2 of l = log(|k_hat|^2 + m_L^2).
+    pub mass_sq: f64,
+}
+
+/// `linear` (GUD eq. 18-20): gamma_i(t) = gamma_min_i + t dgamma.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearConfig {
+    pub ordering: OrderingKind,
+    /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
+    pub r: f64,
+    /// `level`: column softness b of a l_i = a level + b column / W (GUD 5.3).
+    pub b: f64,
+    /// `log-momentum`: m_L^2 of l = log(|k_hat|^2 + m_L^2).
+    pub mass_sq: f64,
+    /// Inverse softness a > 0 (large: autoregressive; small: no hierarchy).
+    pub a: f64,
+    /// -min_i log SNR_i(0).
+    pub g_denoise: f64,
+    /// -max_i log SNR_i(1).
+    pub g_noise: f64,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        LinearConfig {
+            ordering: OrderingKind::Frequency,
+            r: 1.0,
+            b: 0.0,
+            mass_sq: 1.0,
+            a: 1.0,
+            g_denoise: -7.0,
+            g_noise: 9.0,
+        }
+    }
+}
+
+impl LinearConfig {
+    pub fn ordering_params(&self) -> OrderingParams {
+        OrderingParams {
+            kind: self.ordering,
+            r: self.r,
+            column_weight: self.b / self.a,
+            mass_sq: self.mass_sq,
+        }
+    }
+}
+
+/// `sequential` (GUD 5.2): clipped linear schedule with per-component time offsets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SequentialConfig {
+    pub ordering: OrderingKind,
+    /// `frequency`: mix r in [0, 1].
+    pub r: f64,
+    /// `level`: column weight c of l = level + c column / W.
+    pub b: f64,
+    /// `log-momentum`: m_L^2.
+    pub mass_sq: f64,
+    /// tau_max = min(1 / softness, 0.99).
+    pub softness: f64,
+    /// gamma of a finished component.
+    pub g_lo: f64,
+    /// gamma of a component not yet started.
+    pub g_hi: f64,
+}
+
+impl Default for SequentialConfig {
+    fn default() -> Self {
+        SequentialConfig {
+            ordering: OrderingKind::Column,
+            r: 1.0,
+            b: 0.0,
+            mass_sq: 1.0,
+            softness: 2.0,
+            g_lo: -7.0,
+            g_hi: 9.0,
+        }
+    }
+}
+
+impl SequentialConfig {
+    pub fn ordering_params(&self) -> OrderingParams {
+        OrderingParams { kind: self.ordering, r: self.r, column_weight: self.b, mass_sq: self.mass_sq }
+    }
+}
+
+/// The RG regulator of the cutoff kernel K_Lambda(k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regulator {
+    /// K = sigmoid((Lambda - |k|) / width), Lambda linear in t (slides).
+    Sigmoid,
+    /// K = Lambda^2 / (Lambda^2 + |k|^2 + m_L^2), Lambda geometric in t (RGDM).
+    Massive,
+}
+
+/// `rg`: the RG cutoff-kernel schedule on the fourier basis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RgConfig {
+    pub regulator: Regulator,
+    /// `sigmoid`: width w of the kernel edge in |k| (equivalent to a = 1 / w).
+    pub width: f64,
+    /// `massive`: m_L^2.
+    pub mass_sq: f64,
+    pub g_denoise: f64,
+    pub g_noise: f64,
+}
+
+impl Default for RgConfig {
+    fn default() -> Self {
+        RgConfig {
+            regulator: Regulator::Sigmoid,
+            width: 0.5,
+            mass_sq: 1.0,
+            g_denoise: -7.0,
+            g_noise: 9.0,
+        }
+    }
+}
+
+/// The component-wise noise schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ScheduleConfig {
+    VpLinear(VpLinearConfig),
+    Cosine(CosineConfig),
+    Linear(LinearConfig),
+    Sequential(SequentialConfig),
+    Rg(RgConfig),
+}
+
+/// How the data mean mu is obtained (SPEC section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeanMode {
+    /// The per-site mean of the training set.
+    Estimate,
+    /// Exactly zero (a Z2-symmetric lattice theory).
+    Zero,
+}
+
+/// One point of the design space: basis, prior and schedule (GUD section 4.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DesignConfig {
+    pub mean: MeanMode,
+    pub basis: BasisConfig,
+    pub prior: PriorConfig,
+    pub schedule: ScheduleConfig,
+}
+
+impl Default for DesignConfig {
+    fn default() -> Self {
+        DesignConfig {
+            mean: MeanMode::Estimate,
+            basis: BasisConfig::Fourier {},
+            prior: PriorConfig::Free { amplitude: None, m2: None },
+            schedule: ScheduleConfig::Rg(RgConfig::default()),
+        }
+    }
+}
+
+/// Exact draws of the free lattice field (SPEC section 7 at lam = 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FreeFieldDataConfig {
+    /// Lattice size L (L x L, periodic).
+    pub size: usize,
+    pub m2: f64,
+    pub samples: usize,
+    pub seed: u64,
+}
+
+impl Default for FreeFieldDataConfig {
+    fn default() -> Self {
+        FreeFieldDataConfig { size: 16, m2: 0.25, samples: 1024, seed: 0 }
+    }
+}
+
+/// A data set read from a .npy file of shape (N, H, W) or (N, C, H, W).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpyDataConfig {
+    pub path: PathBuf,
+}
+
+/// Where the training data come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DataConfig {
+    FreeField(FreeFieldDataConfig),
+    Npy(NpyDataConfig),
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig::FreeField(FreeFieldDataConfig::default())
+    }
+}
+
+/// A whole config file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data: DataConfig,
+    pub design: DesignConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tagged_kinds_with_defaults() {
+        let c: Config = toml::from_str(
+            r#"
+            [data]
+            kind = "free-field"
+            size = 8
+            [design]
+            basis = { kind = "haar", levels = 2 }
+            prior = { kind = "matched" }
+            schedule = { kind = "linear", ordering = "level", a = 2.0, b = 0.5 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.design.basis, BasisConfig::Haar { levels: Some(2) });
+        match &c.design.schedule {
+            ScheduleConfig::Linear(l) => {
+                assert_eq!(l.a, 2.0);
+                assert_eq!(l.b, 0.5);
+                assert_eq!(l.ordering, OrderingKind::Level);
+                assert_eq!(l.g_denoise, -7.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.data {
+            DataConfig::FreeField(f) => assert_eq!((f.size, f.samples), (8, 1024)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_errors_naming_them() {
+        let e = toml::from_str::<Config>("[design]\nbasis = { kind = \"fourier\", foo = 1 }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("foo"), "{e}");
+        let e = toml::from_str::<Config>("[design]\nbasis = { kind = \"wavelet\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wavelet"), "{e}");
+        let e = toml::from_str::<Config>("[design]\nschedule = { kind = \"linear\", softness = 1 }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("softness"), "{e}");
+        let e = toml::from_str::<Config>("[desing]\n").unwrap_err().to_string();
+        assert!(e.contains("desing"), "{e}");
+    }
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let c = Config::default();
+        let s = toml::to_string(&c).unwrap();
+        let back: Config = toml::from_str(&s).unwrap();
+        assert_eq!(c, back);
+    }
+}

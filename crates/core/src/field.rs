@@ -1,0 +1,139 @@
+//! Fields and the three spaces they live in (SPEC section 1).
+//!
+//! A sample is a field `phi` in R^d, d = C*H*W, stored channel-major (c, y, x). The same
+//! numbers mean different things in phi-space ([`Field`]), in the basis (`chi_tilde = U phi`,
+//! [`Comp`]) and in whitened coordinates (`chi = S^-1 U phi`, [`Whitened`]); the newtypes make
+//! mixing them a compile error.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The shape of one sample: C channels of H rows and W columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn new(c: usize, h: usize, w: usize) -> Self {
+        Shape { c, h, w }
+    }
+    /// A single-channel L x L lattice.
+    pub fn lattice(l: usize) -> Self {
+        Shape { c: 1, h: l, w: l }
+    }
+    /// d = C * H * W.
+    pub fn dim(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// H * W, the size of one channel.
+    pub fn plane(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {}, {})", self.c, self.h, self.w)
+    }
+}
+
+macro_rules! space_vector {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name(pub Vec<f64>);
+
+        impl $name {
+            pub fn zeros(d: usize) -> Self {
+                $name(vec![0.0; d])
+            }
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+            pub fn as_slice(&self) -> &[f64] {
+                &self.0
+            }
+        }
+    };
+}
+
+space_vector!(
+    /// A sample in phi-space (pixels / lattice sites), channel-major.
+    Field
+);
+space_vector!(
+    /// Components in the basis: `chi_tilde = U (phi - mu)`.
+    Comp
+);
+space_vector!(
+    /// Whitened components: `chi = S^-1 U (phi - mu)`, the space of the forward process.
+    Whitened
+);
+
+/// N samples of one shape, row-major (N, C, H, W), all values finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    shape: Shape,
+    data: Vec<f64>,
+}
+
+impl Dataset {
+    /// Wraps `data` of length N*d; rejects a length that is not a multiple of d, an empty set
+    /// and any NaN/Inf (naming the sample and site).
+    pub fn new(shape: Shape, data: Vec<f64>) -> Result<Self> {
+        let d = shape.dim();
+        if d == 0 {
+            return Err(Error::EmptyData(format!("sample shape {shape} has no sites")));
+        }
+        if data.is_empty() {
+            return Err(Error::EmptyData(format!("no samples of shape {shape}")));
+        }
+        if data.len() % d != 0 {
+            return Err(Error::ShapeMismatch {
+                what: "data set".into(),
+                expected: format!("a multiple of d = {d} values for samples of shape {shape}"),
+                got: format!("{} values", data.len()),
+            });
+        }
+        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!("data set (sample {}, site {})", index / d, index % d),
+                index,
+                value: data[index],
+            });
+        }
+        Ok(Dataset { shape, data })
+    }
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+    pub fn len(&self) -> usize {
+        self.data.len() / self.shape.dim()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    pub fn dim(&self) -> usize {
+        self.shape.dim()
+    }
+    pub fn sample(&self, n: usize) -> &[f64] {
+        let d = self.dim();
+        &self.data[n * d..(n + 1) * d]
+    }
+    pub fn as_slice(&self) -> &[f64] {
+        &self.data
+    }
+    pub fn into_vec(self) -> Vec<f64> {
+        self.data
+    }
+    pub fn samples(&self) -> std::slice::ChunksExact<'_, f64> {
+        self.data.chunks_exact(self.dim())
+    }
+}

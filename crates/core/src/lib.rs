@@ -1,0 +1,24 @@
+//! # gud-core: the design space of unified diffusion
+//!
+//! The mathematics of ../shared/SPEC.md sections 1-3: orthogonal bases ([`basis`]), prior
+//! scalings ([`prior`]), component-wise noise schedules ([`schedule`]) and the forward process
+//! ([`process`]), tied together by a fitted [`design::Design`]. Pure Rust, no file formats.
+
+pub mod basis;
+pub mod config;
+pub mod design;
+pub mod error;
+pub mod field;
+pub mod free_field;
+pub mod numerics;
+pub mod prior;
+pub mod process;
+pub mod schedule;
+
+#[cfg(test)]
+mod testutil;
+
+pub use design::Design;
+pub use error::{Error, Result};
+pub use field::{Comp, Dataset, Field, Shape, Whitened};
+pub use process::NoisingState;

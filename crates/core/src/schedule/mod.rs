@@ -1,0 +1,85 @@
+//! Component-wise noise schedules (SPEC section 3, GUD section 4.3 and 5).
+//!
+//! A schedule gives the noising state `gamma_i(t) = log(sigma_i^2 / alpha_i^2)` and its exact
+//! time derivative for every component i, t in [0, 1]; everything else (alpha^2, sigma^2, beta,
+//! SNR) is derived once in [`crate::process::NoisingState`].
+//!
+//! Convention for every ordering: **smaller l is generated first**: its SNR is higher at every
+//! t (it is noised last in the forward process and denoised first in the reverse process).
+
+mod linear;
+pub mod ordering;
+mod rg;
+mod sequential;
+mod standard;
+
+pub use linear::LinearSchedule;
+pub use rg::RgSchedule;
+pub use sequential::SequentialSchedule;
+pub use standard::{CosineSchedule, VpLinearSchedule};
+
+use crate::basis::Basis;
+use crate::config::ScheduleConfig;
+use crate::error::Result;
+
+/// A component-wise noise schedule.
+pub trait Schedule: Send + Sync + std::fmt::Debug {
+    /// The config name (`vp-linear`, `cosine`, `linear`, `sequential`, `rg`).
+    fn name(&self) -> &'static str;
+    /// Number of components d.
+    fn dim(&self) -> usize;
+    /// `gamma_i(t)` for all i; `out` has length d.
+    fn gamma(&self, t: f64, out: &mut [f64]);
+    /// `d gamma_i / dt (t)` for all i, exact.
+    fn dgamma_dt(&self, t: f64, out: &mut [f64]);
+    /// The interval of t on which gamma is finite and samplers should run. Schedules that
+    /// reach gamma = -inf at t = 0 or +inf at t = 1 (vp-linear, cosine) return a smaller one.
+    fn t_range(&self) -> (f64, f64) {
+        (0.0, 1.0)
+    }
+}
+
+/// What a schedule may be fitted to: the basis (component metadata), the unscaled component
+/// variances `Var(chi_tilde_i)` and `log Sigma_i` (the variances after prior scaling).
+#[derive(Clone, Copy)]
+pub struct ScheduleContext<'a> {
+    pub basis: &'a dyn Basis,
+    pub var_comp: &'a [f64],
+    pub log_sigma: &'a [f64],
+}
+
+impl ScheduleConfig {
+    pub fn build(&self, ctx: &ScheduleContext<'_>) -> Result<Box<dyn Schedule>> {
+        let d = ctx.basis.dim();
+        Ok(match self {
+            ScheduleConfig::VpLinear(c) => Box::new(VpLinearSchedule::new(d, c.beta_min, c.beta_max)?),
+            ScheduleConfig::Cosine(c) => Box::new(CosineSchedule::new(d, c.s)?),
+            ScheduleConfig::Linear(c) => {
+                let l = ordering::ordering_values(&c.ordering_params(), ctx, "the linear schedule")?;
+                Box::new(LinearSchedule::new(&l, ctx.log_sigma, c.a, c.g_denoise, c.g_noise)?)
+            }
+            ScheduleConfig::Sequential(c) => {
+                let l = ordering::ordering_values(&c.ordering_params(), ctx, "the sequential schedule")?;
+                Box::new(SequentialSchedule::new(&l, c.softness, c.g_lo, c.g_hi)?)
+            }
+            ScheduleConfig::Rg(c) => Box::new(RgSchedule::new(c, ctx)?),
+        })
+    }
+}
+
+/// `gamma(t)` as a new vector.
+pub fn gamma_at(schedule: &dyn Schedule, t: f64) -> Vec<f64> {
+    let mut g = vec![0.0; schedule.dim()];
+    schedule.gamma(t, &mut g);
+    g
+}
+
+/// `dgamma/dt(t)` as a new vector.
+pub fn dgamma_dt_at(schedule: &dyn Schedule, t: f64) -> Vec<f64> {
+    let mut g = vec![0.0; schedule.dim()];
+    schedule.dgamma_dt(t, &mut g);
+    g
+}
+
+#[cfg(test)]
+mod tests;
