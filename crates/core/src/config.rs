@@ -72,7 +72,10 @@ pub struct VpLinearConfig {
 
 impl Default for VpLinearConfig {
     fn default() -> Self {
-        VpLinearConfig { beta_min: 0.1, beta_max: 20.0 }
+        VpLinearConfig {
+            beta_min: 0.1,
+            beta_max: 20.0,
+        }
     }
 }
 
@@ -180,7 +183,12 @@ impl Default for SequentialConfig {
 
 impl SequentialConfig {
     pub fn ordering_params(&self) -> OrderingParams {
-        OrderingParams { kind: self.ordering, r: self.r, column_weight: self.b, mass_sq: self.mass_sq }
+        OrderingParams {
+            kind: self.ordering,
+            r: self.r,
+            column_weight: self.b,
+            mass_sq: self.mass_sq,
+        }
     }
 }
 
@@ -255,7 +263,10 @@ impl Default for DesignConfig {
         DesignConfig {
             mean: MeanMode::Estimate,
             basis: BasisConfig::Fourier {},
-            prior: PriorConfig::Free { amplitude: None, m2: None },
+            prior: PriorConfig::Free {
+                amplitude: None,
+                m2: None,
+            },
             schedule: ScheduleConfig::Rg(RgConfig::default()),
         }
     }
@@ -274,7 +285,12 @@ pub struct FreeFieldDataConfig {
 
 impl Default for FreeFieldDataConfig {
     fn default() -> Self {
-        FreeFieldDataConfig { size: 16, m2: 0.25, samples: 1024, seed: 0 }
+        FreeFieldDataConfig {
+            size: 16,
+            m2: 0.25,
+            samples: 1024,
+            seed: 0,
+        }
     }
 }
 
@@ -351,11 +367,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("wavelet"), "{e}");
-        let e = toml::from_str::<Config>("[design]\nschedule = { kind = \"linear\", softness = 1 }")
+        let e =
+            toml::from_str::<Config>("[design]\nschedule = { kind = \"linear\", softness = 1 }")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("softness"), "{e}");
+        let e = toml::from_str::<Config>("[desing]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("softness"), "{e}");
-        let e = toml::from_str::<Config>("[desing]\n").unwrap_err().to_string();
         assert!(e.contains("desing"), "{e}");
     }
 

@@ -77,13 +77,32 @@ impl Design {
             *v = v.max(VARIANCE_FLOOR * vmax);
         }
         let fitted = config.prior.build().fit(basis.as_ref(), &var_comp)?;
-        let sigma_data: Vec<f64> =
-            var_comp.iter().zip(&fitted.scale).map(|(v, s)| v / (s * s)).collect();
+        let sigma_data: Vec<f64> = var_comp
+            .iter()
+            .zip(&fitted.scale)
+            .map(|(v, s)| v / (s * s))
+            .collect();
         let log_sigma: Vec<f64> = sigma_data.iter().map(|s| s.ln()).collect();
-        let ctx = ScheduleContext { basis: basis.as_ref(), var_comp: &var_comp, log_sigma: &log_sigma };
+        let ctx = ScheduleContext {
+            basis: basis.as_ref(),
+            var_comp: &var_comp,
+            log_sigma: &log_sigma,
+        };
         let schedule = config.schedule.build(&ctx)?;
-        let resolved = DesignConfig { prior: fitted.resolved, ..config.clone() };
-        Ok(Design { resolved, shape, mean, basis, var_comp, scale: fitted.scale, sigma_data, schedule })
+        let resolved = DesignConfig {
+            prior: fitted.resolved,
+            ..config.clone()
+        };
+        Ok(Design {
+            resolved,
+            shape,
+            mean,
+            basis,
+            var_comp,
+            scale: fitted.scale,
+            sigma_data,
+            schedule,
+        })
     }
 
     /// The config with fitted values filled in.

@@ -59,6 +59,10 @@ pub fn check_range(name: &str, value: f64, lo: f64, hi: f64) -> Result<f64> {
     if value.is_finite() && value >= lo && value <= hi {
         Ok(value)
     } else {
-        Err(Error::param(name, value, &format!("a finite number in [{lo}, {hi}]")))
+        Err(Error::param(
+            name,
+            value,
+            &format!("a finite number in [{lo}, {hi}]"),
+        ))
     }
 }

@@ -90,12 +90,14 @@ impl Dataset {
     pub fn new(shape: Shape, data: Vec<f64>) -> Result<Self> {
         let d = shape.dim();
         if d == 0 {
-            return Err(Error::EmptyData(format!("sample shape {shape} has no sites")));
+            return Err(Error::EmptyData(format!(
+                "sample shape {shape} has no sites"
+            )));
         }
         if data.is_empty() {
             return Err(Error::EmptyData(format!("no samples of shape {shape}")));
         }
-        if data.len() % d != 0 {
+        if !data.len().is_multiple_of(d) {
             return Err(Error::ShapeMismatch {
                 what: "data set".into(),
                 expected: format!("a multiple of d = {d} values for samples of shape {shape}"),

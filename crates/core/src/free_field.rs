@@ -36,7 +36,13 @@ pub fn free_field_samples(l: usize, m2: f64, n: usize, seed: u64) -> Result<Data
     data.par_chunks_mut(d).enumerate().for_each(|(i, phi)| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(i as u64);
-        let chi: Vec<f64> = std.iter().map(|s| { let z: f64 = StandardNormal.sample(&mut rng); s * z }).collect();
+        let chi: Vec<f64> = std
+            .iter()
+            .map(|s| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                s * z
+            })
+            .collect();
         basis.inverse(&chi, phi);
     });
     Dataset::new(Shape::lattice(l), data)

@@ -45,7 +45,10 @@ impl Prior for WhitePrior {
     fn fit(&self, _basis: &dyn Basis, var_comp: &[f64]) -> Result<FittedPrior> {
         // U is orthogonal: the mean component variance is the mean site variance.
         let sigma_data = (var_comp.iter().sum::<f64>() / var_comp.len() as f64).sqrt();
-        Ok(FittedPrior { scale: vec![sigma_data; var_comp.len()], resolved: PriorConfig::White {} })
+        Ok(FittedPrior {
+            scale: vec![sigma_data; var_comp.len()],
+            resolved: PriorConfig::White {},
+        })
     }
 }
 
@@ -83,10 +86,16 @@ impl Prior for FreeFieldPrior {
             crate::error::check_range("prior.m2", m2, f64::MIN_POSITIVE, f64::INFINITY)?;
         }
         let fit = FreeFieldFit::fit(&k2, var_comp, self.amplitude, self.m2);
-        let scale = k2.iter().map(|k| (fit.amplitude / (k + fit.m2)).sqrt()).collect();
+        let scale = k2
+            .iter()
+            .map(|k| (fit.amplitude / (k + fit.m2)).sqrt())
+            .collect();
         Ok(FittedPrior {
             scale,
-            resolved: PriorConfig::Free { amplitude: Some(fit.amplitude), m2: Some(fit.m2) },
+            resolved: PriorConfig::Free {
+                amplitude: Some(fit.amplitude),
+                m2: Some(fit.m2),
+            },
         })
     }
 }
@@ -108,11 +117,22 @@ impl FreeFieldFit {
         let n = k2.len() as f64;
         let best_log_a = |m2: f64| match amplitude {
             Some(a) => a.ln(),
-            None => log_p.iter().zip(k2).map(|(lp, k)| lp + (k + m2).ln()).sum::<f64>() / n,
+            None => {
+                log_p
+                    .iter()
+                    .zip(k2)
+                    .map(|(lp, k)| lp + (k + m2).ln())
+                    .sum::<f64>()
+                    / n
+            }
         };
         let loss = |m2: f64| {
             let la = best_log_a(m2);
-            log_p.iter().zip(k2).map(|(lp, k)| (lp - la + (k + m2).ln()).powi(2)).sum::<f64>()
+            log_p
+                .iter()
+                .zip(k2)
+                .map(|(lp, k)| (lp - la + (k + m2).ln()).powi(2))
+                .sum::<f64>()
         };
         let m2 = m2.unwrap_or_else(|| {
             let (lo, hi) = (1e-8f64.ln(), 1e6f64.ln());
@@ -135,7 +155,11 @@ impl FreeFieldFit {
         });
         let amplitude = best_log_a(m2).exp();
         let rms_log_residual = (loss(m2) / n).sqrt();
-        FreeFieldFit { amplitude, m2, rms_log_residual }
+        FreeFieldFit {
+            amplitude,
+            m2,
+            rms_log_residual,
+        }
     }
 }
 

@@ -30,10 +30,20 @@ pub struct NoisingState {
 impl NoisingState {
     /// From gamma and dgamma/dt (equal lengths).
     pub fn new(t: f64, gamma: Vec<f64>, dgamma_dt: Vec<f64>) -> Self {
-        assert_eq!(gamma.len(), dgamma_dt.len(), "gamma and dgamma_dt lengths differ");
+        assert_eq!(
+            gamma.len(),
+            dgamma_dt.len(),
+            "gamma and dgamma_dt lengths differ"
+        );
         let alpha_sq = gamma.iter().map(|&g| sigmoid(-g)).collect();
         let sigma_sq = gamma.iter().map(|&g| sigmoid(g)).collect();
-        NoisingState { t, gamma, dgamma_dt, alpha_sq, sigma_sq }
+        NoisingState {
+            t,
+            gamma,
+            dgamma_dt,
+            alpha_sq,
+            sigma_sq,
+        }
     }
 
     /// The state of `schedule` at time t.
@@ -116,7 +126,9 @@ pub fn forward_with_noise(state: &NoisingState, chi0: &Whitened, eps: &[f64]) ->
 
 /// chi_t = alpha_t chi_0 + sigma_t eps, eps ~ N(0, I) drawn from `rng`.
 pub fn forward_sample(state: &NoisingState, chi0: &Whitened, rng: &mut impl Rng) -> Whitened {
-    let eps: Vec<f64> = (0..chi0.len()).map(|_| StandardNormal.sample(rng)).collect();
+    let eps: Vec<f64> = (0..chi0.len())
+        .map(|_| StandardNormal.sample(rng))
+        .collect();
     forward_with_noise(state, chi0, &eps)
 }
 
@@ -138,7 +150,10 @@ impl Transition {
         let sigma_ts_sq = (0..t.dim())
             .map(|i| t.sigma_sq[i] * -(s.gamma[i] - t.gamma[i]).exp_m1())
             .collect();
-        Transition { alpha_ts, sigma_ts_sq }
+        Transition {
+            alpha_ts,
+            sigma_ts_sq,
+        }
     }
 }
 
@@ -152,7 +167,10 @@ mod tests {
         assert!((st.sigma_sq()[0] - (-30f64).exp() / (1.0 + (-30f64).exp())).abs() < 1e-25);
         assert!(st.sigma_sq()[0] > 0.0);
         assert!((st.log_sigma_sq(0) - (-30.0 - (-30f64).exp().ln_1p())).abs() < 1e-12);
-        assert!((st.log_sigma_sq(3) + 60.0).abs() < 1e-12, "log sigma^2 keeps the small side");
+        assert!(
+            (st.log_sigma_sq(3) + 60.0).abs() < 1e-12,
+            "log sigma^2 keeps the small side"
+        );
         assert!((st.log_alpha_sq(2) + 30.0).abs() < 1e-12);
         for i in 0..4 {
             assert!((st.alpha_sq()[i] + st.sigma_sq()[i] - 1.0).abs() < 1e-15);

@@ -1,1 +1,48 @@
+//! # gud-io: files and figures
+//!
+//! NumPy `.npy` arrays ([`npy`]), TOML configs ([`config`]), atomic writes ([`atomic`]) and
+//! PNG figures ([`figures`]). Every error names the file and what was expected.
 
+pub mod atomic;
+pub mod config;
+pub mod figures;
+pub mod npy;
+
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum IoError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Core {
+        path: PathBuf,
+        #[source]
+        source: gud_core::Error,
+    },
+    #[error("figure {path}: {reason}")]
+    Figure { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = IoError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
+    move |source| IoError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn format_err(path: &Path, reason: impl Into<String>) -> IoError {
+    IoError::Format {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}

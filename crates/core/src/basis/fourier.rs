@@ -56,10 +56,22 @@ impl FourierBasis {
                 let idx = ky * w + kx;
                 let partner = ((h - ky) % h) * w + (w - kx) % w;
                 if idx == partner {
-                    modes.push(Mode { idx, partner, part: Part::Real });
+                    modes.push(Mode {
+                        idx,
+                        partner,
+                        part: Part::Real,
+                    });
                 } else if idx < partner {
-                    modes.push(Mode { idx, partner, part: Part::Cos });
-                    modes.push(Mode { idx, partner, part: Part::Sin });
+                    modes.push(Mode {
+                        idx,
+                        partner,
+                        part: Part::Cos,
+                    });
+                    modes.push(Mode {
+                        idx,
+                        partner,
+                        part: Part::Sin,
+                    });
                 }
             }
         }
@@ -69,9 +81,16 @@ impl FourierBasis {
             for m in &modes {
                 let (ky, kx) = (m.idx / w, m.idx % w);
                 let n = [signed_mode(ky, h), signed_mode(kx, w)];
-                let k = [2.0 * PI * n[0] as f64 / h as f64, 2.0 * PI * n[1] as f64 / w as f64];
+                let k = [
+                    2.0 * PI * n[0] as f64 / h as f64,
+                    2.0 * PI * n[1] as f64 / w as f64,
+                ];
                 info.push(ComponentInfo {
-                    momentum: Some(Momentum { n, k, k_hat_sq: k_hat_sq(k[0], k[1]) }),
+                    momentum: Some(Momentum {
+                        n,
+                        k,
+                        k_hat_sq: k_hat_sq(k[0], k[1]),
+                    }),
                     ..ComponentInfo::plain(c)
                 });
             }

@@ -101,7 +101,9 @@ impl HaarBasis {
     fn metadata(shape: Shape, steps: &[(usize, usize)]) -> Vec<ComponentInfo> {
         let (hh, ww) = (shape.h, shape.w);
         let n_steps = steps.len();
-        let (fh, fw) = steps.last().map_or((hh, ww), |&(h, w)| (half_up(h), half_up(w)));
+        let (fh, fw) = steps
+            .last()
+            .map_or((hh, ww), |&(h, w)| (half_up(h), half_up(w)));
         let centre = |i: usize, i0: usize, band: usize, full: usize| {
             (i - i0) as f64 * full as f64 / band as f64 + 0.5 * (full as f64 / band as f64) - 0.5
         };
@@ -126,7 +128,11 @@ impl HaarBasis {
                     break;
                 }
                 let (level, orientation, pos) = found.unwrap_or_else(|| {
-                    (0, Orientation::Approx, [centre(r, 0, fh, hh), centre(c, 0, fw, ww)])
+                    (
+                        0,
+                        Orientation::Approx,
+                        [centre(r, 0, fh, hh), centre(c, 0, fw, ww)],
+                    )
                 });
                 spatial.push((WaveletInfo { level, orientation }, pos));
             }

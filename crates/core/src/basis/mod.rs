@@ -56,7 +56,12 @@ pub struct ComponentInfo {
 
 impl ComponentInfo {
     pub fn plain(channel: usize) -> Self {
-        ComponentInfo { channel, position: None, momentum: None, wavelet: None }
+        ComponentInfo {
+            channel,
+            position: None,
+            momentum: None,
+            wavelet: None,
+        }
     }
 }
 

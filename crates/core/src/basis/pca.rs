@@ -40,26 +40,36 @@ impl PcaBasis {
             }
         }
         let cov = (x.transpose() * &x) / (rows as f64 - 1.0);
-        let eig = nalgebra::SymmetricEigen::try_new(cov, f64::EPSILON, 10_000).ok_or_else(|| {
-            Error::Numerical {
-                what: "pca basis".into(),
-                reason: "symmetric eigen-decomposition did not converge".into(),
-            }
-        })?;
+        let eig =
+            nalgebra::SymmetricEigen::try_new(cov, f64::EPSILON, 10_000).ok_or_else(|| {
+                Error::Numerical {
+                    what: "pca basis".into(),
+                    reason: "symmetric eigen-decomposition did not converge".into(),
+                }
+            })?;
         let mut order: Vec<usize> = (0..p).collect();
         order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
         let mut u = vec![0.0; p * p];
         for (i, &k) in order.iter().enumerate() {
             let v = eig.eigenvectors.column(k);
-            let imax = (0..p).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap_or(0);
+            let imax = (0..p)
+                .max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs()))
+                .unwrap_or(0);
             let sign = if v[imax] < 0.0 { -1.0 } else { 1.0 };
             for j in 0..p {
                 u[i * p + j] = sign * v[j];
             }
         }
         let eigenvalues = order.iter().map(|&k| eig.eigenvalues[k].max(0.0)).collect();
-        let info = (0..shape.dim()).map(|i| ComponentInfo::plain(i / p)).collect();
-        Ok(PcaBasis { shape, u, eigenvalues, info })
+        let info = (0..shape.dim())
+            .map(|i| ComponentInfo::plain(i / p))
+            .collect();
+        Ok(PcaBasis {
+            shape,
+            u,
+            eigenvalues,
+            info,
+        })
     }
 
     /// Covariance eigenvalues, in component order (decreasing).

@@ -53,18 +53,30 @@ fn every_basis_is_orthogonal_and_round_trips() {
             let d = shape.dim();
             let u = dense_matrix(basis.as_ref());
             let err = orthogonality_error(&u, d);
-            assert!(err < TOL, "{} on {shape}: |U U^T - I| = {err}", basis.name());
+            assert!(
+                err < TOL,
+                "{} on {shape}: |U U^T - I| = {err}",
+                basis.name()
+            );
             let phi = gaussian_vec(d, 3);
             let mut chi = vec![0.0; d];
             let mut back = vec![0.0; d];
             basis.forward(&phi, &mut chi);
             basis.inverse(&chi, &mut back);
             let e = rel_err(&back, &phi);
-            assert!(e < 1e-5, "{} on {shape}: round trip error {e}", basis.name());
+            assert!(
+                e < 1e-5,
+                "{} on {shape}: round trip error {e}",
+                basis.name()
+            );
             // Parseval
             let n0: f64 = phi.iter().map(|v| v * v).sum();
             let n1: f64 = chi.iter().map(|v| v * v).sum();
-            assert!((n0 - n1).abs() < 1e-9 * n0, "{} on {shape}: norm {n0} -> {n1}", basis.name());
+            assert!(
+                (n0 - n1).abs() < 1e-9 * n0,
+                "{} on {shape}: norm {n0} -> {n1}",
+                basis.name()
+            );
             assert_eq!(basis.components().len(), d);
         }
     }
@@ -129,7 +141,11 @@ fn fft_fourier_equals_dense_dft_oracle() {
         let basis = FourierBasis::new(Shape::new(1, h, w));
         let fast = dense_matrix(&basis);
         let oracle = dense_fourier_oracle(h, w);
-        let err = fast.iter().zip(&oracle).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err = fast
+            .iter()
+            .zip(&oracle)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(err < 1e-12, "{h}x{w}: max |U_fft - U_dense| = {err}");
     }
 }
@@ -145,21 +161,32 @@ fn fourier_fast_path_large() {
     let oracle = dense_fourier_oracle(h, w);
     for (i, row) in oracle.chunks_exact(h * w).enumerate().step_by(97) {
         let v: f64 = row.iter().zip(&phi).map(|(a, b)| a * b).sum();
-        assert!((v - chi[i]).abs() < 1e-10, "component {i}: {v} vs {}", chi[i]);
+        assert!(
+            (v - chi[i]).abs() < 1e-10,
+            "component {i}: {v} vs {}",
+            chi[i]
+        );
     }
 }
 
 #[test]
 fn fourier_momenta() {
     let basis = FourierBasis::new(Shape::new(1, 8, 8));
-    let zero = basis.components().iter().filter(|c| c.momentum.unwrap().k_hat_sq == 0.0).count();
+    let zero = basis
+        .components()
+        .iter()
+        .filter(|c| c.momentum.unwrap().k_hat_sq == 0.0)
+        .count();
     assert_eq!(zero, 1);
     let max = basis
         .components()
         .iter()
         .map(|c| c.momentum.unwrap().k_hat_sq)
         .fold(0.0, f64::max);
-    assert!((max - 8.0).abs() < 1e-12, "|k_hat|^2 max = 8 at (pi, pi), got {max}");
+    assert!(
+        (max - 8.0).abs() < 1e-12,
+        "|k_hat|^2 max = 8 at (pi, pi), got {max}"
+    );
 }
 
 /// The 1-D Haar analysis step as a dense n x n matrix.
@@ -196,7 +223,13 @@ fn haar_oracle(x: &DMatrix<f64>, levels: usize) -> DMatrix<f64> {
 
 #[test]
 fn fast_haar_equals_matrix_oracle() {
-    for (h, w, levels) in [(8, 8, None), (8, 8, Some(2)), (5, 7, None), (6, 3, None), (32, 32, None)] {
+    for (h, w, levels) in [
+        (8, 8, None),
+        (8, 8, Some(2)),
+        (5, 7, None),
+        (6, 3, None),
+        (32, 32, None),
+    ] {
         let basis = HaarBasis::new(Shape::new(1, h, w), levels).unwrap();
         let phi = gaussian_vec(h * w, 9);
         let mut chi = vec![0.0; h * w];
@@ -204,7 +237,12 @@ fn fast_haar_equals_matrix_oracle() {
         let oracle = haar_oracle(&DMatrix::from_row_slice(h, w, &phi), basis.levels());
         for r in 0..h {
             for c in 0..w {
-                assert!((oracle[(r, c)] - chi[r * w + c]).abs() < 1e-12, "{h}x{w} {levels:?} at ({r},{c}): {} vs {}", oracle[(r, c)], chi[r * w + c]);
+                assert!(
+                    (oracle[(r, c)] - chi[r * w + c]).abs() < 1e-12,
+                    "{h}x{w} {levels:?} at ({r},{c}): {} vs {}",
+                    oracle[(r, c)],
+                    chi[r * w + c]
+                );
             }
         }
     }
@@ -221,11 +259,18 @@ fn haar_levels_and_orientations() {
     assert_eq!(level(1), 1); // (0,1): coarsest detail along x
     assert_eq!(info[1].wavelet.unwrap().orientation, Orientation::DetailX);
     assert_eq!(level(8 * 4), 3); // (4,0): finest detail along y
-    assert_eq!(info[8 * 4].wavelet.unwrap().orientation, Orientation::DetailY);
+    assert_eq!(
+        info[8 * 4].wavelet.unwrap().orientation,
+        Orientation::DetailY
+    );
     assert_eq!(level(63), 3);
     // counts per level: 1 approx + 3 * 4^(l-1) details
     for (l, expected) in [(0, 1), (1, 3), (2, 12), (3, 48)] {
-        assert_eq!((0..64).filter(|&i| level(i) == l).count(), expected, "level {l}");
+        assert_eq!(
+            (0..64).filter(|&i| level(i) == l).count(),
+            expected,
+            "level {l}"
+        );
     }
     // columns inside the finest x-detail band cover the image left to right
     let cols: Vec<f64> = (4..8).map(|c| info[c].position.unwrap()[1]).collect();
@@ -259,7 +304,12 @@ fn pca_sorts_by_decreasing_variance() {
         }
     }
     for j in 0..9 {
-        assert!((var[j] - ev[j]).abs() < 1e-8 * ev[0], "component {j}: {} vs {}", var[j], ev[j]);
+        assert!(
+            (var[j] - ev[j]).abs() < 1e-8 * ev[0],
+            "component {j}: {} vs {}",
+            var[j],
+            ev[j]
+        );
     }
     // the leading eigenvalue is the largest site variance (81) to within sampling error
     let se = 81.0 * (2.0 / n as f64).sqrt();

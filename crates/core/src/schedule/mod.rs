@@ -52,14 +52,27 @@ impl ScheduleConfig {
     pub fn build(&self, ctx: &ScheduleContext<'_>) -> Result<Box<dyn Schedule>> {
         let d = ctx.basis.dim();
         Ok(match self {
-            ScheduleConfig::VpLinear(c) => Box::new(VpLinearSchedule::new(d, c.beta_min, c.beta_max)?),
+            ScheduleConfig::VpLinear(c) => {
+                Box::new(VpLinearSchedule::new(d, c.beta_min, c.beta_max)?)
+            }
             ScheduleConfig::Cosine(c) => Box::new(CosineSchedule::new(d, c.s)?),
             ScheduleConfig::Linear(c) => {
-                let l = ordering::ordering_values(&c.ordering_params(), ctx, "the linear schedule")?;
-                Box::new(LinearSchedule::new(&l, ctx.log_sigma, c.a, c.g_denoise, c.g_noise)?)
+                let l =
+                    ordering::ordering_values(&c.ordering_params(), ctx, "the linear schedule")?;
+                Box::new(LinearSchedule::new(
+                    &l,
+                    ctx.log_sigma,
+                    c.a,
+                    c.g_denoise,
+                    c.g_noise,
+                )?)
             }
             ScheduleConfig::Sequential(c) => {
-                let l = ordering::ordering_values(&c.ordering_params(), ctx, "the sequential schedule")?;
+                let l = ordering::ordering_values(
+                    &c.ordering_params(),
+                    ctx,
+                    "the sequential schedule",
+                )?;
                 Box::new(SequentialSchedule::new(&l, c.softness, c.g_lo, c.g_hi)?)
             }
             ScheduleConfig::Rg(c) => Box::new(RgSchedule::new(c, ctx)?),

@@ -53,7 +53,11 @@ fn momenta(ctx: &ScheduleContext<'_>, what: &str, ordering: OrderingKind) -> Res
         })
 }
 
-fn positions(ctx: &ScheduleContext<'_>, what: &str, ordering: OrderingKind) -> Result<Vec<[f64; 2]>> {
+fn positions(
+    ctx: &ScheduleContext<'_>,
+    what: &str,
+    ordering: OrderingKind,
+) -> Result<Vec<[f64; 2]>> {
     ctx.basis
         .components()
         .iter()
@@ -67,34 +71,67 @@ fn positions(ctx: &ScheduleContext<'_>, what: &str, ordering: OrderingKind) -> R
 }
 
 fn range(x: &[f64]) -> (f64, f64) {
-    x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    x.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// The ordering variables l_i for every component.
-pub fn ordering_values(p: &OrderingParams, ctx: &ScheduleContext<'_>, what: &str) -> Result<Vec<f64>> {
+pub fn ordering_values(
+    p: &OrderingParams,
+    ctx: &ScheduleContext<'_>,
+    what: &str,
+) -> Result<Vec<f64>> {
     let neg_log_var = || ctx.var_comp.iter().map(|v| -v.ln()).collect::<Vec<f64>>();
     Ok(match p.kind {
         OrderingKind::Variance => neg_log_var(),
         OrderingKind::Frequency => {
             let r = check_range("schedule.r", p.r, 0.0, 1.0)?;
             let v = neg_log_var();
-            let k: Vec<f64> = momenta(ctx, what, p.kind)?.iter().map(|k2| k2.sqrt()).collect();
+            let k: Vec<f64> = momenta(ctx, what, p.kind)?
+                .iter()
+                .map(|k2| k2.sqrt())
+                .collect();
             let (vmin, vmax) = range(&v);
             let (kmin, kmax) = range(&k);
             // (|k| + delta) / kappa maps [kmin, kmax] onto [vmin, vmax]
-            let kappa = if vmax > vmin && kmax > kmin { (kmax - kmin) / (vmax - vmin) } else { 1.0 };
+            let kappa = if vmax > vmin && kmax > kmin {
+                (kmax - kmin) / (vmax - vmin)
+            } else {
+                1.0
+            };
             let delta = kappa * vmin - kmin;
-            v.iter().zip(&k).map(|(vi, ki)| (1.0 - r) * vi + r * (ki + delta) / kappa).collect()
+            v.iter()
+                .zip(&k)
+                .map(|(vi, ki)| (1.0 - r) * vi + r * (ki + delta) / kappa)
+                .collect()
         }
-        OrderingKind::Momentum => momenta(ctx, what, p.kind)?.iter().map(|k2| k2.sqrt()).collect(),
+        OrderingKind::Momentum => momenta(ctx, what, p.kind)?
+            .iter()
+            .map(|k2| k2.sqrt())
+            .collect(),
         OrderingKind::LogMomentum => {
-            let m2 = check_range("schedule.mass_sq", p.mass_sq, f64::MIN_POSITIVE, f64::INFINITY)?;
-            momenta(ctx, what, p.kind)?.iter().map(|k2| (k2 + m2).ln()).collect()
+            let m2 = check_range(
+                "schedule.mass_sq",
+                p.mass_sq,
+                f64::MIN_POSITIVE,
+                f64::INFINITY,
+            )?;
+            momenta(ctx, what, p.kind)?
+                .iter()
+                .map(|k2| (k2 + m2).ln())
+                .collect()
         }
         OrderingKind::Column => positions(ctx, what, p.kind)?.iter().map(|x| x[1]).collect(),
         OrderingKind::Row => positions(ctx, what, p.kind)?.iter().map(|x| x[0]).collect(),
         OrderingKind::Level => {
-            let c = check_range("schedule.b", p.column_weight, f64::NEG_INFINITY, f64::INFINITY)?;
+            let c = check_range(
+                "schedule.b",
+                p.column_weight,
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+            )?;
             let w = ctx.basis.shape().w as f64;
             ctx.basis
                 .components()

@@ -31,7 +31,11 @@ impl RgSchedule {
         check_range("schedule.g_denoise", c.g_denoise, -60.0, 60.0)?;
         check_range("schedule.g_noise", c.g_noise, -60.0, 60.0)?;
         if c.g_noise <= c.g_denoise {
-            return Err(Error::param("schedule.g_noise", c.g_noise, "a value above g_denoise"));
+            return Err(Error::param(
+                "schedule.g_noise",
+                c.g_noise,
+                "a value above g_denoise",
+            ));
         }
         let k2 = ctx
             .basis
@@ -45,13 +49,20 @@ impl RgSchedule {
                 basis: ctx.basis.name(),
             })?;
         let width = match c.regulator {
-            Regulator::Sigmoid => check_range("schedule.width", c.width, f64::MIN_POSITIVE, f64::INFINITY)?,
+            Regulator::Sigmoid => {
+                check_range("schedule.width", c.width, f64::MIN_POSITIVE, f64::INFINITY)?
+            }
             Regulator::Massive => 1.0,
         };
         let k_var: Vec<f64> = match c.regulator {
             Regulator::Sigmoid => k2.iter().map(|k| k.sqrt()).collect(),
             Regulator::Massive => {
-                let m2 = check_range("schedule.mass_sq", c.mass_sq, f64::MIN_POSITIVE, f64::INFINITY)?;
+                let m2 = check_range(
+                    "schedule.mass_sq",
+                    c.mass_sq,
+                    f64::MIN_POSITIVE,
+                    f64::INFINITY,
+                )?;
                 k2.iter().map(|k| (k + m2).ln()).collect()
             }
         };
@@ -63,7 +74,14 @@ impl RgSchedule {
             // max_k L_k - 2 log Lambda_UV = g_denoise; min_k L_k - 2 log Lambda_IR = g_noise
             Regulator::Massive => (0.5 * (kmax - c.g_denoise), 0.5 * (kmin - c.g_noise)),
         };
-        Ok(RgSchedule { regulator: c.regulator, k_var, log_sigma: ctx.log_sigma.to_vec(), width, cut_uv, cut_ir })
+        Ok(RgSchedule {
+            regulator: c.regulator,
+            k_var,
+            log_sigma: ctx.log_sigma.to_vec(),
+            width,
+            cut_uv,
+            cut_ir,
+        })
     }
 
     /// The cutoff Lambda(t).
@@ -98,10 +116,11 @@ impl Schedule for RgSchedule {
     fn gamma(&self, t: f64, out: &mut [f64]) {
         let lambda = self.cutoff(t);
         for ((o, k), ls) in out.iter_mut().zip(&self.k_var).zip(&self.log_sigma) {
-            *o = ls + match self.regulator {
-                Regulator::Sigmoid => (k - lambda) / self.width,
-                Regulator::Massive => k - 2.0 * lambda.ln(),
-            };
+            *o = ls
+                + match self.regulator {
+                    Regulator::Sigmoid => (k - lambda) / self.width,
+                    Regulator::Massive => k - 2.0 * lambda.ln(),
+                };
         }
     }
     fn dgamma_dt(&self, _t: f64, out: &mut [f64]) {

@@ -22,11 +22,20 @@ pub struct SequentialSchedule {
 
 impl SequentialSchedule {
     pub fn new(l: &[f64], softness: f64, g_lo: f64, g_hi: f64) -> Result<Self> {
-        check_range("schedule.softness", softness, f64::MIN_POSITIVE, f64::INFINITY)?;
+        check_range(
+            "schedule.softness",
+            softness,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+        )?;
         check_range("schedule.g_lo", g_lo, -60.0, 60.0)?;
         check_range("schedule.g_hi", g_hi, -60.0, 60.0)?;
         if g_hi <= g_lo {
-            return Err(Error::param("schedule.g_hi", g_hi, &format!("a value above g_lo = {g_lo}")));
+            return Err(Error::param(
+                "schedule.g_hi",
+                g_hi,
+                &format!("a value above g_lo = {g_lo}"),
+            ));
         }
         let l_max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let l_min = l.iter().copied().fold(f64::INFINITY, f64::min);
@@ -39,7 +48,12 @@ impl SequentialSchedule {
                 tau_max * (1.0 - ln)
             })
             .collect();
-        Ok(SequentialSchedule { tau, g_lo, g_hi, slope: (g_hi - g_lo) / (1.0 - tau_max) })
+        Ok(SequentialSchedule {
+            tau,
+            g_lo,
+            g_hi,
+            slope: (g_hi - g_lo) / (1.0 - tau_max),
+        })
     }
 
     /// The time offsets tau_i.
@@ -67,7 +81,11 @@ impl Schedule for SequentialSchedule {
     fn dgamma_dt(&self, t: f64, out: &mut [f64]) {
         for (o, &tau) in out.iter_mut().zip(&self.tau) {
             let g = self.raw(t, tau);
-            *o = if g > self.g_lo && g < self.g_hi { self.slope } else { 0.0 };
+            *o = if g > self.g_lo && g < self.g_hi {
+                self.slope
+            } else {
+                0.0
+            };
         }
     }
 }

@@ -24,9 +24,17 @@ impl VpLinearSchedule {
         check_range("schedule.beta_min", beta_min, 0.0, 1e4)?;
         check_range("schedule.beta_max", beta_max, 0.0, 1e4)?;
         if beta_max <= beta_min && beta_min == 0.0 {
-            return Err(Error::param("schedule.beta_max", beta_max, "a positive noise rate"));
+            return Err(Error::param(
+                "schedule.beta_max",
+                beta_max,
+                "a positive noise rate",
+            ));
         }
-        Ok(VpLinearSchedule { d, beta_min, beta_max })
+        Ok(VpLinearSchedule {
+            d,
+            beta_min,
+            beta_max,
+        })
     }
     /// beta(t)
     pub fn beta(&self, t: f64) -> f64 {
@@ -68,7 +76,10 @@ impl CosineSchedule {
         Ok(CosineSchedule { d, s })
     }
     fn angles(&self, t: f64) -> (f64, f64) {
-        (FRAC_PI_2 * (t + self.s) / (1.0 + self.s), FRAC_PI_2 * self.s / (1.0 + self.s))
+        (
+            FRAC_PI_2 * (t + self.s) / (1.0 + self.s),
+            FRAC_PI_2 * self.s / (1.0 + self.s),
+        )
     }
 }
 

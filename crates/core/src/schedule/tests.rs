@@ -91,7 +91,12 @@ fn rg_regulators_equal_linear_schedules() {
                 let (ga, gb) = (gamma_at(a.schedule(), t), gamma_at(b.schedule(), t));
                 let (da, db) = (dgamma_dt_at(a.schedule(), t), dgamma_dt_at(b.schedule(), t));
                 for i in 0..ga.len() {
-                    assert!((ga[i] - gb[i]).abs() < 1e-10, "{prior} {rg} t={t} i={i}: {} vs {}", ga[i], gb[i]);
+                    assert!(
+                        (ga[i] - gb[i]).abs() < 1e-10,
+                        "{prior} {rg} t={t} i={i}: {} vs {}",
+                        ga[i],
+                        gb[i]
+                    );
                     assert!((da[i] - db[i]).abs() < 1e-10);
                 }
             }
@@ -107,11 +112,21 @@ fn rg_sigmoid_kernel_is_alpha_sq_and_ir_cutoff_negative() {
     )
     .unwrap();
     let d = Design::fit(&cfg, &data).unwrap();
-    let ScheduleConfig::Rg(rc) = &cfg.schedule else { unreachable!() };
+    let ScheduleConfig::Rg(rc) = &cfg.schedule else {
+        unreachable!()
+    };
     let log_sigma: Vec<f64> = d.sigma_data().iter().map(|s| s.ln()).collect();
-    let ctx = ScheduleContext { basis: d.basis(), var_comp: d.component_variance(), log_sigma: &log_sigma };
+    let ctx = ScheduleContext {
+        basis: d.basis(),
+        var_comp: d.component_variance(),
+        log_sigma: &log_sigma,
+    };
     let rg = RgSchedule::new(rc, &ctx).unwrap();
-    assert!(rg.cutoff(1.0) < 0.0, "Lambda_IR = {} must be negative", rg.cutoff(1.0));
+    assert!(
+        rg.cutoff(1.0) < 0.0,
+        "Lambda_IR = {} must be negative",
+        rg.cutoff(1.0)
+    );
     assert!(rg.cutoff(0.0) > rg.cutoff(1.0));
     for t in [0.0, 0.3, 0.8] {
         let st = d.state(t);
@@ -125,13 +140,20 @@ fn rg_sigmoid_kernel_is_alpha_sq_and_ir_cutoff_negative() {
 fn snr_endpoints_follow_eq_19() {
     // min_i log SNR_i(0) = -g_denoise and max_i log SNR_i(1) = -g_noise for the soft schedules.
     let data = free_data(8, 300, 4);
-    for spec in all_designs().into_iter().filter(|s| s.contains("'linear'") || s.contains("'rg'")) {
+    for spec in all_designs()
+        .into_iter()
+        .filter(|s| s.contains("'linear'") || s.contains("'rg'"))
+    {
         let d = design(spec, &data);
         let (g_d, g_n) = (-7.0, 9.0); // defaults
         let s0 = d.state(0.0);
         let s1 = d.state(1.0);
-        let min0 = (0..d.dim()).map(|i| s0.log_snr_data(i, d.sigma_data())).fold(f64::INFINITY, f64::min);
-        let max1 = (0..d.dim()).map(|i| s1.log_snr_data(i, d.sigma_data())).fold(f64::NEG_INFINITY, f64::max);
+        let min0 = (0..d.dim())
+            .map(|i| s0.log_snr_data(i, d.sigma_data()))
+            .fold(f64::INFINITY, f64::min);
+        let max1 = (0..d.dim())
+            .map(|i| s1.log_snr_data(i, d.sigma_data()))
+            .fold(f64::NEG_INFINITY, f64::max);
         assert!((min0 + g_d).abs() < 1e-9, "{spec}: min log SNR(0) = {min0}");
         assert!((max1 + g_n).abs() < 1e-9, "{spec}: max log SNR(1) = {max1}");
     }
@@ -185,14 +207,21 @@ fn sequential_freezes_exactly() {
             if g == -6.0 || g == 7.0 {
                 assert_eq!(st.dgamma_dt()[i], 0.0, "t={t} i={i}");
                 assert_eq!(st.beta(i), 0.0, "beta must be exactly 0 where frozen");
-                if g == -6.0 { frozen_lo += 1 } else { frozen_hi += 1 }
+                if g == -6.0 {
+                    frozen_lo += 1
+                } else {
+                    frozen_hi += 1
+                }
             } else {
                 assert!(g > -6.0 && g < 7.0);
                 assert!(st.beta(i) > 0.0);
             }
         }
     }
-    assert!(frozen_lo > 100 && frozen_hi > 100, "{frozen_lo} {frozen_hi}");
+    assert!(
+        frozen_lo > 100 && frozen_hi > 100,
+        "{frozen_lo} {frozen_hi}"
+    );
     // endpoints: all generated at t = 0, all noise at t = 1
     assert!(gamma_at(d.schedule(), 0.0).iter().all(|&g| g == -6.0));
     assert!(gamma_at(d.schedule(), 1.0).iter().all(|&g| g == 7.0));
@@ -205,11 +234,22 @@ fn smaller_l_is_generated_first_for_every_schedule() {
         let cfg: DesignConfig = toml::from_str(spec).unwrap();
         let d = Design::fit(&cfg, &data).unwrap();
         let log_sigma: Vec<f64> = d.sigma_data().iter().map(|s| s.ln()).collect();
-        let ctx = ScheduleContext { basis: d.basis(), var_comp: d.component_variance(), log_sigma: &log_sigma };
+        let ctx = ScheduleContext {
+            basis: d.basis(),
+            var_comp: d.component_variance(),
+            log_sigma: &log_sigma,
+        };
         let l: Vec<f64> = match &cfg.schedule {
             ScheduleConfig::Linear(c) => ordering_values(&c.ordering_params(), &ctx, "").unwrap(),
-            ScheduleConfig::Sequential(c) => ordering_values(&c.ordering_params(), &ctx, "").unwrap(),
-            ScheduleConfig::Rg(_) => d.basis().components().iter().map(|c| c.momentum.unwrap().k_hat_sq).collect(),
+            ScheduleConfig::Sequential(c) => {
+                ordering_values(&c.ordering_params(), &ctx, "").unwrap()
+            }
+            ScheduleConfig::Rg(_) => d
+                .basis()
+                .components()
+                .iter()
+                .map(|c| c.momentum.unwrap().k_hat_sq)
+                .collect(),
             // the standard schedules have no ordering: every component equal
             _ => vec![0.0; d.dim()],
         };
@@ -220,11 +260,24 @@ fn smaller_l_is_generated_first_for_every_schedule() {
             // the data SNR for the soft schedules (eq. 20 includes log Sigma); -gamma itself for
             // sequential and the standard schedules, which have no Sigma term
             let soft = matches!(d.schedule().name(), "linear" | "rg");
-            let key = |i: usize| if soft { st.log_snr_data(i, d.sigma_data()) } else { -st.gamma()[i] };
+            let key = |i: usize| {
+                if soft {
+                    st.log_snr_data(i, d.sigma_data())
+                } else {
+                    -st.gamma()[i]
+                }
+            };
             for i in 0..d.dim() {
                 for j in 0..d.dim() {
                     if l[i] < l[j] - 1e-12 {
-                        assert!(key(i) >= key(j) - 1e-9, "{spec} t={t}: l {} < {} but SNR {} < {}", l[i], l[j], key(i), key(j));
+                        assert!(
+                            key(i) >= key(j) - 1e-9,
+                            "{spec} t={t}: l {} < {} but SNR {} < {}",
+                            l[i],
+                            l[j],
+                            key(i),
+                            key(j)
+                        );
                     }
                     if l[i] == l[j] && d.schedule().name() != "sequential" {
                         assert!((key(i) - key(j)).abs() < 1e-9);
@@ -269,7 +322,10 @@ fn forward_marginal_variance_by_monte_carlo() {
             let var = sum_sq[i] / n;
             let expected = st.marginal_variance(i, &exact_sigma);
             let se = expected * (2.0 / n).sqrt();
-            assert!((var - expected).abs() < 4.0 * se, "t={t} i={i}: {var} vs {expected} +- {se}");
+            assert!(
+                (var - expected).abs() < 4.0 * se,
+                "t={t} i={i}: {var} vs {expected} +- {se}"
+            );
         }
     }
 }
@@ -277,8 +333,15 @@ fn forward_marginal_variance_by_monte_carlo() {
 #[test]
 fn free_prior_fit_recovers_the_free_field() {
     let data = free_field_samples(8, 0.5, 4000, 11).unwrap();
-    let d = design("basis = { kind = 'fourier' }\nprior = { kind = 'free' }\nschedule = { kind = 'rg' }", &data);
-    let crate::config::PriorConfig::Free { amplitude: Some(a), m2: Some(m2) } = d.resolved_config().prior else {
+    let d = design(
+        "basis = { kind = 'fourier' }\nprior = { kind = 'free' }\nschedule = { kind = 'rg' }",
+        &data,
+    );
+    let crate::config::PriorConfig::Free {
+        amplitude: Some(a),
+        m2: Some(m2),
+    } = d.resolved_config().prior
+    else {
         panic!("unresolved prior")
     };
     // exact: A = 1/2, m^2 = 0.5; per-component log-variance error ~ sqrt(2/N) = 2%

@@ -1,0 +1,146 @@
+//! The subcommands.
+
+use crate::data::{load_config, load_data};
+use crate::plots::{forward_strip, schedule_curves, spread_components};
+use anyhow::{bail, Context, Result};
+use gud_core::config::Config;
+use gud_core::{Dataset, Design};
+use gud_io::atomic::{ensure_writable_dir, parent_dir};
+use gud_io::figures::{plot_panels, plot_schedule};
+use std::path::{Path, PathBuf};
+
+/// Loads config and data and fits the design.
+fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, Design)> {
+    let mut cfg = load_config(config)?;
+    let ds = load_data(&mut cfg, data)?;
+    let origin = config.map_or("the built-in default config".to_string(), |p| {
+        p.display().to_string()
+    });
+    let design = Design::fit(&cfg.design, &ds).with_context(|| {
+        format!(
+            "fitting the design of {origin} to data of shape {}",
+            ds.shape()
+        )
+    })?;
+    cfg.design = design.resolved_config().clone();
+    Ok((cfg, ds, design))
+}
+
+/// `fig.png` -> `fig.config.toml`
+fn config_beside(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}.config.toml"))
+}
+
+fn title(design: &Design) -> String {
+    let c = design.resolved_config();
+    format!(
+        "{} basis, {} prior, {} schedule, shape {}",
+        design.basis().name(),
+        c.prior.build().name(),
+        design.schedule().name(),
+        design.shape()
+    )
+}
+
+pub fn schedule(
+    config: Option<&Path>,
+    data: Option<&Path>,
+    out: &Path,
+    components: usize,
+) -> Result<()> {
+    ensure_writable_dir(parent_dir(out))?;
+    let (cfg, _ds, design) = fit(config, data)?;
+    let picked = spread_components(&design, components);
+    let (t, curves) = schedule_curves(&design, &picked);
+    plot_schedule(out, &title(&design), &t, &curves)?;
+    gud_io::config::write_toml(&config_beside(out), &cfg)?;
+    eprintln!(
+        "wrote {} and {}",
+        out.display(),
+        config_beside(out).display()
+    );
+    Ok(())
+}
+
+pub fn noise(
+    config: Option<&Path>,
+    data: Option<&Path>,
+    out: &Path,
+    index: usize,
+    times: &[f64],
+    seed: u64,
+) -> Result<()> {
+    if times.is_empty() || times.iter().any(|t| !t.is_finite()) {
+        bail!("--times must be a comma-separated list of finite times in [0, 1]");
+    }
+    ensure_writable_dir(parent_dir(out))?;
+    let (cfg, ds, design) = fit(config, data)?;
+    if index >= ds.len() {
+        bail!(
+            "--index {index} is out of range: the data set has {} samples",
+            ds.len()
+        );
+    }
+    let panels = forward_strip(&design, ds.sample(index), times, seed)?;
+    plot_panels(
+        out,
+        &format!("forward process: {}", title(&design)),
+        1,
+        &panels,
+        None,
+    )?;
+    gud_io::config::write_toml(&config_beside(out), &cfg)?;
+    eprintln!(
+        "wrote {} and {}",
+        out.display(),
+        config_beside(out).display()
+    );
+    Ok(())
+}
+
+pub fn run(config: Option<&Path>, out: &Path, seed: u64) -> Result<()> {
+    ensure_writable_dir(out)?;
+    let (cfg, ds, design) = fit(config, None)?;
+    let picked = spread_components(&design, 8);
+    let (t, curves) = schedule_curves(&design, &picked);
+    plot_schedule(&out.join("schedule.png"), &title(&design), &t, &curves)?;
+    let panels = forward_strip(&design, ds.sample(0), &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0], seed)?;
+    plot_panels(
+        &out.join("noise.png"),
+        &format!("forward process: {}", title(&design)),
+        1,
+        &panels,
+        None,
+    )?;
+    gud_io::config::write_toml(&out.join("config.toml"), &cfg)?;
+    let (t0, t1) = design.schedule().t_range();
+    let (s0, s1) = (design.state(t0), design.state(t1));
+    let sd = design.sigma_data();
+    let ext = |f: &dyn Fn(usize) -> f64| {
+        (0..design.dim())
+            .map(f)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            })
+    };
+    let snr0 = ext(&|i| s0.log_snr_data(i, sd));
+    let snr1 = ext(&|i| s1.log_snr_data(i, sd));
+    println!("gud run: {}", title(&design));
+    println!("  data: {} samples of shape {}", ds.len(), ds.shape());
+    println!("  prior: {}", serde_json::to_string(&cfg.design.prior)?);
+    println!(
+        "  log SNR at t = {t0}: [{:.2}, {:.2}]; at t = {t1}: [{:.2}, {:.2}]",
+        snr0.0, snr0.1, snr1.0, snr1.1
+    );
+    println!(
+        "  wrote {}/schedule.png, {}/noise.png, {}/config.toml",
+        out.display(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! CLI tests: the commands run on built-in data and files, and bad input fails cleanly
+//! (non-zero exit, a message naming the file and the field, no panic).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gud(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(args)
+        .output()
+        .expect("running gud")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {e}");
+    assert!(!e.contains("panicked"), "panic instead of an error: {e}");
+    for n in needles {
+        assert!(e.contains(n), "error message lacks `{n}`: {e}");
+    }
+}
+
+fn write_npy(path: &Path, shape: &[usize], data: &[f64]) {
+    gud_io_write(path, shape, data);
+}
+
+// A minimal float64 .npy writer, independent of the code under test.
+fn gud_io_write(path: &Path, shape: &[usize], data: &[f64]) {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn run_writes_figures_and_resolved_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = gud(&["run", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["schedule.png", "noise.png", "config.toml"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let resolved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("amplitude") && resolved.contains("m2"),
+        "fitted prior in resolved config:\n{resolved}"
+    );
+    // the resolved config is itself a valid config that reproduces the run
+    let o = gud(&[
+        "schedule",
+        "--config",
+        out.join("config.toml").to_str().unwrap(),
+        "--out",
+        dir.path().join("s.png").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn every_example_config_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let out = dir
+                .path()
+                .join(format!("{}.png", p.file_stem().unwrap().to_string_lossy()));
+            let o = gud(&[
+                "noise",
+                "--config",
+                p.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "expected example configs in {}", examples.display());
+}
+
+#[test]
+fn noise_and_schedule_on_npy_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.npy");
+    let vals: Vec<f64> = (0..20 * 3 * 4 * 4)
+        .map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0)
+        .collect();
+    write_npy(&data, &[20, 3, 4, 4], &vals);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[design]\nbasis = { kind = 'haar' }\nprior = { kind = 'matched' }\nschedule = { kind = 'linear', ordering = 'level', a = 1.0, b = 0.5 }\n").unwrap();
+    let out = dir.path().join("strip.png");
+    let o = gud(&[
+        "noise",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.exists() && dir.path().join("strip.config.toml").exists());
+}
+
+#[test]
+fn malformed_toml_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broken.toml");
+    std::fs::write(&cfg, "[design\nbasis = ").unwrap();
+    let o = gud(&[
+        "schedule",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["broken.toml"]);
+}
+
+#[test]
+fn unknown_basis_and_key_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[design]\nbasis = { kind = 'wavelets' }\n").unwrap();
+    let o = gud(&[
+        "schedule",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["c.toml", "wavelets"]);
+    std::fs::write(
+        &cfg,
+        "[design]\nschedule = { kind = 'linear', softnes = 2 }\n",
+    )
+    .unwrap();
+    let o = gud(&[
+        "schedule",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["c.toml", "softnes"]);
+}
+
+#[test]
+fn shape_the_basis_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[data]\nkind = 'free-field'\nsize = 4\nsamples = 10\n[design]\nbasis = { kind = 'haar', levels = 5 }\nprior = { kind = 'matched' }\nschedule = { kind = 'cosine' }\n").unwrap();
+    let o = gud(&[
+        "schedule",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["haar", "levels"]);
+}
+
+#[test]
+fn nan_in_data_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nan.npy");
+    let mut vals = vec![0.5; 5 * 4 * 4];
+    vals[37] = f64::NAN;
+    write_npy(&data, &[5, 4, 4], &vals);
+    let o = gud(&[
+        "noise",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["nan.npy", "non-finite", "sample 2"]);
+}
+
+#[test]
+fn wrong_shape_and_truncated_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flat.npy");
+    write_npy(&data, &[16], &[0.0; 16]);
+    let o = gud(&[
+        "noise",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["flat.npy", "(N, H, W)"]);
+    let data = dir.path().join("cut.npy");
+    write_npy(&data, &[4, 4, 4], &[0.0; 64]);
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() - 8]).unwrap();
+    let o = gud(&[
+        "noise",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["cut.npy", "truncated"]);
+}
+
+#[test]
+fn unwritable_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let out = blocker.join("sub");
+    let o = gud(&["run", "--out", out.to_str().unwrap()]);
+    assert_clean_failure(&o, &["file"]);
+}
