@@ -1,0 +1,173 @@
+//! The lattice action and its force (SPEC section 7).
+
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+
+/// Couplings of S = sum_x [ sum_mu (phi_{x+mu} - phi_x)^2 + m2 phi_x^2 + lam phi_x^4 ].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Couplings {
+    pub m2: f64,
+    pub lam: f64,
+}
+
+impl Couplings {
+    /// Checks that the couplings are finite and the action bounded below (lam > 0, or
+    /// lam = 0 with m2 > 0).
+    pub fn new(m2: f64, lam: f64) -> Result<Self> {
+        if !m2.is_finite() {
+            return Err(invalid("m2", m2, "a finite number"));
+        }
+        if !lam.is_finite() || lam < 0.0 {
+            return Err(invalid("lam", lam, "a finite number >= 0"));
+        }
+        if lam == 0.0 && m2 <= 0.0 {
+            return Err(invalid(
+                "m2",
+                m2,
+                "m2 > 0 when lam = 0 (otherwise the action is unbounded below)",
+            ));
+        }
+        Ok(Couplings { m2, lam })
+    }
+
+    /// The hopping-parameter convention (e.g. Wang, Aarts & Zhou):
+    /// `S = sum_x [ -2 kappa sum_mu varphi_x varphi_{x+mu} + (1 - 2 lambda) varphi_x^2 + lambda varphi_x^4 ]`.
+    /// With phi = sqrt(kappa) varphi it is this crate's action with
+    /// `m2 = (1 - 2 lambda) / kappa - 4` and `lam = lambda / kappa^2` (in two dimensions).
+    pub fn from_hopping(kappa: f64, lambda: f64) -> Result<Self> {
+        if !kappa.is_finite() || kappa <= 0.0 {
+            return Err(invalid("kappa", kappa, "a finite number > 0"));
+        }
+        if !lambda.is_finite() || lambda < 0.0 {
+            return Err(invalid("lambda", lambda, "a finite number >= 0"));
+        }
+        Couplings::new((1.0 - 2.0 * lambda) / kappa - 4.0, lambda / (kappa * kappa))
+    }
+}
+
+/// An L x L periodic lattice with its couplings; fields are row-major slices of length L^2.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lattice {
+    pub l: usize,
+    pub couplings: Couplings,
+}
+
+impl Lattice {
+    pub fn new(l: usize, couplings: Couplings) -> Result<Self> {
+        if l < 2 {
+            return Err(invalid("L", l, "a lattice size L >= 2"));
+        }
+        Ok(Lattice { l, couplings })
+    }
+
+    pub fn volume(&self) -> usize {
+        self.l * self.l
+    }
+
+    /// S[phi] (forward differences: every link once).
+    pub fn action(&self, phi: &[f64]) -> f64 {
+        let l = self.l;
+        let Couplings { m2, lam } = self.couplings;
+        let mut s = 0.0;
+        for y in 0..l {
+            let row = &phi[y * l..(y + 1) * l];
+            let next = &phi[((y + 1) % l) * l..((y + 1) % l + 1) * l];
+            for x in 0..l {
+                let p = row[x];
+                let dx = row[(x + 1) % l] - p;
+                let dy = next[x] - p;
+                let p2 = p * p;
+                s += dx * dx + dy * dy + p2 * (m2 + lam * p2);
+            }
+        }
+        s
+    }
+
+    /// mom += c F(phi), with the force F = -dS/dphi = 2 lap(phi) - 2 m2 phi - 4 lam phi^3
+    /// and lap(phi)_x = sum_mu (phi_{x+mu} + phi_{x-mu} - 2 phi_x). Row by row, so the
+    /// interior loop vectorises.
+    pub fn kick(&self, phi: &[f64], mom: &mut [f64], c: f64) {
+        let l = self.l;
+        let Couplings { m2, lam } = self.couplings;
+        // F = 2 (neighbours) - (8 + 2 m2) phi - 4 lam phi^3
+        let (a, b, q) = (2.0 * c, -(8.0 + 2.0 * m2) * c, -4.0 * lam * c);
+        for y in 0..l {
+            let up = &phi[((y + l - 1) % l) * l..((y + l - 1) % l + 1) * l];
+            let dn = &phi[((y + 1) % l) * l..((y + 1) % l + 1) * l];
+            let row = &phi[y * l..(y + 1) * l];
+            let out = &mut mom[y * l..(y + 1) * l];
+            let site = |x: usize, left: f64, right: f64| {
+                let p = row[x];
+                a * (left + right + up[x] + dn[x]) + p * (b + q * p * p)
+            };
+            out[0] += site(0, row[l - 1], row[1 % l]);
+            for x in 1..l - 1 {
+                let p = row[x];
+                out[x] += a * (row[x - 1] + row[x + 1] + up[x] + dn[x]) + p * (b + q * p * p);
+            }
+            out[l - 1] += site(l - 1, row[l - 2], row[0]);
+        }
+    }
+
+    /// -dS/dphi as a new vector (for tests and diagnostics).
+    pub fn force(&self, phi: &[f64]) -> Vec<f64> {
+        let mut f = vec![0.0; phi.len()];
+        self.kick(phi, &mut f, 1.0);
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn force_is_minus_the_gradient() {
+        let lat = Lattice::new(5, Couplings::new(-1.3, 0.7).unwrap()).unwrap();
+        let phi: Vec<f64> = (0..25).map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0).collect();
+        let f = lat.force(&phi);
+        let h = 1e-6;
+        for i in 0..25 {
+            let mut p = phi.clone();
+            p[i] += h;
+            let sp = lat.action(&p);
+            p[i] -= 2.0 * h;
+            let sm = lat.action(&p);
+            let fd = -(sp - sm) / (2.0 * h);
+            assert!(
+                (fd - f[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "site {i}: {fd} vs {}",
+                f[i]
+            );
+        }
+    }
+
+    #[test]
+    fn hopping_conversion_is_exact() {
+        // S_hop(varphi) == S(phi = sqrt(kappa) varphi) for a random field
+        let (kappa, lambda) = (0.3, 0.022);
+        let c = Couplings::from_hopping(kappa, lambda).unwrap();
+        let lat = Lattice::new(4, c).unwrap();
+        let varphi: Vec<f64> = (0..16).map(|i| ((i * 5 % 7) as f64 - 3.0) / 2.0).collect();
+        let l = 4;
+        let mut s_hop = 0.0;
+        for y in 0..l {
+            for x in 0..l {
+                let v = varphi[y * l + x];
+                let nb = varphi[y * l + (x + 1) % l] + varphi[((y + 1) % l) * l + x];
+                s_hop += -2.0 * kappa * v * nb + (1.0 - 2.0 * lambda) * v * v + lambda * v.powi(4);
+            }
+        }
+        let phi: Vec<f64> = varphi.iter().map(|v| v * kappa.sqrt()).collect();
+        assert!((lat.action(&phi) - s_hop).abs() < 1e-12 * s_hop.abs().max(1.0));
+    }
+
+    #[test]
+    fn bad_couplings() {
+        assert!(Couplings::new(f64::NAN, 1.0).is_err());
+        assert!(Couplings::new(1.0, -1.0).is_err());
+        assert!(Couplings::new(-1.0, 0.0).is_err());
+        assert!(Lattice::new(1, Couplings::new(1.0, 0.0).unwrap()).is_err());
+        assert!(Couplings::from_hopping(0.0, 0.1).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! # gud-phi4: lattice phi^4 theory in two dimensions (SPEC section 7)
+//!
+//! Periodic L x L lattice with the action
+//!
+//! ```text
+//! S[phi] = sum_x [ sum_{mu=1,2} (phi_{x+mu} - phi_x)^2 + m2 phi_x^2 + lam phi_x^4 ],   p ~ exp(-S)
+//! ```
+//!
+//! (the convention of the normalizing-flow lattice literature). [`Couplings::from_hopping`]
+//! converts the hopping-parameter convention exactly. [`hmc`] samples it with many parallel
+//! chains, [`observables`] measures it with binned-jackknife errors and integrated
+//! autocorrelation times ([`stats`]).
+
+pub mod action;
+pub mod hmc;
+pub mod observables;
+pub mod stats;
+
+pub use action::{Couplings, Lattice};
+pub use hmc::{HmcConfig, HmcRun};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Phi4Error {
+    #[error("invalid parameter `{name}` = {value}: expected {expected}")]
+    InvalidParameter {
+        name: String,
+        value: String,
+        expected: String,
+    },
+    #[error("configurations: {0}")]
+    BadConfigurations(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+pub type Result<T, E = Phi4Error> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(name: &str, value: impl ToString, expected: &str) -> Phi4Error {
+    Phi4Error::InvalidParameter {
+        name: name.into(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
