@@ -2,6 +2,7 @@
 
 mod commands;
 mod data;
+mod phi4;
 mod plots;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,11 @@ enum Command {
         /// Seed of the forward-process noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
+    Phi4 {
+        #[command(subcommand)]
+        command: phi4::Phi4Command,
     },
     /// Plot sigma_i(t), gamma_i(t) and log SNR_i(t) for a spread of components (GUD fig. 2).
     Schedule {
@@ -73,6 +79,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Phi4 { command } => phi4::run(command),
         Command::Run { config, out, seed } => commands::run(config.as_deref(), &out, seed),
         Command::Schedule {
             config,

@@ -101,9 +101,17 @@ impl Lattice {
                 a * (left + right + up[x] + dn[x]) + p * (b + q * p * p)
             };
             out[0] += site(0, row[l - 1], row[1 % l]);
-            for x in 1..l - 1 {
-                let p = row[x];
-                out[x] += a * (row[x - 1] + row[x + 1] + up[x] + dn[x]) + p * (b + q * p * p);
+            if l > 2 {
+                // interior: zipped slices, no bounds checks, so the loop vectorises
+                let n = l - 2;
+                let it = out[1..=n]
+                    .iter_mut()
+                    .zip(&row[1..=n])
+                    .zip(row[..n].iter().zip(&row[2..]))
+                    .zip(up[1..=n].iter().zip(&dn[1..=n]));
+                for (((o, &p), (&lt, &rt)), (&u, &d)) in it {
+                    *o += a * (lt + rt + u + d) + p * (b + q * p * p);
+                }
             }
             out[l - 1] += site(l - 1, row[l - 2], row[0]);
         }

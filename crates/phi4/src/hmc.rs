@@ -92,6 +92,8 @@ pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
 
 struct Chain {
     phi: Vec<f64>,
+    /// S[phi] of the current state (kept from the last trajectory).
+    action: f64,
     q: Vec<f64>,
     mom: Vec<f64>,
     rng: ChaCha8Rng,
@@ -108,6 +110,7 @@ impl Chain {
             .collect();
         Chain {
             phi,
+            action: f64::NAN,
             q: vec![0.0; v],
             mom: vec![0.0; v],
             rng,
@@ -125,15 +128,20 @@ impl Chain {
         for p in &mut self.mom {
             *p = StandardNormal.sample(&mut self.rng);
         }
-        let h0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + lat.action(&self.phi);
+        if !self.action.is_finite() {
+            self.action = lat.action(&self.phi);
+        }
+        let h0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + self.action;
         self.q.copy_from_slice(&self.phi);
         leapfrog(lat, &mut self.q, &mut self.mom, eps, steps);
-        let h1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + lat.action(&self.q);
+        let s1 = lat.action(&self.q);
+        let h1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + s1;
         let u: f64 = self.rng.random();
         self.trajectories += 1;
         // accept with probability min(1, exp(-(H1 - H0))); a NaN energy is always rejected
         if u < (h0 - h1).exp() {
             std::mem::swap(&mut self.phi, &mut self.q);
+            self.action = s1;
             self.accepted += 1;
             true
         } else {
@@ -141,12 +149,9 @@ impl Chain {
         }
     }
 
-    fn abs_m_and_action(&self, lat: &Lattice) -> (f64, f64) {
+    fn abs_m_and_action(&self) -> (f64, f64) {
         let v = self.phi.len() as f64;
-        (
-            (self.phi.iter().sum::<f64>() / v).abs(),
-            lat.action(&self.phi),
-        )
+        ((self.phi.iter().sum::<f64>() / v).abs(), self.action)
     }
 }
 
@@ -216,7 +221,7 @@ fn advance(
                 (0..k)
                     .map(|_| {
                         c.trajectory(lat, eps, steps);
-                        c.abs_m_and_action(lat)
+                        c.abs_m_and_action()
                     })
                     .collect()
             })
