@@ -235,3 +235,126 @@ fn unwritable_output_directory() {
     let o = gud(&["run", "--out", out.to_str().unwrap()]);
     assert_clean_failure(&o, &["file"]);
 }
+
+#[test]
+fn phi4_sample_then_observe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.npy");
+    let o = gud(&[
+        "phi4",
+        "sample",
+        "--size",
+        "4",
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--samples",
+        "64",
+        "--chains",
+        "8",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["acceptance"].as_f64().unwrap() > 0.5, "{summary}");
+    assert!(summary["tau_int_abs_m"]["tau"].as_f64().unwrap() >= 0.5);
+    let o = gud(&[
+        "phi4",
+        "observe",
+        out.to_str().unwrap(),
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let obs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(obs["n"], 64);
+    assert!(obs["action_density"]["value"].as_f64().unwrap().is_finite());
+    // the hopping convention gives the same ensemble statistics after the exact conversion
+    let o = gud(&[
+        "phi4",
+        "sample",
+        "--size",
+        "4",
+        "--kappa",
+        "0.3",
+        "--lambda",
+        "0.02",
+        "--samples",
+        "16",
+        "--chains",
+        "4",
+        "--out",
+        dir.path().join("h.npy").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn phi4_bad_input_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.npy");
+    let o_str = out.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--size", "1", "--m2", "1", "--lam", "1", "--samples", "10"],
+            "L",
+        ),
+        (
+            vec!["--size", "4", "--m2", "1", "--lam", "1", "--samples", "-5"],
+            "samples",
+        ),
+        (
+            vec![
+                "--size",
+                "4",
+                "--m2",
+                "NaN",
+                "--lam",
+                "1",
+                "--samples",
+                "10",
+            ],
+            "m2",
+        ),
+        (
+            vec!["--size", "4", "--m2", "-1", "--lam", "0", "--samples", "10"],
+            "m2",
+        ),
+    ] {
+        let mut a = vec!["phi4", "sample"];
+        a.extend(args);
+        a.extend(["--out", o_str]);
+        let o = gud(&a);
+        assert_clean_failure(&o, &[needle]);
+        assert!(!out.exists(), "nothing may be written on bad input");
+    }
+    // observe: wrong shape, wrong dtype, truncated
+    let bad = dir.path().join("bad.npy");
+    write_npy(&bad, &[4, 3, 5], &[0.0; 60]);
+    assert_clean_failure(
+        &gud(&["phi4", "observe", bad.to_str().unwrap()]),
+        &["bad.npy", "(N, L, L)"],
+    );
+    write_npy(&bad, &[4, 4, 4], &[0.0; 64]);
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 16]).unwrap();
+    assert_clean_failure(
+        &gud(&["phi4", "observe", bad.to_str().unwrap()]),
+        &["bad.npy", "truncated"],
+    );
+    let mut b2 = bytes.clone();
+    let pos = b2.windows(3).position(|w| w == b"<f8").unwrap();
+    b2[pos..pos + 3].copy_from_slice(b"<i8");
+    std::fs::write(&bad, &b2).unwrap();
+    assert_clean_failure(
+        &gud(&["phi4", "observe", bad.to_str().unwrap()]),
+        &["bad.npy", "float32"],
+    );
+}

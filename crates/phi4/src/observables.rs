@@ -68,7 +68,7 @@ fn primaries(phi: &[f64], lat: Option<&Lattice>, l: usize, out: &mut [f64]) {
 /// action density. Bins hold max(1, ceil(2 tau_int)) samples (tau of |M| and phi^2), at most N/20.
 pub fn measure(configs: &[f64], l: usize, couplings: Option<Couplings>) -> Result<Observables> {
     let v = l * l;
-    if l < 2 || configs.is_empty() || configs.len() % v != 0 {
+    if l < 2 || configs.is_empty() || !configs.len().is_multiple_of(v) {
         return Err(Phi4Error::BadConfigurations(format!(
             "{} values do not make whole L x L = {l} x {l} configurations",
             configs.len()
