@@ -8,7 +8,7 @@
 
 use crate::basis::Basis;
 use crate::config::PriorConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The result of fitting a prior: S_i per component, and the config with every fitted value
 /// filled in (written to the resolved config of a run).
@@ -69,16 +69,7 @@ impl Prior for FreeFieldPrior {
         "free"
     }
     fn fit(&self, basis: &dyn Basis, var_comp: &[f64]) -> Result<FittedPrior> {
-        let k2 = basis
-            .components()
-            .iter()
-            .map(|c| c.momentum.map(|m| m.k_hat_sq))
-            .collect::<Option<Vec<f64>>>()
-            .ok_or(Error::MissingMetadata {
-                what: "the `free` prior".into(),
-                needs: "lattice momenta",
-                basis: basis.name(),
-            })?;
+        let k2 = crate::basis::momenta_sq(basis, "the `free` prior")?;
         if let Some(a) = self.amplitude {
             crate::error::check_range("prior.amplitude", a, f64::MIN_POSITIVE, f64::INFINITY)?;
         }

@@ -82,6 +82,20 @@ pub trait Basis: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// `|k_hat|^2` of every component, or an error naming `what` if the basis has no momenta.
+pub fn momenta_sq(basis: &dyn Basis, what: &str) -> crate::Result<Vec<f64>> {
+    basis
+        .components()
+        .iter()
+        .map(|c| c.momentum.map(|m| m.k_hat_sq))
+        .collect::<Option<Vec<f64>>>()
+        .ok_or_else(|| crate::Error::MissingMetadata {
+            what: what.to_string(),
+            needs: "lattice momenta (use the fourier basis)",
+            basis: basis.name(),
+        })
+}
+
 /// `U phi` for a batch (N, d) row-major, in parallel over samples.
 pub fn forward_batch(basis: &dyn Basis, phi: &[f64], chi: &mut [f64]) {
     let d = basis.dim();

@@ -41,16 +41,10 @@ impl OrderingKind {
 }
 
 fn momenta(ctx: &ScheduleContext<'_>, what: &str, ordering: OrderingKind) -> Result<Vec<f64>> {
-    ctx.basis
-        .components()
-        .iter()
-        .map(|c| c.momentum.map(|m| m.k_hat_sq))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Error::MissingMetadata {
-            what: format!("{what} with ordering `{}`", ordering.name()),
-            needs: "lattice momenta (use the fourier basis)",
-            basis: ctx.basis.name(),
-        })
+    crate::basis::momenta_sq(
+        ctx.basis,
+        &format!("{what} with ordering `{}`", ordering.name()),
+    )
 }
 
 fn positions(

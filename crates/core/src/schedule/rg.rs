@@ -37,17 +37,7 @@ impl RgSchedule {
                 "a value above g_denoise",
             ));
         }
-        let k2 = ctx
-            .basis
-            .components()
-            .iter()
-            .map(|i| i.momentum.map(|m| m.k_hat_sq))
-            .collect::<Option<Vec<f64>>>()
-            .ok_or(Error::MissingMetadata {
-                what: "the rg schedule".into(),
-                needs: "lattice momenta (use the fourier basis)",
-                basis: ctx.basis.name(),
-            })?;
+        let k2 = crate::basis::momenta_sq(ctx.basis, "the rg schedule")?;
         let width = match c.regulator {
             Regulator::Sigmoid => {
                 check_range("schedule.width", c.width, f64::MIN_POSITIVE, f64::INFINITY)?
