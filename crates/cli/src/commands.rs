@@ -9,6 +9,37 @@ use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use gud_io::figures::{plot_panels, plot_schedule};
 use std::path::{Path, PathBuf};
 
+/// The inputs and output shared by the figure commands.
+#[derive(clap::Args, Debug)]
+pub struct FigureArgs {
+    /// TOML config; the built-in default when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data (.npy, (N, H, W) or (N, C, H, W)); overrides the config's data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output PNG; the resolved config is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Checks the output directory, then loads config and data and fits the design.
+fn fit_for_figure(args: &FigureArgs) -> Result<(Config, Dataset, Design)> {
+    ensure_writable_dir(parent_dir(&args.out))?;
+    fit(args.config.as_deref(), args.data.as_deref())
+}
+
+/// Writes the resolved config beside a figure and says what was written.
+fn finish_figure(out: &Path, cfg: &Config) -> Result<()> {
+    gud_io::config::write_toml(&config_beside(out), cfg)?;
+    eprintln!(
+        "wrote {} and {}",
+        out.display(),
+        config_beside(out).display()
+    );
+    Ok(())
+}
+
 /// Loads config and data and fits the design.
 fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, Design)> {
     let mut cfg = load_config(config)?;
@@ -46,39 +77,19 @@ fn title(design: &Design) -> String {
     )
 }
 
-pub fn schedule(
-    config: Option<&Path>,
-    data: Option<&Path>,
-    out: &Path,
-    components: usize,
-) -> Result<()> {
-    ensure_writable_dir(parent_dir(out))?;
-    let (cfg, _ds, design) = fit(config, data)?;
+pub fn schedule(args: &FigureArgs, components: usize) -> Result<()> {
+    let (cfg, _ds, design) = fit_for_figure(args)?;
     let picked = spread_components(&design, components);
     let (t, curves) = schedule_curves(&design, &picked);
-    plot_schedule(out, &title(&design), &t, &curves)?;
-    gud_io::config::write_toml(&config_beside(out), &cfg)?;
-    eprintln!(
-        "wrote {} and {}",
-        out.display(),
-        config_beside(out).display()
-    );
-    Ok(())
+    plot_schedule(&args.out, &title(&design), &t, &curves)?;
+    finish_figure(&args.out, &cfg)
 }
 
-pub fn noise(
-    config: Option<&Path>,
-    data: Option<&Path>,
-    out: &Path,
-    index: usize,
-    times: &[f64],
-    seed: u64,
-) -> Result<()> {
+pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Result<()> {
     if times.is_empty() || times.iter().any(|t| !t.is_finite()) {
         bail!("--times must be a comma-separated list of finite times in [0, 1]");
     }
-    ensure_writable_dir(parent_dir(out))?;
-    let (cfg, ds, design) = fit(config, data)?;
+    let (cfg, ds, design) = fit_for_figure(args)?;
     if index >= ds.len() {
         bail!(
             "--index {index} is out of range: the data set has {} samples",
@@ -86,20 +97,9 @@ pub fn noise(
         );
     }
     let panels = forward_strip(&design, ds.sample(index), times, seed)?;
-    plot_panels(
-        out,
-        &format!("forward process: {}", title(&design)),
-        1,
-        &panels,
-        None,
-    )?;
-    gud_io::config::write_toml(&config_beside(out), &cfg)?;
-    eprintln!(
-        "wrote {} and {}",
-        out.display(),
-        config_beside(out).display()
-    );
-    Ok(())
+    let caption = format!("forward process: {}", title(&design));
+    plot_panels(&args.out, &caption, 1, &panels, None)?;
+    finish_figure(&args.out, &cfg)
 }
 
 pub fn run(config: Option<&Path>, out: &Path, seed: u64) -> Result<()> {

@@ -42,28 +42,16 @@ enum Command {
     },
     /// Plot sigma_i(t), gamma_i(t) and log SNR_i(t) for a spread of components (GUD fig. 2).
     Schedule {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Training data (.npy, (N, H, W) or (N, C, H, W)); overrides the config's data.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Output PNG; the resolved config is written beside it.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        io: commands::FigureArgs,
         /// Number of components drawn.
         #[arg(long, default_value_t = 8)]
         components: usize,
     },
     /// One sample through the forward process at several times, in phi-space (GUD fig. 4).
     Noise {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Training data (.npy); overrides the config's data.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Output PNG; the resolved config is written beside it.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        io: commands::FigureArgs,
         /// Which sample of the data set.
         #[arg(long, default_value_t = 0)]
         index: usize,
@@ -81,27 +69,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Phi4 { command } => phi4::run(command),
         Command::Run { config, out, seed } => commands::run(config.as_deref(), &out, seed),
-        Command::Schedule {
-            config,
-            data,
-            out,
-            components,
-        } => commands::schedule(config.as_deref(), data.as_deref(), &out, components),
+        Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {
-            config,
-            data,
-            out,
+            io,
             index,
             times,
             seed,
-        } => commands::noise(
-            config.as_deref(),
-            data.as_deref(),
-            &out,
-            index,
-            &times,
-            seed,
-        ),
+        } => commands::noise(&io, index, &times, seed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
