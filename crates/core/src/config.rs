@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::field::{Dataset, Shape};
 use crate::prior::{FreeFieldPrior, MatchedPrior, Prior, WhitePrior};
 use crate::schedule::ordering::OrderingKind;
+pub use crate::score::PatchRule;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -315,12 +316,132 @@ impl Default for DataConfig {
     }
 }
 
+/// The score model (SPEC section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ScoreConfig {
+    /// Exact for Gaussian data: eps_hat_i = sigma_i chi_i / (alpha_i^2 Sigma_i + sigma_i^2).
+    Gaussian {},
+    /// The optimal denoiser of the training set (memorises).
+    Empirical {},
+    /// Empirical weights averaged over `perturbations` queries chi + scale eps_m.
+    Smoothed {
+        #[serde(default = "default_smoothing_scale")]
+        scale: f64,
+        #[serde(default = "default_perturbations")]
+        perturbations: usize,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// The equivariant local patch machine (pixel basis).
+    Els {
+        #[serde(default)]
+        patch: PatchRule,
+    },
+}
+
+fn default_smoothing_scale() -> f64 {
+    0.5
+}
+fn default_perturbations() -> usize {
+    16
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig::Gaussian {}
+    }
+}
+
+/// The reverse-time integrator (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Euler-Maruyama on the reverse SDE.
+    Sde,
+    /// Heun on the probability-flow ODE.
+    Ode,
+    /// Exact Gaussian posterior steps.
+    Ancestral,
+}
+
+/// Where the sampler's grid points lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeGrid {
+    /// Uniform in t.
+    UniformT,
+    /// Uniform in the mean of gamma_i(t).
+    UniformGamma,
+}
+
+/// v_t of the ancestral step: the posterior variance of chi0 given chi_t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PosteriorVariance {
+    /// v_t = 0 (the usual DDPM choice; under-dispersed at coarse steps).
+    None,
+    /// v_t,i = Sigma_i sigma_i^2 / (alpha_i^2 Sigma_i + sigma_i^2), exact for Gaussian data.
+    Gaussian,
+}
+
+/// RG projection (RGDM fig. 2c): skip components that are not active over a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectionConfig {
+    pub enabled: bool,
+    /// A component whose SNR_i = Sigma_i exp(-gamma_i) is below this at both ends of a step is
+    /// left as a prior sample.
+    pub snr_min: f64,
+    /// A component whose gamma_i is below this at both ends of a step is frozen.
+    pub gamma_frozen: f64,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        ProjectionConfig {
+            enabled: false,
+            snr_min: 1e-4,
+            gamma_frozen: -10.0,
+        }
+    }
+}
+
+/// How samples are drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    pub kind: SamplerKind,
+    /// Grid points from t_max to t_min (each sampler then jumps to the data, t = 0).
+    pub steps: usize,
+    pub grid: TimeGrid,
+    pub posterior_variance: PosteriorVariance,
+    pub projection: ProjectionConfig,
+    /// Samples integrated together (memory is a few (batch, d) buffers).
+    pub batch: usize,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            kind: SamplerKind::Ancestral,
+            steps: 20,
+            grid: TimeGrid::UniformT,
+            posterior_variance: PosteriorVariance::Gaussian,
+            projection: ProjectionConfig::default(),
+            batch: 256,
+        }
+    }
+}
+
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data: DataConfig,
     pub design: DesignConfig,
+    pub score: ScoreConfig,
+    pub sampler: SamplerConfig,
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ pub mod free_field;
 pub mod numerics;
 pub mod prior;
 pub mod process;
+pub mod sampler;
 pub mod schedule;
+pub mod score;
 
 #[cfg(test)]
 mod testutil;

@@ -1,0 +1,347 @@
+//! Reverse-time samplers (SPEC section 5), from the prior N(0, I) in chi at t_max to the data.
+//!
+//! A [`Plan`] fixes the grid t_0 = t_max > t_1 > ... > t_{K-1} = t_min, the noising state at
+//! every point and, with the RG projection (RGDM fig. 2c), the set of components each step
+//! evaluates. A [`Sampler`] integrates a batch along the plan and ends with a jump from t_min
+//! to the data, chi0. Every sample k draws its noise from its own stream (seed, k), so any
+//! sample can be regenerated alone.
+
+mod ancestral;
+mod ode;
+mod sde;
+#[cfg(test)]
+mod tests;
+
+pub use ancestral::AncestralSampler;
+pub use ode::OdeSampler;
+pub use sde::SdeSampler;
+
+use crate::config::{PosteriorVariance, ProjectionConfig, SamplerConfig, SamplerKind, TimeGrid};
+use crate::error::{Error, Result};
+use crate::process::NoisingState;
+use crate::schedule::Schedule;
+use crate::score::{chi0_from_eps, ScoreModel};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// The random stream of sample k: ChaCha8 seeded with `seed`, stream k.
+pub fn sample_rng(seed: u64, k: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(k);
+    rng
+}
+
+/// The grid of `points` times from t_max down to t_min, uniform in t or in mean gamma.
+pub fn time_grid(schedule: &dyn Schedule, points: usize, grid: TimeGrid) -> Result<Vec<f64>> {
+    if points == 0 {
+        return Err(Error::param("sampler.steps", 0, "at least 1"));
+    }
+    let (t_min, t_max) = schedule.t_range();
+    if points == 1 {
+        return Ok(vec![t_max]);
+    }
+    let frac = |j: usize| j as f64 / (points - 1) as f64;
+    Ok(match grid {
+        TimeGrid::UniformT => (0..points)
+            .map(|j| t_max + frac(j) * (t_min - t_max))
+            .collect(),
+        TimeGrid::UniformGamma => {
+            let mean_gamma = |t: f64| NoisingState::at(schedule, t).mean_gamma();
+            let (g_hi, g_lo) = (mean_gamma(t_max), mean_gamma(t_min));
+            (0..points)
+                .map(|j| {
+                    // mean gamma is non-decreasing in t: bisect for the target
+                    let target = g_hi + frac(j) * (g_lo - g_hi);
+                    let (mut lo, mut hi) = (t_min, t_max);
+                    for _ in 0..60 {
+                        let mid = 0.5 * (lo + hi);
+                        if mean_gamma(mid) < target {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    if j == 0 {
+                        t_max
+                    } else if j == points - 1 {
+                        t_min
+                    } else {
+                        0.5 * (lo + hi)
+                    }
+                })
+                .collect()
+        }
+    })
+}
+
+/// Which components a step from t_cur to t_next evaluates (RG projection, SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Projection {
+    pub log_snr_min: f64,
+    pub gamma_frozen: f64,
+}
+
+impl Projection {
+    pub fn from_config(c: &ProjectionConfig) -> Result<Option<Self>> {
+        if !c.enabled {
+            return Ok(None);
+        }
+        if !(c.snr_min > 0.0 && c.snr_min.is_finite()) {
+            return Err(Error::param(
+                "sampler.projection.snr_min",
+                c.snr_min,
+                "a positive number",
+            ));
+        }
+        if !c.gamma_frozen.is_finite() {
+            return Err(Error::param(
+                "sampler.projection.gamma_frozen",
+                c.gamma_frozen,
+                "a finite number",
+            ));
+        }
+        Ok(Some(Projection {
+            log_snr_min: c.snr_min.ln(),
+            gamma_frozen: c.gamma_frozen,
+        }))
+    }
+
+    /// Components that are neither still pure noise (SNR_i below the threshold at both ends:
+    /// they stay prior samples) nor already generated (gamma_i below the threshold at both
+    /// ends: frozen).
+    pub fn active(
+        &self,
+        cur: &NoisingState,
+        next: &NoisingState,
+        sigma_data: &[f64],
+    ) -> Vec<usize> {
+        (0..cur.dim())
+            .filter(|&i| {
+                let noise = cur.log_snr_data(i, sigma_data) < self.log_snr_min
+                    && next.log_snr_data(i, sigma_data) < self.log_snr_min;
+                let frozen =
+                    cur.gamma()[i] < self.gamma_frozen && next.gamma()[i] < self.gamma_frozen;
+                !noise && !frozen
+            })
+            .collect()
+    }
+
+    /// Components still to be denoised by the final jump from t_min to the data.
+    pub fn active_final(&self, last: &NoisingState) -> Vec<usize> {
+        (0..last.dim())
+            .filter(|&i| last.gamma()[i] >= self.gamma_frozen)
+            .collect()
+    }
+}
+
+/// The grid, the noising states on it and the active sets of each step.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub times: Vec<f64>,
+    pub states: Vec<NoisingState>,
+    /// Active components of step j (from point j to j+1), `None` = all; the last entry is the
+    /// final jump to the data.
+    pub active: Vec<Option<Vec<usize>>>,
+    /// Sigma_i, the data variance of each whitened component (the Gaussian part).
+    pub sigma_data: Vec<f64>,
+}
+
+impl Plan {
+    pub fn new(
+        schedule: &dyn Schedule,
+        sigma_data: &[f64],
+        points: usize,
+        grid: TimeGrid,
+        projection: Option<Projection>,
+    ) -> Result<Self> {
+        if sigma_data.len() != schedule.dim() {
+            return Err(Error::ShapeMismatch {
+                what: "sampler plan".into(),
+                expected: format!("{} data variances", schedule.dim()),
+                got: format!("{}", sigma_data.len()),
+            });
+        }
+        let times = time_grid(schedule, points, grid)?;
+        let states: Vec<NoisingState> = times
+            .iter()
+            .map(|&t| NoisingState::at(schedule, t))
+            .collect();
+        let mut active: Vec<Option<Vec<usize>>> = states
+            .windows(2)
+            .map(|w| projection.map(|p| p.active(&w[0], &w[1], sigma_data)))
+            .collect();
+        active.push(projection.map(|p| p.active_final(states.last().expect("points >= 1"))));
+        Ok(Plan {
+            times,
+            states,
+            active,
+            sigma_data: sigma_data.to_vec(),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.sigma_data.len()
+    }
+    /// Steps including the final jump (= grid points).
+    pub fn steps(&self) -> usize {
+        self.times.len()
+    }
+    fn active_count(&self, j: usize) -> usize {
+        self.active[j].as_ref().map_or(self.dim(), Vec::len)
+    }
+}
+
+/// Progress of a sampler, given to the observer after every step of every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// Step index within the plan (the last is the jump to the data).
+    pub step: usize,
+    pub steps: usize,
+    pub t: f64,
+    /// Components evaluated in this step.
+    pub active: usize,
+    /// Samples in the batch.
+    pub batch: usize,
+}
+
+/// A reverse-time integrator (SPEC section 5).
+pub trait Sampler: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Score evaluations of one step (the final jump takes one).
+    fn evals_per_step(&self) -> usize;
+    /// Integrates `chi` (n, d), prior samples at the plan's first point, to the data; sample k
+    /// of the batch draws its noise from `rngs[k]`.
+    fn run(
+        &self,
+        plan: &Plan,
+        score: &dyn ScoreModel,
+        chi: &mut [f64],
+        rngs: &mut [ChaCha8Rng],
+        observer: &mut dyn FnMut(StepInfo),
+    );
+}
+
+impl SamplerConfig {
+    pub fn build(&self) -> Box<dyn Sampler> {
+        match self.kind {
+            SamplerKind::Sde => Box::new(SdeSampler),
+            SamplerKind::Ode => Box::new(OdeSampler),
+            SamplerKind::Ancestral => Box::new(AncestralSampler {
+                posterior_variance: self.posterior_variance,
+            }),
+        }
+    }
+}
+
+/// The final jump from the last grid point to the data: chi0 = chi0_hat, plus (ancestral with
+/// the Gaussian posterior variance) N(0, v_t) noise, which makes it exact for Gaussian data.
+fn jump_to_data(
+    plan: &Plan,
+    score: &dyn ScoreModel,
+    chi: &mut [f64],
+    rngs: &mut [ChaCha8Rng],
+    posterior: PosteriorVariance,
+    eps: &mut [f64],
+) {
+    let d = plan.dim();
+    let last = plan.states.last().expect("plan has points");
+    let active = plan.active.last().expect("plan has steps").as_deref();
+    score.eps_hat(chi, last, active, eps);
+    let (a2, s2) = (last.alpha_sq(), last.sigma_sq());
+    chi.par_chunks_mut(d)
+        .zip(eps.par_chunks(d))
+        .zip(rngs.par_iter_mut())
+        .for_each(|((x, e), rng)| {
+            for i in crate::score::active_or_all(active, d) {
+                x[i] = chi0_from_eps(x[i], e[i], a2[i].sqrt(), s2[i].sqrt());
+                if posterior == PosteriorVariance::Gaussian {
+                    let v =
+                        crate::score::gaussian_posterior_variance(a2[i], s2[i], plan.sigma_data[i]);
+                    let z: f64 = StandardNormal.sample(rng);
+                    x[i] += v.sqrt() * z;
+                }
+            }
+        });
+}
+
+/// What a sampling run cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleReport {
+    pub sampler: &'static str,
+    pub score: &'static str,
+    pub grid_points: usize,
+    /// Score-model evaluations per sample.
+    pub nfe: usize,
+    /// Component-evaluations per sample (with the RG projection: active components only).
+    pub component_evals: usize,
+    /// The same without projection (nfe x d).
+    pub component_evals_full: usize,
+    pub samples: usize,
+}
+
+impl SampleReport {
+    /// The fraction of component-evaluations the projection saved.
+    pub fn saved_fraction(&self) -> f64 {
+        1.0 - self.component_evals as f64 / self.component_evals_full as f64
+    }
+}
+
+/// Draws samples first..first+count of a run (whitened chi0, (count, d)): each from the prior
+/// in its own stream, integrated in batches of `config.batch`.
+pub fn generate(
+    plan: &Plan,
+    score: &dyn ScoreModel,
+    config: &SamplerConfig,
+    seed: u64,
+    first: u64,
+    count: usize,
+    observer: &mut dyn FnMut(StepInfo),
+) -> Result<(Vec<f64>, SampleReport)> {
+    let d = plan.dim();
+    if score.dim() != d {
+        return Err(Error::ShapeMismatch {
+            what: format!("score model `{}`", score.name()),
+            expected: format!("{d} components"),
+            got: format!("{}", score.dim()),
+        });
+    }
+    if config.batch == 0 {
+        return Err(Error::param("sampler.batch", 0, "at least 1"));
+    }
+    let sampler = config.build();
+    let mut out = vec![0.0; count * d];
+    for (b, chunk) in out.chunks_mut(config.batch * d).enumerate() {
+        let start = first + (b * config.batch) as u64;
+        let mut rngs: Vec<ChaCha8Rng> = (0..chunk.len() / d)
+            .map(|k| sample_rng(seed, start + k as u64))
+            .collect();
+        chunk
+            .par_chunks_mut(d)
+            .zip(rngs.par_iter_mut())
+            .for_each(|(x, rng)| x.iter_mut().for_each(|v| *v = StandardNormal.sample(rng)));
+        sampler.run(plan, score, chunk, &mut rngs, observer);
+    }
+    let per_step = sampler.evals_per_step();
+    let k = plan.steps();
+    // the final jump takes one evaluation whatever the sampler
+    let nfe = per_step * (k - 1) + 1;
+    let component_evals = (0..k - 1)
+        .map(|j| per_step * plan.active_count(j))
+        .sum::<usize>()
+        + plan.active_count(k - 1);
+    Ok((
+        out,
+        SampleReport {
+            sampler: sampler.name(),
+            score: score.name(),
+            grid_points: k,
+            nfe,
+            component_evals,
+            component_evals_full: nfe * d,
+            samples: count,
+        },
+    ))
+}

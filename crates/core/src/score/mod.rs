@@ -1,0 +1,143 @@
+//! Score models (SPEC section 4). Every model predicts `eps_hat(chi_t, gamma_t)` in whitened
+//! component space for a batch of states; the score is `grad_chi log p_t = -eps_hat / sigma`.
+//!
+//! Models: [`GaussianScore`] (exact for Gaussian data), [`EmpiricalScore`] (the optimal
+//! denoiser of a finite training set, lecture 003), [`SmoothedScore`] (Scarvelis et al.: weights
+//! averaged over perturbations of the query) and [`ElsScore`] (Kamb & Ganguli's local
+//! equivariant patch machine). The trained network lives in its own crate and implements the
+//! same trait.
+
+mod els;
+mod empirical;
+mod gaussian;
+#[cfg(test)]
+mod tests;
+
+pub use els::{ElsScore, PatchRule};
+pub use empirical::{EmpiricalScore, SmoothedScore};
+pub use gaussian::{gaussian_eps, gaussian_posterior_variance, GaussianScore};
+
+use crate::config::ScoreConfig;
+use crate::design::Design;
+use crate::error::Result;
+use crate::field::Dataset;
+use crate::process::NoisingState;
+
+/// A model of `eps_hat(chi_t, gamma_t)` in whitened component space.
+pub trait ScoreModel: Send + Sync {
+    /// The config name (`gaussian`, `empirical`, `smoothed`, `els`, `neural`).
+    fn name(&self) -> &'static str;
+    /// Number of components d.
+    fn dim(&self) -> usize;
+    /// eps_hat for a batch: `chi_t` and `eps_hat` are (n, d) row-major. Components not listed in
+    /// `active` (when given) need not be written: the RG projection never reads them.
+    fn eps_hat(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        active: Option<&[usize]>,
+        eps_hat: &mut [f64],
+    );
+}
+
+/// score = -eps_hat / sigma (SPEC section 4).
+pub fn score_from_eps(eps_hat: f64, sigma: f64) -> f64 {
+    -eps_hat / sigma
+}
+
+/// chi0_hat = (chi_t - sigma eps_hat) / alpha (the denoised estimate implied by eps_hat).
+pub fn chi0_from_eps(chi_t: f64, eps_hat: f64, alpha: f64, sigma: f64) -> f64 {
+    (chi_t - sigma * eps_hat) / alpha
+}
+
+/// eps_hat = (chi_t - alpha chi0_hat) / sigma (the noise implied by a denoised estimate).
+pub fn eps_from_chi0(chi_t: f64, chi0_hat: f64, alpha: f64, sigma: f64) -> f64 {
+    (chi_t - alpha * chi0_hat) / sigma
+}
+
+/// The components a step evaluates: the listed ones, or all d.
+pub fn active_or_all(active: Option<&[usize]>, d: usize) -> ActiveIter<'_> {
+    match active {
+        Some(a) => ActiveIter::Listed(a.iter()),
+        None => ActiveIter::All(0..d),
+    }
+}
+
+pub enum ActiveIter<'a> {
+    Listed(std::slice::Iter<'a, usize>),
+    All(std::ops::Range<usize>),
+}
+
+impl Iterator for ActiveIter<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            ActiveIter::Listed(it) => it.next().copied(),
+            ActiveIter::All(r) => r.next(),
+        }
+    }
+}
+
+/// The training set in whitened coordinates, chi^n = S^-1 U (phi^n - mu), (N, d) row-major.
+pub fn whitened_training_set(design: &Design, data: &Dataset) -> Result<Vec<f64>> {
+    let d = design.dim();
+    if data.shape() != design.shape() {
+        return Err(crate::Error::ShapeMismatch {
+            what: "training set".into(),
+            expected: format!("samples of shape {}", design.shape()),
+            got: format!("shape {}", data.shape()),
+        });
+    }
+    if data.is_empty() {
+        return Err(crate::Error::EmptyData(
+            "the score model needs at least one training sample".into(),
+        ));
+    }
+    let mut out = vec![0.0; data.len() * d];
+    for (s, o) in data.samples().zip(out.chunks_exact_mut(d)) {
+        let chi = design.field_to_whitened(&crate::Field(s.to_vec()))?;
+        o.copy_from_slice(chi.as_slice());
+    }
+    Ok(out)
+}
+
+impl ScoreConfig {
+    /// Builds the model for `design`; `train` is the training set (empirical, smoothed, els).
+    pub fn build(&self, design: &Design, train: &Dataset) -> Result<Box<dyn ScoreModel>> {
+        Ok(match self {
+            ScoreConfig::Gaussian {} => Box::new(GaussianScore::new(design.sigma_data().to_vec())),
+            ScoreConfig::Empirical {} => Box::new(EmpiricalScore::new(
+                design.dim(),
+                whitened_training_set(design, train)?,
+            )?),
+            ScoreConfig::Smoothed {
+                scale,
+                perturbations,
+                seed,
+            } => Box::new(SmoothedScore::new(
+                EmpiricalScore::new(design.dim(), whitened_training_set(design, train)?)?,
+                *scale,
+                *perturbations,
+                *seed,
+            )?),
+            ScoreConfig::Els { patch } => {
+                if design.basis().name() != "pixel" {
+                    return Err(crate::Error::param(
+                        "score.kind",
+                        "els",
+                        &format!(
+                            "the pixel basis (the local patch machine works on pixels; this \
+                             design uses the `{}` basis)",
+                            design.basis().name()
+                        ),
+                    ));
+                }
+                Box::new(ElsScore::new(
+                    design.shape(),
+                    whitened_training_set(design, train)?,
+                    patch.clone(),
+                )?)
+            }
+        })
+    }
+}
