@@ -341,7 +341,7 @@ pub enum ScoreConfig {
 }
 
 fn default_smoothing_scale() -> f64 {
-    0.5
+    1.0
 }
 fn default_perturbations() -> usize {
     16

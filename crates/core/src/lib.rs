@@ -10,6 +10,7 @@ pub mod design;
 pub mod error;
 pub mod field;
 pub mod free_field;
+pub mod metrics;
 pub mod numerics;
 pub mod prior;
 pub mod process;

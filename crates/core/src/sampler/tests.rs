@@ -301,3 +301,103 @@ fn grids_run_from_t_max_to_t_min() {
     }
     assert!(time_grid(&sched, 0, TimeGrid::UniformT).is_err());
 }
+
+/// Generated phi-space samples of a closed-form score over a 20-sample training set.
+fn closed_form_samples(
+    score: crate::config::ScoreConfig,
+    kind: SamplerKind,
+    steps: usize,
+) -> (Dataset, Dataset) {
+    let train = free_field_samples(4, M2, 20, 11).unwrap();
+    let config = DesignConfig {
+        mean: MeanMode::Zero,
+        ..DesignConfig::default()
+    };
+    let design = Design::fit(&config, &train).unwrap();
+    let model = score.build(&design, &train).unwrap();
+    let (chi0, _) = run(
+        &design,
+        model.as_ref(),
+        &sampler_config(kind, steps),
+        50,
+        12,
+    );
+    let fields: Vec<f64> = chi0
+        .chunks_exact(design.dim())
+        .flat_map(|x| {
+            design
+                .whitened_to_field(&crate::Whitened(x.to_vec()))
+                .unwrap()
+                .0
+        })
+        .collect();
+    (Dataset::new(train.shape(), fields).unwrap(), train)
+}
+
+/// Distance of x to the nearest segment between two training points (a two-point barycentre).
+fn barycentre_distance(x: &[f64], train: &Dataset) -> f64 {
+    let mut best = f64::INFINITY;
+    for (m, a) in train.samples().enumerate() {
+        for b in train.samples().skip(m + 1) {
+            let ab: Vec<f64> = a.iter().zip(b).map(|(p, q)| q - p).collect();
+            let ax: Vec<f64> = a.iter().zip(x).map(|(p, q)| q - p).collect();
+            let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(p, q)| p * q).sum::<f64>();
+            let lam = (dot(&ax, &ab) / dot(&ab, &ab)).clamp(0.0, 1.0);
+            let r: Vec<f64> = ax.iter().zip(&ab).map(|(p, q)| p - lam * q).collect();
+            best = best.min(dot(&r, &r).sqrt());
+        }
+    }
+    best
+}
+
+#[test]
+fn empirical_memorises_and_smoothed_lands_between_training_points() {
+    use crate::config::ScoreConfig;
+    use crate::metrics::{memorisation, nearest_neighbours};
+    let (gen, train) = closed_form_samples(ScoreConfig::Empirical {}, SamplerKind::Ode, 40);
+    for n in nearest_neighbours(&gen, &train).unwrap() {
+        let norm = train
+            .sample(n.nearest)
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            n.d1 < 1e-3 * norm,
+            "empirical sample {:.3e} from training point {}",
+            n.d1 / norm,
+            n.nearest
+        );
+    }
+    let smoothed = ScoreConfig::Smoothed {
+        scale: 1.0,
+        perturbations: 16,
+        seed: 0,
+    };
+    let (gen, train) = closed_form_samples(smoothed, SamplerKind::Ode, 40);
+    let m = memorisation(&gen, &train).unwrap();
+    assert!(
+        m.mean_ratio > 0.3 && m.memorised_fraction < 0.5,
+        "smoothed memorises: {m:?}"
+    );
+    // ...and lands near barycentres: closer to segments between two training points than
+    // fresh samples of the data law are, also relative to the nearest single point
+    let nb = nearest_neighbours(&gen, &train).unwrap();
+    let d1: f64 = nb.iter().map(|n| n.d1).sum();
+    let bary: f64 = gen.samples().map(|x| barycentre_distance(x, &train)).sum();
+    let fresh = free_field_samples(4, M2, 50, 13).unwrap();
+    let fresh_d1: f64 = nearest_neighbours(&fresh, &train)
+        .unwrap()
+        .iter()
+        .map(|n| n.d1)
+        .sum();
+    let fresh_bary: f64 = fresh
+        .samples()
+        .map(|x| barycentre_distance(x, &train))
+        .sum();
+    // (control: fresh samples of the data law)
+    assert!(
+        bary < 0.5 * fresh_bary && bary / d1 < 0.8 * fresh_bary / fresh_d1,
+        "distance to barycentres / to points: smoothed {bary:.2} / {d1:.2}, fresh {fresh_bary:.2} / {fresh_d1:.2}"
+    );
+}

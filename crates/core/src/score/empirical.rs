@@ -42,7 +42,7 @@ struct StepTables {
 impl EmpiricalScore {
     /// `train`: (N, d) row-major whitened training samples.
     pub fn new(d: usize, train: Vec<f64>) -> Result<Self> {
-        if d == 0 || train.is_empty() || train.len() % d != 0 {
+        if d == 0 || train.is_empty() || !train.len().is_multiple_of(d) {
             return Err(Error::EmptyData(format!(
                 "the training set must hold N >= 1 samples of {d} components (got {} values)",
                 train.len()

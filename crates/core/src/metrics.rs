@@ -1,0 +1,292 @@
+//! Sample metrics (SPEC section 8): radially averaged power spectra and their log-ratio, the
+//! sliced Wasserstein distance, and nearest-training-neighbour distances (memorisation).
+//! Lattice observables live in gud-phi4; likelihoods in the likelihood module.
+
+use crate::basis::{Basis, FourierBasis};
+use crate::error::{Error, Result};
+use crate::field::{Dataset, Shape};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Radially averaged power: bin r holds the mean of chi_k^2 over the real orthonormal Fourier
+/// components with round(|n|) = r (n the integer mode), over channels and samples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spectrum {
+    /// |n| of each bin (the bin's mean mode radius).
+    pub radius: Vec<f64>,
+    pub power: Vec<f64>,
+}
+
+/// The radially averaged power spectrum of a data set (fields as they are, mean included).
+pub fn power_spectrum(data: &Dataset) -> Spectrum {
+    let basis = FourierBasis::new(data.shape());
+    let bin_of: Vec<usize> = basis
+        .components()
+        .iter()
+        .map(|c| {
+            let n = c.momentum.expect("fourier components carry momenta").n;
+            (((n[0] * n[0] + n[1] * n[1]) as f64).sqrt().round()) as usize
+        })
+        .collect();
+    let bins = bin_of.iter().max().map_or(0, |m| m + 1);
+    let d = data.dim();
+    let power_sum = data
+        .as_slice()
+        .par_chunks(d)
+        .fold(
+            || (vec![0.0; bins], vec![0.0; d]),
+            |(mut acc, mut chi), phi| {
+                basis.forward(phi, &mut chi);
+                for (b, x) in bin_of.iter().zip(&chi) {
+                    acc[*b] += x * x;
+                }
+                (acc, chi)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![0.0; bins],
+            |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+        );
+    let mut count = vec![0usize; bins];
+    let mut radius = vec![0.0; bins];
+    for (c, b) in basis.components().iter().zip(&bin_of) {
+        let n = c.momentum.expect("momenta").n;
+        count[*b] += 1;
+        radius[*b] += ((n[0] * n[0] + n[1] * n[1]) as f64).sqrt();
+    }
+    let keep: Vec<usize> = (0..bins).filter(|&b| count[b] > 0).collect();
+    Spectrum {
+        radius: keep.iter().map(|&b| radius[b] / count[b] as f64).collect(),
+        power: keep
+            .iter()
+            .map(|&b| power_sum[b] / (count[b] * data.len()) as f64)
+            .collect(),
+    }
+}
+
+/// log(P_a / P_b) per bin (both spectra of the same shape).
+pub fn log_ratio(a: &Spectrum, b: &Spectrum) -> Vec<f64> {
+    a.power
+        .iter()
+        .zip(&b.power)
+        .map(|(x, y)| (x / y).ln())
+        .collect()
+}
+
+fn check_same_shape(what: &str, a: Shape, b: Shape) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what: what.into(),
+            expected: format!("samples of shape {b} (as the reference)"),
+            got: format!("shape {a}"),
+        })
+    }
+}
+
+/// sqrt(mean over `directions` random unit vectors u of W2^2(u.a, u.b)), the 1-D distances
+/// taken between the quantile functions of the projected sets (seeded directions).
+pub fn sliced_wasserstein(a: &Dataset, b: &Dataset, directions: usize, seed: u64) -> Result<f64> {
+    check_same_shape("sliced Wasserstein distance", a.shape(), b.shape())?;
+    if a.is_empty() || b.is_empty() || directions == 0 {
+        return Err(Error::EmptyData(
+            "the sliced Wasserstein distance needs samples and directions".into(),
+        ));
+    }
+    let d = a.dim();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dirs: Vec<Vec<f64>> = (0..directions)
+        .map(|_| {
+            let v: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let project = |set: &Dataset, u: &[f64]| -> Vec<f64> {
+        let mut p: Vec<f64> = set
+            .samples()
+            .map(|s| s.iter().zip(u).map(|(x, y)| x * y).sum())
+            .collect();
+        p.sort_by(f64::total_cmp);
+        p
+    };
+    let m = a.len().max(b.len());
+    let w2: f64 = dirs
+        .par_iter()
+        .map(|u| {
+            let (pa, pb) = (project(a, u), project(b, u));
+            (0..m)
+                .map(|j| {
+                    (quantile(&pa, (j as f64 + 0.5) / m as f64)
+                        - quantile(&pb, (j as f64 + 0.5) / m as f64))
+                    .powi(2)
+                })
+                .sum::<f64>()
+                / m as f64
+        })
+        .sum();
+    Ok((w2 / directions as f64).sqrt())
+}
+
+/// The empirical quantile function of sorted values at level q in (0, 1) (step function).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((q * sorted.len() as f64) as usize).min(sorted.len() - 1);
+    sorted[i]
+}
+
+/// Distances of each sample to its nearest and second-nearest training points.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Neighbours {
+    pub nearest: usize,
+    pub d1: f64,
+    pub d2: f64,
+}
+
+/// Brute-force nearest neighbours of every sample in the training set (Euclidean, phi-space).
+pub fn nearest_neighbours(samples: &Dataset, train: &Dataset) -> Result<Vec<Neighbours>> {
+    check_same_shape(
+        "nearest-neighbour distances",
+        samples.shape(),
+        train.shape(),
+    )?;
+    if train.len() < 2 {
+        return Err(Error::EmptyData(
+            "nearest-neighbour ratios need at least 2 training samples".into(),
+        ));
+    }
+    Ok(samples
+        .as_slice()
+        .par_chunks(samples.dim())
+        .map(|x| {
+            let (mut best, mut d1, mut d2) = (0, f64::INFINITY, f64::INFINITY);
+            for (n, y) in train.samples().enumerate() {
+                let dist = x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+                if dist < d1 {
+                    (best, d2, d1) = (n, d1, dist);
+                } else if dist < d2 {
+                    d2 = dist;
+                }
+            }
+            Neighbours {
+                nearest: best,
+                d1: d1.sqrt(),
+                d2: d2.sqrt(),
+            }
+        })
+        .collect())
+}
+
+/// Memorisation summary: the ratio d1 / d2 (nearest over second-nearest training distance) is
+/// ~0 for a copy of a training point; a sample counts as memorised when it is below 1/3
+/// (Yoon et al. 2023).
+#[derive(Debug, Clone, Serialize)]
+pub struct Memorisation {
+    pub mean_ratio: f64,
+    pub median_ratio: f64,
+    pub memorised_fraction: f64,
+    /// Median of d1 / |nearest training point| (relative distance to the copy).
+    pub median_relative_distance: f64,
+}
+
+pub fn memorisation(samples: &Dataset, train: &Dataset) -> Result<Memorisation> {
+    let nb = nearest_neighbours(samples, train)?;
+    let mut ratios: Vec<f64> = nb
+        .iter()
+        .map(|n| n.d1 / n.d2.max(f64::MIN_POSITIVE))
+        .collect();
+    let mut rel: Vec<f64> = nb
+        .iter()
+        .map(|n| {
+            n.d1 / train
+                .sample(n.nearest)
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(Memorisation {
+        mean_ratio: ratios.iter().sum::<f64>() / ratios.len() as f64,
+        memorised_fraction: ratios.iter().filter(|&&r| r < 1.0 / 3.0).count() as f64
+            / ratios.len() as f64,
+        median_ratio: median(&mut ratios),
+        median_relative_distance: median(&mut rel),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::free_field::{free_field_samples, free_propagator};
+    use crate::numerics::k_hat_sq;
+
+    #[test]
+    fn spectrum_of_the_free_field_is_its_propagator() {
+        // bins average G(k) over their modes; 8000 samples: 4 sigma of sqrt(2 / (N modes))
+        let (l, m2, n) = (8, 0.3, 8000);
+        let data = free_field_samples(l, m2, n, 2).unwrap();
+        let s = power_spectrum(&data);
+        let basis = FourierBasis::new(Shape::lattice(l));
+        for (b, r) in s.radius.iter().enumerate() {
+            let modes: Vec<f64> = basis
+                .components()
+                .iter()
+                .filter_map(|c| c.momentum)
+                .filter(|m| {
+                    (((m.n[0] * m.n[0] + m.n[1] * m.n[1]) as f64).sqrt().round() - r.round()).abs()
+                        < 0.5
+                })
+                .map(|m| free_propagator(k_hat_sq(m.k[0], m.k[1]), m2))
+                .collect();
+            let exact = modes.iter().sum::<f64>() / modes.len() as f64;
+            let se = exact * (2.0 / (n * modes.len()) as f64).sqrt();
+            assert!(
+                (s.power[b] - exact).abs() < 4.0 * se.max(exact * 1e-3),
+                "bin {b}: {} vs {exact}",
+                s.power[b]
+            );
+        }
+        assert!(log_ratio(&s, &s).iter().all(|x| *x == 0.0));
+    }
+
+    #[test]
+    fn sliced_wasserstein_is_zero_for_equal_sets_and_sees_a_shift() {
+        let a = free_field_samples(4, 0.5, 2000, 3).unwrap();
+        let b = free_field_samples(4, 0.5, 2000, 4).unwrap();
+        assert_eq!(sliced_wasserstein(&a, &a, 32, 0).unwrap(), 0.0);
+        let same = sliced_wasserstein(&a, &b, 64, 0).unwrap();
+        // shift every site by 0.3: a projection on u moves by 0.3 sum(u), E[(sum u)^2] = 1
+        let shifted =
+            Dataset::new(b.shape(), b.as_slice().iter().map(|x| x + 0.3).collect()).unwrap();
+        let moved = sliced_wasserstein(&a, &shifted, 64, 0).unwrap();
+        assert!(same < 0.1, "independent samples of one law: {same}");
+        assert!((moved - 0.3).abs() < 0.1, "shift 0.3 seen as {moved}");
+        assert!(sliced_wasserstein(&a, &free_field_samples(3, 0.5, 10, 0).unwrap(), 4, 0).is_err());
+    }
+
+    #[test]
+    fn copies_of_training_points_are_memorised_and_fresh_samples_are_not() {
+        let train = free_field_samples(4, 0.5, 200, 5).unwrap();
+        let copies = Dataset::new(train.shape(), train.as_slice()[..16 * 20].to_vec()).unwrap();
+        let m = memorisation(&copies, &train).unwrap();
+        assert_eq!((m.memorised_fraction, m.mean_ratio), (1.0, 0.0));
+        let fresh = free_field_samples(4, 0.5, 100, 6).unwrap();
+        let m = memorisation(&fresh, &train).unwrap();
+        assert!(m.memorised_fraction < 0.05 && m.mean_ratio > 0.7, "{m:?}");
+        let nb = nearest_neighbours(&copies, &train).unwrap();
+        assert!(nb
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.nearest == i && n.d1 == 0.0));
+    }
+}
