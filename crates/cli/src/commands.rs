@@ -41,7 +41,7 @@ fn finish_figure(out: &Path, cfg: &Config) -> Result<()> {
 }
 
 /// Loads config and data and fits the design.
-fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, Design)> {
+pub fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, Design)> {
     let mut cfg = load_config(config)?;
     let ds = load_data(&mut cfg, data)?;
     let origin = config.map_or("the built-in default config".to_string(), |p| {
@@ -58,7 +58,7 @@ fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, D
 }
 
 /// `fig.png` -> `fig.config.toml`
-fn config_beside(out: &Path) -> PathBuf {
+pub fn config_beside(out: &Path) -> PathBuf {
     let stem = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -2,8 +2,11 @@
 
 mod commands;
 mod data;
+mod eval;
 mod phi4;
 mod plots;
+mod progress;
+mod sample;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +38,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Draw samples with an analytic score model and a sampler (SPEC sections 4-5).
+    Sample(Box<sample::SampleArgs>),
+    /// Compare generated samples with a reference set: spectra, sliced Wasserstein distance,
+    /// memorisation and (lattice data) every phi^4 observable.
+    Eval(Box<eval::EvalArgs>),
     /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
     Phi4 {
         #[command(subcommand)]
@@ -68,6 +76,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Phi4 { command } => phi4::run(command),
+        Command::Sample(a) => sample::sample(&a),
+        Command::Eval(a) => eval::eval(&a),
         Command::Run { config, out, seed } => commands::run(config.as_deref(), &out, seed),
         Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {

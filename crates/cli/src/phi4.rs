@@ -1,5 +1,6 @@
 //! `gud phi4 sample` and `gud phi4 observe`: the lattice phi^4 generator and its observables.
 
+use crate::progress::{stop_flag, Reporter};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use gud_io::atomic::{ensure_writable_dir, parent_dir};
@@ -7,11 +8,7 @@ use gud_phi4::hmc::{sample, HmcConfig};
 use gud_phi4::observables::{measure, Observables};
 use gud_phi4::stats::Estimate;
 use gud_phi4::{Couplings, Lattice};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// The couplings, in either convention.
 #[derive(Args, Debug, Clone)]
@@ -115,23 +112,7 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
                 seed,
                 ..HmcConfig::default()
             };
-            let stop = Arc::new(AtomicBool::new(false));
-            let s2 = stop.clone();
-            // a second Ctrl-C while stopping is ignored: the run stops at the next round
-            let _ = ctrlc::set_handler(move || s2.store(true, Ordering::Relaxed));
-            let reporter = Reporter::new();
-            let result = sample(
-                &lat,
-                samples as usize,
-                &cfg,
-                &|phase, done, total| reporter.report(phase, done, total),
-                &stop,
-            );
-            reporter.finish();
-            let run = match result {
-                Err(gud_phi4::Phi4Error::Interrupted) => bail!("interrupted: nothing was written"),
-                r => r?,
-            };
+            let run = hmc_with_progress(&lat, samples as usize, &cfg)?;
             let data: Vec<f64> = run.configs.iter().map(|p| p / factor).collect();
             gud_io::npy::write_f32(&out, &[samples as usize, size, size], &data)?;
             let mut summary = serde_json::to_value(&run.summary)?;
@@ -163,6 +144,27 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// HMC with a progress bar; Ctrl-C stops it with an error (nothing written).
+pub fn hmc_with_progress(
+    lat: &Lattice,
+    samples: usize,
+    cfg: &HmcConfig,
+) -> Result<gud_phi4::HmcRun> {
+    let reporter = Reporter::new("phi4", "trajectories");
+    let result = sample(
+        lat,
+        samples,
+        cfg,
+        &|phase, done, total| reporter.report(phase, done, total),
+        stop_flag(),
+    );
+    reporter.finish();
+    match result {
+        Err(gud_phi4::Phi4Error::Interrupted) => bail!("interrupted: nothing was written"),
+        r => Ok(r?),
     }
 }
 
@@ -238,54 +240,6 @@ fn print_table(file: &Path, o: &Observables) {
         match m {
             Some(m) => println!("  m_eff({:<2})  {}", t + 1, fmt(m)),
             None => println!("  m_eff({:<2})  undefined", t + 1),
-        }
-    }
-}
-
-/// A progress bar on a terminal, plain log lines otherwise.
-struct Reporter {
-    bar: Option<ProgressBar>,
-    last: Mutex<(String, std::time::Instant)>,
-}
-
-impl Reporter {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(1);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>8} [{bar:40}] {pos}/{len} trajectories {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        });
-        Reporter {
-            bar,
-            last: Mutex::new((String::new(), std::time::Instant::now())),
-        }
-    }
-
-    fn report(&self, phase: &str, done: usize, total: usize) {
-        if let Some(b) = &self.bar {
-            if b.message() != phase {
-                b.set_message(phase.to_string());
-                b.set_length(total as u64);
-                b.reset();
-            }
-            b.set_position(done as u64);
-        } else if let Ok(mut last) = self.last.lock() {
-            let now = std::time::Instant::now();
-            if last.0 != phase || now.duration_since(last.1).as_secs_f64() > 5.0 || done == total {
-                eprintln!("phi4 {phase}: {done}/{total} trajectories");
-                *last = (phase.to_string(), now);
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
         }
     }
 }

@@ -99,3 +99,29 @@ pub fn forward_strip(
         })
         .collect()
 }
+
+/// A grid of the first `max` samples of a data set (square-ish, shared colour scale).
+pub fn sample_grid(
+    path: &std::path::Path,
+    title: &str,
+    data: &gud_core::Dataset,
+    max: usize,
+) -> Result<()> {
+    let s = data.shape();
+    let n = data.len().min(max).max(1);
+    let panels: Vec<Panel> = data
+        .samples()
+        .take(n)
+        .enumerate()
+        .map(|(k, x)| Panel {
+            caption: format!("#{k}"),
+            channels: s.c,
+            height: s.h,
+            width: s.w,
+            data: x.to_vec(),
+        })
+        .collect();
+    let rows = (n as f64).sqrt().floor().max(1.0) as usize;
+    gud_io::figures::plot_panels(path, title, rows, &panels, None)?;
+    Ok(())
+}

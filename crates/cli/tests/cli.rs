@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 fn gud(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gud"))
         .args(args)
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
         .output()
         .expect("running gud")
 }
@@ -356,5 +357,297 @@ fn phi4_bad_input_writes_nothing() {
     assert_clean_failure(
         &gud(&["phi4", "observe", bad.to_str().unwrap()]),
         &["bad.npy", "float32"],
+    );
+}
+
+fn stdout_json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
+    let a = gud_io::npy::read_array(path).unwrap();
+    (a.shape, a.data)
+}
+
+#[test]
+fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.npy");
+    let grid = dir.path().join("grid.png");
+    let args = [
+        "sample",
+        "--samples",
+        "40",
+        "--steps",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+    ];
+    let j = stdout_json(&gud(&args));
+    assert_eq!(
+        (
+            j["nfe"].as_u64(),
+            j["sampler"].as_str(),
+            j["score"].as_str()
+        ),
+        (Some(5), Some("ancestral"), Some("gaussian"))
+    );
+    let (shape, data) = read_npy(&out);
+    assert_eq!(shape, vec![40, 8, 8]);
+    assert!(data.iter().all(|x| x.is_finite()));
+    assert!(grid.exists());
+    let resolved = std::fs::read_to_string(dir.path().join("s.config.toml")).unwrap();
+    assert!(
+        resolved.contains("[sampler]")
+            && resolved.contains("ancestral")
+            && resolved.contains("phi4"),
+        "{resolved}"
+    );
+    // any sample regenerates alone: sample 3 of the run equals a run of sample 3 only
+    let one = dir.path().join("one.npy");
+    let j = stdout_json(&gud(&[
+        "sample",
+        "--samples",
+        "1",
+        "--first",
+        "3",
+        "--steps",
+        "5",
+        "--out",
+        one.to_str().unwrap(),
+    ]));
+    assert_eq!(j["first"].as_u64(), Some(3));
+    assert_eq!(read_npy(&one).1, data[3 * 64..4 * 64]);
+}
+
+#[test]
+fn sample_with_every_sampler_score_and_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.npy");
+    let o = out.to_str().unwrap();
+    for (score, sampler) in [
+        ("gaussian", "sde"),
+        ("empirical", "ode"),
+        ("smoothed", "ancestral"),
+    ] {
+        let j = stdout_json(&gud(&[
+            "sample",
+            "--score",
+            score,
+            "--sampler",
+            sampler,
+            "--samples",
+            "8",
+            "--steps",
+            "4",
+            "--out",
+            o,
+        ]));
+        assert_eq!(j["score"].as_str(), Some(score));
+    }
+    let j = stdout_json(&gud(&[
+        "sample",
+        "--sampler",
+        "ode",
+        "--time-grid",
+        "uniform-gamma",
+        "--steps",
+        "30",
+        "--projection",
+        "--samples",
+        "16",
+        "--out",
+        o,
+    ]));
+    assert!(j["saved_fraction"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["component_evals"].as_u64() < j["component_evals_full"].as_u64());
+    // els needs the pixel basis; with it, it runs on npy data
+    let cfg = dir.path().join("els.toml");
+    std::fs::write(&cfg, "[design]\nbasis = { kind = 'pixel' }\nprior = { kind = 'white' }\nschedule = { kind = 'cosine' }\n[score]\nkind = 'els'\npatch = { rule = 'fixed', size = 3 }\n").unwrap();
+    let data = dir.path().join("d.npy");
+    let vals: Vec<f64> = (0..10 * 16)
+        .map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0)
+        .collect();
+    write_npy(&data, &[10, 4, 4], &vals);
+    let j = stdout_json(&gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--samples",
+        "4",
+        "--steps",
+        "3",
+        "--out",
+        o,
+    ]));
+    assert_eq!(j["score"].as_str(), Some("els"));
+    assert_clean_failure(
+        &gud(&["sample", "--score", "els", "--samples", "2", "--out", o]),
+        &["pixel", "fourier"],
+    );
+    assert_clean_failure(
+        &gud(&["sample", "--patch", "fixed:3", "--samples", "2", "--out", o]),
+        &["--patch", "els"],
+    );
+    assert_clean_failure(
+        &gud(&["sample", "--sampler", "euler", "--out", o]),
+        &["euler", "ancestral"],
+    );
+}
+
+#[test]
+fn sample_bad_training_sets_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.npy");
+    let empty = dir.path().join("empty.npy");
+    write_npy(&empty, &[0, 4, 4], &[]);
+    let o = gud(&[
+        "sample",
+        "--data",
+        empty.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["empty.npy"]);
+    let nan = dir.path().join("nan.npy");
+    let mut vals = vec![0.5; 3 * 16];
+    vals[20] = f64::NAN;
+    write_npy(&nan, &[3, 4, 4], &vals);
+    let o = gud(&[
+        "sample",
+        "--data",
+        nan.to_str().unwrap(),
+        "--score",
+        "empirical",
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["nan.npy", "NaN"]);
+    // a training set whose shape the config's design cannot take
+    let cfg = dir.path().join("haar.toml");
+    std::fs::write(&cfg, "[design]\nbasis = { kind = 'haar', levels = 4 }\n").unwrap();
+    let small = dir.path().join("small.npy");
+    write_npy(
+        &small,
+        &[3, 4, 4],
+        &(0..48).map(|i| i as f64).collect::<Vec<_>>(),
+    );
+    let o = gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        small.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["haar", "(1, 4, 4)"]);
+    assert!(!out.exists(), "nothing written on failure");
+}
+
+#[test]
+fn eval_compares_spectra_memorisation_and_phi4_observables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, r) = (dir.path().join("s.npy"), dir.path().join("r.npy"));
+    stdout_json(&gud(&[
+        "sample",
+        "--samples",
+        "256",
+        "--steps",
+        "4",
+        "--out",
+        s.to_str().unwrap(),
+    ]));
+    let o = gud(&[
+        "phi4",
+        "sample",
+        "--size",
+        "8",
+        "--m2",
+        "-4",
+        "--lam",
+        "8",
+        "--samples",
+        "512",
+        "--seed",
+        "3",
+        "--out",
+        r.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spectra = dir.path().join("spectra.png");
+    let j = stdout_json(&gud(&[
+        "eval",
+        "--samples",
+        s.to_str().unwrap(),
+        "--reference",
+        r.to_str().unwrap(),
+        "--phi4",
+        "-4,8",
+        "--json",
+        "--spectra",
+        spectra.to_str().unwrap(),
+    ]));
+    assert!(spectra.exists());
+    let obs = j["phi4"]["observables"].as_array().unwrap();
+    assert_eq!(obs.len(), 8, "{j}");
+    // the Gaussian score cannot know the quartic term: <phi^4> is off, <phi^2> is not
+    let z = |name: &str| {
+        obs.iter().find(|o| o["name"] == name).unwrap()["z"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        z("<phi^4>").abs() > 5.0 && z("<phi^2>").abs() < 5.0,
+        "{obs:?}"
+    );
+    assert!(j["memorisation"]["memorised_fraction"].as_f64().unwrap() < 0.05);
+    assert!(j["sliced_wasserstein"].as_f64().unwrap() > 0.0);
+    // the table form
+    let o = gud(&[
+        "eval",
+        "--samples",
+        s.to_str().unwrap(),
+        "--reference",
+        r.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("sliced Wasserstein")
+    );
+    // shapes that differ are named
+    let other = dir.path().join("other.npy");
+    write_npy(&other, &[4, 4, 4], &[0.1; 64]);
+    assert_clean_failure(
+        &gud(&[
+            "eval",
+            "--samples",
+            other.to_str().unwrap(),
+            "--reference",
+            r.to_str().unwrap(),
+        ]),
+        &["other.npy", "r.npy", "(1, 8, 8)"],
+    );
+    assert_clean_failure(
+        &gud(&[
+            "eval",
+            "--samples",
+            s.to_str().unwrap(),
+            "--reference",
+            r.to_str().unwrap(),
+            "--phi4",
+            "4",
+        ]),
+        &["M2,LAM"],
     );
 }

@@ -190,6 +190,21 @@ impl Design {
         self.to_field(&self.unwhiten(chi))
     }
 
+    /// phi = U^T S chi + mu for a batch of whitened samples, (n, d) -> (n, d).
+    pub fn whitened_batch_to_fields(&self, chi: &[f64]) -> Vec<f64> {
+        let d = self.dim();
+        let scaled: Vec<f64> = chi
+            .chunks_exact(d)
+            .flat_map(|x| x.iter().zip(&self.scale).map(|(c, s)| c * s))
+            .collect();
+        let mut phi = vec![0.0; scaled.len()];
+        crate::basis::inverse_batch(self.basis(), &scaled, &mut phi);
+        for row in phi.chunks_exact_mut(d) {
+            row.iter_mut().zip(&self.mean).for_each(|(p, m)| *p += m);
+        }
+        phi
+    }
+
     /// The noising state at time t.
     pub fn state(&self, t: f64) -> NoisingState {
         NoisingState::at(self.schedule.as_ref(), t)

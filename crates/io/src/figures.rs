@@ -249,3 +249,90 @@ mod tests {
         assert_eq!(&std::fs::read(&p2).unwrap()[1..4], b"PNG");
     }
 }
+
+/// One labelled line of a [`LinePanel`].
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+/// A chart of lines side by side with others (e.g. power spectra and their log-ratio).
+#[derive(Debug, Clone)]
+pub struct LinePanel {
+    pub title: String,
+    pub x_label: String,
+    /// Plot log10(y) (only positive values are drawn).
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+/// Panels of labelled lines in one row.
+pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> {
+    let width = 520 * panels.len().max(1) as u32;
+    render_png(path, (width, 480), |root| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, body) = root.split_vertically(40);
+        top.titled(title, ("sans-serif", 20))
+            .map_err(|e| e.to_string())?;
+        for (area, p) in body
+            .split_evenly((1, panels.len().max(1)))
+            .iter()
+            .zip(panels)
+        {
+            let ty = |v: f64| if p.log_y { v.log10() } else { v };
+            let ys: Vec<f64> = p
+                .series
+                .iter()
+                .flat_map(|s| s.y.iter().map(|&v| ty(v)))
+                .collect();
+            let xs: Vec<f64> = p.series.iter().flat_map(|s| s.x.iter().copied()).collect();
+            let (x0, x1) = finite_range(xs.iter());
+            let (y0, y1) = finite_range(ys.iter());
+            let mut chart = ChartBuilder::on(area)
+                .caption(&p.title, ("sans-serif", 17))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(p.x_label.as_str())
+                .y_desc(if p.log_y { "log10" } else { "" })
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let n = p.series.len().max(2);
+            for (k, s) in p.series.iter().enumerate() {
+                let color = ViridisRGB::get_color_normalized(k as f64, 0.0, (n - 1) as f64 * 1.25);
+                let pts: Vec<(f64, f64)> =
+                    s.x.iter()
+                        .zip(&s.y)
+                        .map(|(&x, &y)| (x, ty(y)))
+                        .filter(|(_, y)| y.is_finite())
+                        .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(s.label.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.into_iter().map(|q| Circle::new(q, 3, color.filled())))
+                    .map_err(|e| e.to_string())?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 12))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}

@@ -174,3 +174,52 @@ pub fn momentum_propagator(configs: &[f64], l: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     (mean, err)
 }
+
+/// One observable of two ensembles and their difference in units of the combined error.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub name: &'static str,
+    pub a: Estimate,
+    pub b: Estimate,
+    /// (a - b) / sqrt(err_a^2 + err_b^2)
+    pub z: f64,
+}
+
+/// z-scores of the scalar observables of `a` against `b` (e.g. generated against HMC):
+/// <|M|>, <M^2>, chi, chi_2pt, Binder, <phi^2>, <phi^4>, and the action density when both have it.
+pub fn compare(a: &Observables, b: &Observables) -> Vec<Comparison> {
+    let mut pairs: Vec<(&'static str, Estimate, Estimate)> = vec![
+        ("<|M|>", a.abs_m, b.abs_m),
+        ("<M^2>", a.m2, b.m2),
+        ("chi", a.chi, b.chi),
+        ("chi_2pt", a.chi_2pt, b.chi_2pt),
+        ("Binder", a.binder, b.binder),
+        ("<phi^2>", a.phi2, b.phi2),
+        ("<phi^4>", a.phi4, b.phi4),
+    ];
+    if let (Some(x), Some(y)) = (a.action_density, b.action_density) {
+        pairs.push(("S/V", x, y));
+    }
+    pairs
+        .into_iter()
+        .map(|(name, a, b)| Comparison {
+            name,
+            a,
+            b,
+            z: z_score(a, b),
+        })
+        .collect()
+}
+
+/// (a - b) / sqrt(err_a^2 + err_b^2); 0 when both are exact and equal.
+pub fn z_score(a: Estimate, b: Estimate) -> f64 {
+    let diff = a.value - b.value;
+    let err = a.error.hypot(b.error);
+    if err > 0.0 {
+        diff / err
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY.copysign(diff)
+    }
+}

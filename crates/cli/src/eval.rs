@@ -1,0 +1,271 @@
+//! `gud eval`: generated samples against a reference set (SPEC section 8).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gud_core::metrics::{
+    log_ratio, memorisation, power_spectrum, sliced_wasserstein, Memorisation, Spectrum,
+};
+use gud_core::Dataset;
+use gud_io::atomic::{ensure_writable_dir, parent_dir};
+use gud_io::figures::{plot_lines, LinePanel, Series};
+use gud_phi4::observables::{compare, measure, z_score, Comparison};
+use gud_phi4::stats::Estimate;
+use gud_phi4::Couplings;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Generated samples (.npy).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// Reference samples of the data law (.npy), e.g. HMC configurations.
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Training set for the memorisation metric (default: the reference).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Lattice phi^4 couplings `M2,LAM`: compare every observable of SPEC section 7.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_couplings)]
+    pub phi4: Option<(f64, f64)>,
+    /// Random directions of the sliced Wasserstein distance.
+    #[arg(long, default_value_t = 128)]
+    pub directions: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a grid of the first generated samples (PNG).
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Write the power spectra and their log-ratio (PNG).
+    #[arg(long)]
+    pub spectra: Option<PathBuf>,
+}
+
+fn parse_couplings(s: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("expected `M2,LAM` (e.g. -4,8), got `{s}`");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let m2 = a.trim().parse::<f64>().map_err(|_| bad())?;
+    let lam = b.trim().parse::<f64>().map_err(|_| bad())?;
+    Ok((m2, lam))
+}
+
+/// Everything eval reports.
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub samples: usize,
+    pub reference: usize,
+    pub shape: String,
+    pub spectrum_radius: Vec<f64>,
+    pub spectrum_samples: Vec<f64>,
+    pub spectrum_reference: Vec<f64>,
+    pub spectrum_log_ratio: Vec<f64>,
+    pub max_abs_log_ratio: f64,
+    pub sliced_wasserstein: f64,
+    /// The same distance between the two halves of the reference: the noise floor.
+    pub sliced_wasserstein_floor: f64,
+    pub memorisation: Memorisation,
+    pub phi4: Option<Phi4Report>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phi4Report {
+    pub m2: f64,
+    pub lam: f64,
+    pub observables: Vec<Comparison>,
+    /// <M> of the samples against 0 (Z2 symmetry).
+    pub magnetisation: Estimate,
+    pub magnetisation_z: f64,
+    /// sum z^2 / number of observables.
+    pub chi2_per_observable: f64,
+    pub max_abs_z: f64,
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<Dataset> {
+    gud_io::npy::read_dataset(path)
+        .with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+pub fn eval(a: &EvalArgs) -> Result<()> {
+    for p in [&a.grid, &a.spectra].into_iter().flatten() {
+        ensure_writable_dir(parent_dir(p))?;
+    }
+    let gen = read(&a.samples, "samples")?;
+    let reference = read(&a.reference, "reference")?;
+    if gen.shape() != reference.shape() {
+        bail!(
+            "{} holds samples of shape {} but the reference {} holds {}",
+            a.samples.display(),
+            gen.shape(),
+            a.reference.display(),
+            reference.shape()
+        );
+    }
+    let train = match &a.train {
+        Some(p) => read(p, "training set")?,
+        None => reference.clone(),
+    };
+    let report = evaluate(&gen, &reference, &train, a)?;
+    if let Some(p) = &a.grid {
+        crate::plots::sample_grid(p, &format!("samples: {}", a.samples.display()), &gen, 16)?;
+    }
+    if let Some(p) = &a.spectra {
+        plot_spectra(p, &report)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(a, &report);
+    }
+    Ok(())
+}
+
+fn evaluate(
+    gen: &Dataset,
+    reference: &Dataset,
+    train: &Dataset,
+    a: &EvalArgs,
+) -> Result<EvalReport> {
+    let (sg, sr): (Spectrum, Spectrum) = (power_spectrum(gen), power_spectrum(reference));
+    let ratio = log_ratio(&sg, &sr);
+    let half = reference.len() / 2;
+    let d = reference.dim();
+    let floor = if half >= 1 {
+        let first = Dataset::new(reference.shape(), reference.as_slice()[..half * d].to_vec())?;
+        let second = Dataset::new(reference.shape(), reference.as_slice()[half * d..].to_vec())?;
+        sliced_wasserstein(&first, &second, a.directions, a.seed)?
+    } else {
+        f64::NAN
+    };
+    let phi4 = match a.phi4 {
+        Some((m2, lam)) => Some(phi4_report(gen, reference, m2, lam)?),
+        None => None,
+    };
+    Ok(EvalReport {
+        samples: gen.len(),
+        reference: reference.len(),
+        shape: gen.shape().to_string(),
+        max_abs_log_ratio: ratio.iter().fold(0.0, |m, r| m.max(r.abs())),
+        spectrum_radius: sg.radius.clone(),
+        spectrum_samples: sg.power,
+        spectrum_reference: sr.power,
+        spectrum_log_ratio: ratio,
+        sliced_wasserstein: sliced_wasserstein(gen, reference, a.directions, a.seed)?,
+        sliced_wasserstein_floor: floor,
+        memorisation: memorisation(gen, train)?,
+        phi4,
+    })
+}
+
+fn phi4_report(gen: &Dataset, reference: &Dataset, m2: f64, lam: f64) -> Result<Phi4Report> {
+    let s = gen.shape();
+    if s.c != 1 || s.h != s.w {
+        bail!("--phi4 needs lattice configurations (N, L, L); the samples have shape {s}");
+    }
+    let c = Couplings::new(m2, lam)?;
+    let og = measure(gen.as_slice(), s.h, Some(c)).context("measuring the samples")?;
+    let or = measure(reference.as_slice(), s.h, Some(c)).context("measuring the reference")?;
+    let observables = compare(&og, &or);
+    let zero = Estimate {
+        value: 0.0,
+        error: 0.0,
+    };
+    let chi2 = observables.iter().map(|c| c.z * c.z).sum::<f64>() / observables.len() as f64;
+    Ok(Phi4Report {
+        m2,
+        lam,
+        max_abs_z: observables.iter().fold(0.0, |m, c| m.max(c.z.abs())),
+        chi2_per_observable: chi2,
+        magnetisation: og.m,
+        magnetisation_z: z_score(og.m, zero),
+        observables,
+    })
+}
+
+fn print_report(a: &EvalArgs, r: &EvalReport) {
+    println!(
+        "{} ({} samples) against {} ({} samples), shape {}",
+        a.samples.display(),
+        r.samples,
+        a.reference.display(),
+        r.reference,
+        r.shape
+    );
+    println!("  power spectrum log-ratio per |n| bin:");
+    for (k, l) in r.spectrum_radius.iter().zip(&r.spectrum_log_ratio) {
+        println!("    |n| = {k:5.2}  {l:+.4}");
+    }
+    println!("  max |log ratio|            {:.4}", r.max_abs_log_ratio);
+    println!(
+        "  sliced Wasserstein         {:.4}  (reference half vs half: {:.4})",
+        r.sliced_wasserstein, r.sliced_wasserstein_floor
+    );
+    let m = &r.memorisation;
+    println!(
+        "  nearest-neighbour ratio    mean {:.3}, median {:.3}; memorised (ratio < 1/3) {:.1}%",
+        m.mean_ratio,
+        m.median_ratio,
+        100.0 * m.memorised_fraction
+    );
+    if let Some(p) = &r.phi4 {
+        println!(
+            "  phi^4 (m2 = {}, lam = {}): samples vs reference",
+            p.m2, p.lam
+        );
+        println!(
+            "    {:<9} {:>24} {:>24} {:>7}",
+            "", "samples", "reference", "z"
+        );
+        for c in &p.observables {
+            println!(
+                "    {:<9} {:>12.5} +- {:<9.5} {:>12.5} +- {:<9.5} {:>+7.2}",
+                c.name, c.a.value, c.a.error, c.b.value, c.b.error, c.z
+            );
+        }
+        println!(
+            "    <M> of samples {:.5} +- {:.5} (z = {:+.2} against Z2 symmetry)",
+            p.magnetisation.value, p.magnetisation.error, p.magnetisation_z
+        );
+        println!(
+            "    chi^2 / observable {:.2}, max |z| {:.2}",
+            p.chi2_per_observable, p.max_abs_z
+        );
+    }
+}
+
+fn plot_spectra(path: &std::path::Path, r: &EvalReport) -> Result<()> {
+    let x = r.spectrum_radius.clone();
+    let panels = [
+        LinePanel {
+            title: "radially averaged power".into(),
+            x_label: "|n|".into(),
+            log_y: true,
+            series: vec![
+                Series {
+                    label: "samples".into(),
+                    x: x.clone(),
+                    y: r.spectrum_samples.clone(),
+                },
+                Series {
+                    label: "reference".into(),
+                    x: x.clone(),
+                    y: r.spectrum_reference.clone(),
+                },
+            ],
+        },
+        LinePanel {
+            title: "log(P_samples / P_reference)".into(),
+            x_label: "|n|".into(),
+            log_y: false,
+            series: vec![Series {
+                label: "log ratio".into(),
+                x,
+                y: r.spectrum_log_ratio.clone(),
+            }],
+        },
+    ];
+    plot_lines(path, "power spectra", &panels)?;
+    Ok(())
+}

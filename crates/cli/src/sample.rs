@@ -1,0 +1,230 @@
+//! `gud sample`: draw samples with an analytic score model and any sampler (SPEC sections 4-5).
+
+use crate::commands::{config_beside, fit};
+use crate::progress::{interrupted, Reporter};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use gud_core::config::{Config, PosteriorVariance, SamplerKind, ScoreConfig, TimeGrid};
+use gud_core::sampler::{generate, Plan, Projection};
+use gud_core::score::PatchRule;
+use gud_core::{Dataset, Design};
+use gud_io::atomic::{ensure_writable_dir, parent_dir};
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Parses a kebab-case name of a serde unit enum (the spelling of the config files).
+pub fn kebab<T: DeserializeOwned>(s: &str) -> Result<T, String> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoreKind {
+    Gaussian,
+    Empirical,
+    Smoothed,
+    Els,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// TOML config (data, design, score, sampler); the built-in phi^4 default when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data (.npy); overrides the config's data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Score model; overrides the config's.
+    #[arg(long, value_enum)]
+    pub score: Option<ScoreKind>,
+    /// sde | ode | ancestral; overrides the config's.
+    #[arg(long, value_parser = kebab::<SamplerKind>)]
+    pub sampler: Option<SamplerKind>,
+    /// Grid points from t_max to t_min (then one jump to the data).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// uniform-t | uniform-gamma.
+    #[arg(long, value_parser = kebab::<TimeGrid>)]
+    pub time_grid: Option<TimeGrid>,
+    /// none | gaussian (ancestral sampler).
+    #[arg(long, value_parser = kebab::<PosteriorVariance>)]
+    pub posterior_variance: Option<PosteriorVariance>,
+    /// RG projection: skip components that are inactive over a step.
+    #[arg(long)]
+    pub projection: bool,
+    /// Smoothed score: perturbation scale s (whitened units).
+    #[arg(long)]
+    pub smooth_scale: Option<f64>,
+    /// Smoothed score: number M of perturbations.
+    #[arg(long)]
+    pub perturbations: Option<usize>,
+    /// ELS score: patch rule (`grow`, `grow:MIN:MAX`, `fixed:P`, `table:G1=P1,G2=P2`).
+    #[arg(long)]
+    pub patch: Option<PatchRule>,
+    #[arg(long, default_value_t = 1024)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Index of the first sample (sample k uses stream k of the seed: any one regenerates alone).
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+    /// Samples integrated together.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Output .npy, (N, H, W) or (N, C, H, W) float32; the resolved config is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write a grid of the first samples as PNG.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+}
+
+/// Applies the command-line overrides to the config's score and sampler sections.
+fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
+    if let Some(kind) = a.score {
+        let same = matches!(
+            (kind, &cfg.score),
+            (ScoreKind::Gaussian, ScoreConfig::Gaussian {})
+                | (ScoreKind::Empirical, ScoreConfig::Empirical {})
+                | (ScoreKind::Smoothed, ScoreConfig::Smoothed { .. })
+                | (ScoreKind::Els, ScoreConfig::Els { .. })
+        );
+        if !same {
+            cfg.score = toml_score(kind)?;
+        }
+    }
+    match &mut cfg.score {
+        ScoreConfig::Smoothed {
+            scale,
+            perturbations,
+            ..
+        } => {
+            if let Some(s) = a.smooth_scale {
+                *scale = s;
+            }
+            if let Some(m) = a.perturbations {
+                *perturbations = m;
+            }
+        }
+        _ if a.smooth_scale.is_some() || a.perturbations.is_some() => {
+            bail!("--smooth-scale and --perturbations apply to --score smoothed")
+        }
+        _ => {}
+    }
+    match &mut cfg.score {
+        ScoreConfig::Els { patch } => {
+            if let Some(p) = &a.patch {
+                *patch = p.clone();
+            }
+        }
+        _ if a.patch.is_some() => bail!("--patch applies to --score els"),
+        _ => {}
+    }
+    let s = &mut cfg.sampler;
+    s.kind = a.sampler.unwrap_or(s.kind);
+    s.steps = a.steps.unwrap_or(s.steps);
+    s.grid = a.time_grid.unwrap_or(s.grid);
+    s.posterior_variance = a.posterior_variance.unwrap_or(s.posterior_variance);
+    s.batch = a.batch.unwrap_or(s.batch);
+    s.projection.enabled |= a.projection;
+    Ok(())
+}
+
+/// The default config of a score kind (through TOML, so that serde defaults apply).
+fn toml_score(kind: ScoreKind) -> Result<ScoreConfig> {
+    let name = format!("{kind:?}").to_lowercase();
+    Ok(toml::from_str::<ScoreWrapper>(&format!("score = {{ kind = \"{name}\" }}"))?.score)
+}
+
+#[derive(serde::Deserialize)]
+struct ScoreWrapper {
+    score: ScoreConfig,
+}
+
+pub fn sample(a: &SampleArgs) -> Result<()> {
+    ensure_writable_dir(parent_dir(&a.out))?;
+    if let Some(g) = &a.grid {
+        ensure_writable_dir(parent_dir(g))?;
+    }
+    if a.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let (mut cfg, train, design) = fit(a.config.as_deref(), a.data.as_deref())?;
+    apply_overrides(&mut cfg, a)?;
+    let start = Instant::now();
+    let (fields, report) = draw(&cfg, &design, &train, a.seed, a.first, a.samples)?;
+    let wall = start.elapsed().as_secs_f64();
+    let out =
+        Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
+    gud_io::npy::write_dataset(&a.out, &out)?;
+    gud_io::config::write_toml(&config_beside(&a.out), &cfg)?;
+    if let Some(g) = &a.grid {
+        crate::plots::sample_grid(
+            g,
+            &format!(
+                "{} score, {} sampler, {} NFE",
+                report.score, report.sampler, report.nfe
+            ),
+            &out,
+            16,
+        )?;
+    }
+    let mut summary = serde_json::to_value(&report)?;
+    summary["saved_fraction"] = serde_json::json!(report.saved_fraction());
+    summary["out"] = serde_json::json!(a.out.display().to_string());
+    summary["shape"] = serde_json::json!(design.shape().to_string());
+    summary["seed"] = serde_json::json!(a.seed);
+    summary["first"] = serde_json::json!(a.first);
+    summary["wall_s"] = serde_json::json!(wall);
+    summary["samples_per_s"] = serde_json::json!(a.samples as f64 / wall);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// Samples `count` fields with the config's score and sampler (progress on stderr; Ctrl-C
+/// exits without writing).
+pub fn draw(
+    cfg: &Config,
+    design: &Design,
+    train: &Dataset,
+    seed: u64,
+    first: u64,
+    count: usize,
+) -> Result<(Vec<f64>, gud_core::sampler::SampleReport)> {
+    let score = cfg
+        .score
+        .build(design, train)
+        .context("building the score model")?;
+    let projection = Projection::from_config(&cfg.sampler.projection)?;
+    let plan = Plan::new(
+        design.schedule(),
+        design.sigma_data(),
+        cfg.sampler.steps,
+        cfg.sampler.grid,
+        projection,
+    )?;
+    let batches = count.div_ceil(cfg.sampler.batch.max(1));
+    let total = batches * plan.steps();
+    let reporter = Reporter::new("gud", "steps");
+    let mut done = 0;
+    let (chi0, report) = generate(
+        &plan,
+        score.as_ref(),
+        &cfg.sampler,
+        seed,
+        first,
+        count,
+        &mut |_| {
+            done += 1;
+            reporter.report("sampling", done, total);
+            if interrupted() {
+                reporter.finish();
+                eprintln!("interrupted: nothing was written");
+                std::process::exit(130);
+            }
+        },
+    )?;
+    reporter.finish();
+    Ok((design.whitened_batch_to_fields(&chi0), report))
+}
