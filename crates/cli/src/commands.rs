@@ -102,7 +102,9 @@ pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Resul
     finish_figure(&args.out, &cfg)
 }
 
-pub fn run(config: Option<&Path>, out: &Path, seed: u64) -> Result<()> {
+/// The main job: fit the design, draw figures, sample with the config's score and sampler,
+/// and evaluate the samples against an independent reference (for phi^4, HMC at another seed).
+pub fn run(config: Option<&Path>, out: &Path, seed: u64, samples: usize) -> Result<()> {
     ensure_writable_dir(out)?;
     let (cfg, ds, design) = fit(config, None)?;
     let picked = spread_components(&design, 8);
@@ -117,29 +119,47 @@ pub fn run(config: Option<&Path>, out: &Path, seed: u64) -> Result<()> {
         None,
     )?;
     gud_io::config::write_toml(&out.join("config.toml"), &cfg)?;
-    let (t0, t1) = design.schedule().t_range();
-    let (s0, s1) = (design.state(t0), design.state(t1));
-    let sd = design.sigma_data();
-    let ext = |f: &dyn Fn(usize) -> f64| {
-        (0..design.dim())
-            .map(f)
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            })
-    };
-    let snr0 = ext(&|i| s0.log_snr_data(i, sd));
-    let snr1 = ext(&|i| s1.log_snr_data(i, sd));
     println!("gud run: {}", title(&design));
     println!("  data: {} samples of shape {}", ds.len(), ds.shape());
     println!("  prior: {}", serde_json::to_string(&cfg.design.prior)?);
+
+    let start = std::time::Instant::now();
+    let (fields, report) = crate::sample::draw(&cfg, &design, &ds, seed, 0, samples)?;
+    let sample_s = start.elapsed().as_secs_f64();
+    let gen =
+        Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
+    gud_io::npy::write_dataset(&out.join("samples.npy"), &gen)?;
+    crate::plots::sample_grid(
+        &out.join("samples.png"),
+        &format!(
+            "{} score, {} sampler, {} NFE",
+            report.score, report.sampler, report.nfe
+        ),
+        &gen,
+        16,
+    )?;
+    let (reference, couplings) = crate::data::reference_data(&cfg, &ds)?;
+    let ev = crate::eval::evaluate(&gen, &reference, &ds, 128, seed, couplings)?;
+    crate::eval::plot_spectra(&out.join("spectra.png"), &ev)?;
+    let mut json = serde_json::to_value(&ev)?;
+    json["sampling"] = serde_json::to_value(&report)?;
+    json["sampling"]["wall_s"] = serde_json::json!(sample_s);
+    gud_io::atomic::write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
     println!(
-        "  log SNR at t = {t0}: [{:.2}, {:.2}]; at t = {t1}: [{:.2}, {:.2}]",
-        snr0.0, snr0.1, snr1.0, snr1.1
+        "  sampled {} with the {} score and the {} sampler: {} NFE per sample, {:.1}% of component evaluations saved, {:.2} s",
+        samples,
+        report.score,
+        report.sampler,
+        report.nfe,
+        100.0 * report.saved_fraction(),
+        sample_s
     );
+    crate::eval::print_report("generated", "reference", &ev);
     println!(
-        "  wrote {}/schedule.png, {}/noise.png, {}/config.toml",
-        out.display(),
-        out.display(),
+        "  wrote {0}/schedule.png, {0}/noise.png, {0}/samples.npy, {0}/samples.png, {0}/spectra.png, {0}/report.json, {0}/config.toml",
         out.display()
     );
     Ok(())

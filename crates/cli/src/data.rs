@@ -99,3 +99,22 @@ fn phi4_data(p: &Phi4DataConfig) -> Result<Dataset> {
     }
     Ok(ds)
 }
+
+/// An independent reference set for evaluation, with the phi^4 couplings when the data are
+/// phi^4: HMC at seed + 1000 (cached); other data are their own reference.
+pub fn reference_data(config: &Config, train: &Dataset) -> Result<(Dataset, Option<(f64, f64)>)> {
+    match &config.data {
+        DataConfig::Phi4(p) => {
+            let other = Phi4DataConfig {
+                seed: p.seed.wrapping_add(1000),
+                ..p.clone()
+            };
+            Ok((phi4_data(&other)?, Some((p.m2, p.lam))))
+        }
+        DataConfig::FreeField(f) => Ok((
+            free_field_samples(f.size, f.m2, f.samples, f.seed.wrapping_add(1000))?,
+            None,
+        )),
+        DataConfig::Npy(_) => Ok((train.clone(), None)),
+    }
+}

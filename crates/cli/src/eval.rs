@@ -83,7 +83,7 @@ pub struct Phi4Report {
     pub max_abs_z: f64,
 }
 
-fn read(path: &PathBuf, what: &str) -> Result<Dataset> {
+fn read(path: &std::path::Path, what: &str) -> Result<Dataset> {
     gud_io::npy::read_dataset(path)
         .with_context(|| format!("reading the {what} {}", path.display()))
 }
@@ -107,7 +107,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         Some(p) => read(p, "training set")?,
         None => reference.clone(),
     };
-    let report = evaluate(&gen, &reference, &train, a)?;
+    let report = evaluate(&gen, &reference, &train, a.directions, a.seed, a.phi4)?;
     if let Some(p) = &a.grid {
         crate::plots::sample_grid(p, &format!("samples: {}", a.samples.display()), &gen, 16)?;
     }
@@ -117,16 +117,24 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(a, &report);
+        print_report(
+            &a.samples.display().to_string(),
+            &a.reference.display().to_string(),
+            &report,
+        );
     }
     Ok(())
 }
 
-fn evaluate(
+/// All metrics of `gen` against `reference` (memorisation against `train`); `phi4` couplings
+/// (m2, lam) add the lattice observables.
+pub fn evaluate(
     gen: &Dataset,
     reference: &Dataset,
     train: &Dataset,
-    a: &EvalArgs,
+    directions: usize,
+    seed: u64,
+    phi4: Option<(f64, f64)>,
 ) -> Result<EvalReport> {
     let (sg, sr): (Spectrum, Spectrum) = (power_spectrum(gen), power_spectrum(reference));
     let ratio = log_ratio(&sg, &sr);
@@ -135,11 +143,11 @@ fn evaluate(
     let floor = if half >= 1 {
         let first = Dataset::new(reference.shape(), reference.as_slice()[..half * d].to_vec())?;
         let second = Dataset::new(reference.shape(), reference.as_slice()[half * d..].to_vec())?;
-        sliced_wasserstein(&first, &second, a.directions, a.seed)?
+        sliced_wasserstein(&first, &second, directions, seed)?
     } else {
         f64::NAN
     };
-    let phi4 = match a.phi4 {
+    let phi4 = match phi4 {
         Some((m2, lam)) => Some(phi4_report(gen, reference, m2, lam)?),
         None => None,
     };
@@ -152,7 +160,7 @@ fn evaluate(
         spectrum_samples: sg.power,
         spectrum_reference: sr.power,
         spectrum_log_ratio: ratio,
-        sliced_wasserstein: sliced_wasserstein(gen, reference, a.directions, a.seed)?,
+        sliced_wasserstein: sliced_wasserstein(gen, reference, directions, seed)?,
         sliced_wasserstein_floor: floor,
         memorisation: memorisation(gen, train)?,
         phi4,
@@ -184,14 +192,10 @@ fn phi4_report(gen: &Dataset, reference: &Dataset, m2: f64, lam: f64) -> Result<
     })
 }
 
-fn print_report(a: &EvalArgs, r: &EvalReport) {
+pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {
     println!(
         "{} ({} samples) against {} ({} samples), shape {}",
-        a.samples.display(),
-        r.samples,
-        a.reference.display(),
-        r.reference,
-        r.shape
+        samples, r.samples, reference, r.reference, r.shape
     );
     println!("  power spectrum log-ratio per |n| bin:");
     for (k, l) in r.spectrum_radius.iter().zip(&r.spectrum_log_ratio) {
@@ -235,7 +239,7 @@ fn print_report(a: &EvalArgs, r: &EvalReport) {
     }
 }
 
-fn plot_spectra(path: &std::path::Path, r: &EvalReport) -> Result<()> {
+pub fn plot_spectra(path: &std::path::Path, r: &EvalReport) -> Result<()> {
     let x = r.spectrum_radius.clone();
     let panels = [
         LinePanel {

@@ -25,8 +25,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The main job: fit the design of CONFIG (built-in default when absent) to its data and
-    /// write the schedule figure, a forward-process strip and the resolved config to --out.
+    /// The main job: fit the design of CONFIG (built-in phi^4 default when absent), sample with
+    /// its score and sampler, evaluate against an independent reference, write figures and a
+    /// report to --out.
     Run {
         /// TOML config; the built-in default (free lattice field, fourier basis, free prior,
         /// RG schedule) when absent.
@@ -34,9 +35,12 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "out/run")]
         out: PathBuf,
-        /// Seed of the forward-process noise.
+        /// Seed of the samples and the forward-process figure.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Samples generated.
+        #[arg(long, default_value_t = 4096)]
+        samples: usize,
     },
     /// Draw samples with an analytic score model and a sampler (SPEC sections 4-5).
     Sample(Box<sample::SampleArgs>),
@@ -78,7 +82,12 @@ fn main() -> ExitCode {
         Command::Phi4 { command } => phi4::run(command),
         Command::Sample(a) => sample::sample(&a),
         Command::Eval(a) => eval::eval(&a),
-        Command::Run { config, out, seed } => commands::run(config.as_deref(), &out, seed),
+        Command::Run {
+            config,
+            out,
+            seed,
+            samples,
+        } => commands::run(config.as_deref(), &out, seed, samples),
         Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {
             io,

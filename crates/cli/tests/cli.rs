@@ -55,11 +55,32 @@ fn gud_io_write(path: &Path, shape: &[usize], data: &[f64]) {
 fn run_writes_figures_and_resolved_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = gud(&["run", "--out", out.to_str().unwrap()]);
+    let o = gud(&["run", "--out", out.to_str().unwrap(), "--samples", "300"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["schedule.png", "noise.png", "config.toml"] {
+    for f in [
+        "schedule.png",
+        "noise.png",
+        "config.toml",
+        "samples.npy",
+        "samples.png",
+        "spectra.png",
+        "report.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["phi4"]["observables"].as_array().map(Vec::len),
+        Some(8),
+        "{report}"
+    );
+    assert_eq!(report["sampling"]["nfe"].as_u64(), Some(20));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("chi_2pt") && stdout.contains("Binder"),
+        "{stdout}"
+    );
     let resolved = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(
         resolved.contains("amplitude") && resolved.contains("m2"),
