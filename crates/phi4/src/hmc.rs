@@ -8,7 +8,7 @@
 //! (3) thermalisation is extended to at least 20 tau_int and the separation between saved
 //! configurations set to ceil(2 tau_int) trajectories (both overridable); (4) production.
 
-use crate::action::Lattice;
+use crate::action::{Lattice, LANES};
 use crate::stats::{tau_int, TauInt};
 use crate::{invalid, Phi4Error, Result};
 use rand::{Rng, SeedableRng};
@@ -90,68 +90,137 @@ pub struct HmcRun {
 /// Progress report: phase name, trajectories done and planned (per chain).
 pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
 
-struct Chain {
+/// LANES chains advanced together: fields interleaved site-major (`phi[x * LANES + k]` is site
+/// x of lane k), so that every kernel runs over lanes in SIMD. Lane k of block j is chain
+/// j * LANES + k and draws from its own ChaCha8 stream in exactly the order a lone chain would
+/// (jitter, momenta in site order, accept uniform). Lanes past the requested number of chains
+/// run on streams of their own and are never recorded.
+struct Block {
     phi: Vec<f64>,
-    /// S[phi] of the current state (kept from the last trajectory).
-    action: f64,
     q: Vec<f64>,
     mom: Vec<f64>,
-    rng: ChaCha8Rng,
-    accepted: usize,
+    /// S[phi] of each lane's current state (kept from the last trajectory).
+    action: [f64; LANES],
+    rngs: Vec<ChaCha8Rng>,
+    /// Lanes that are real chains.
+    active: usize,
+    accepted: [usize; LANES],
     trajectories: usize,
 }
 
-impl Chain {
-    fn new(v: usize, seed: u64, stream: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(stream);
-        let phi = (0..v)
-            .map(|_| 0.5 * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+/// The stream of chain c; padding lanes use streams from 2^63 on.
+fn chain_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+impl Block {
+    fn new(v: usize, seed: u64, first_chain: usize, chains: usize) -> Self {
+        let active = chains.saturating_sub(first_chain).min(LANES);
+        let mut rngs: Vec<ChaCha8Rng> = (0..LANES)
+            .map(|k| {
+                let c = (first_chain + k) as u64;
+                chain_rng(seed, if k < active { c } else { (1 << 63) + c })
+            })
             .collect();
-        Chain {
+        let mut phi = vec![0.0; v * LANES];
+        for (k, rng) in rngs.iter_mut().enumerate() {
+            for x in 0..v {
+                phi[x * LANES + k] = 0.5 * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
+            }
+        }
+        Block {
             phi,
-            action: f64::NAN,
-            q: vec![0.0; v],
-            mom: vec![0.0; v],
-            rng,
-            accepted: 0,
+            q: vec![0.0; v * LANES],
+            mom: vec![0.0; v * LANES],
+            action: [f64::NAN; LANES],
+            rngs,
+            active,
+            accepted: [0; LANES],
             trajectories: 0,
         }
     }
 
-    /// One HMC trajectory; returns whether it was accepted. The step size is jittered
-    /// uniformly in [0.8, 1.2] eps per trajectory (independent of the state, so detailed
-    /// balance holds): a fixed trajectory length resonates with modes of frequency
-    /// omega ~ pi / (steps eps), which then barely decorrelate.
-    fn trajectory(&mut self, lat: &Lattice, eps: f64, steps: usize) -> bool {
-        let eps = eps * (0.8 + 0.4 * self.rng.random::<f64>());
-        for p in &mut self.mom {
-            *p = StandardNormal.sample(&mut self.rng);
+    fn kinetic(&self) -> [f64; LANES] {
+        let mut k2 = [0.0; LANES];
+        for site in self.mom.chunks_exact(LANES) {
+            for k in 0..LANES {
+                k2[k] += site[k] * site[k];
+            }
         }
-        if !self.action.is_finite() {
-            self.action = lat.action(&self.phi);
+        k2.map(|x| 0.5 * x)
+    }
+
+    /// One HMC trajectory on every lane. The step size is jittered uniformly in [0.8, 1.2] eps
+    /// per lane and trajectory (independent of the state, so detailed balance holds): a fixed
+    /// trajectory length resonates with modes of frequency omega ~ pi / (steps eps).
+    fn trajectory(&mut self, lat: &Lattice, eps: f64, steps: usize) {
+        let v = lat.volume();
+        let mut e = [0.0; LANES];
+        for (k, rng) in self.rngs.iter_mut().enumerate() {
+            e[k] = eps * (0.8 + 0.4 * rng.random::<f64>());
+            for x in 0..v {
+                self.mom[x * LANES + k] = StandardNormal.sample(rng);
+            }
         }
-        let h0 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + self.action;
+        if self.action.iter().any(|a| !a.is_finite()) {
+            self.action = lat.action_lanes(&self.phi);
+        }
+        let k0 = self.kinetic();
         self.q.copy_from_slice(&self.phi);
-        leapfrog(lat, &mut self.q, &mut self.mom, eps, steps);
-        let s1 = lat.action(&self.q);
-        let h1 = 0.5 * self.mom.iter().map(|p| p * p).sum::<f64>() + s1;
-        let u: f64 = self.rng.random();
+        leapfrog_lanes(lat, &mut self.q, &mut self.mom, &e, steps);
+        let s1 = lat.action_lanes(&self.q);
+        let k1 = self.kinetic();
         self.trajectories += 1;
-        // accept with probability min(1, exp(-(H1 - H0))); a NaN energy is always rejected
-        if u < (h0 - h1).exp() {
-            std::mem::swap(&mut self.phi, &mut self.q);
-            self.action = s1;
-            self.accepted += 1;
-            true
-        } else {
-            false
+        for (k, rng) in self.rngs.iter_mut().enumerate() {
+            let u: f64 = rng.random();
+            // accept with probability min(1, exp(-(H1 - H0))); a NaN energy is always rejected
+            if u < ((k0[k] + self.action[k]) - (k1[k] + s1[k])).exp() {
+                for x in 0..v {
+                    self.phi[x * LANES + k] = self.q[x * LANES + k];
+                }
+                self.action[k] = s1[k];
+                self.accepted[k] += 1;
+            }
         }
     }
 
-    fn abs_m_and_action(&self) -> (f64, f64) {
-        let v = self.phi.len() as f64;
-        ((self.phi.iter().sum::<f64>() / v).abs(), self.action)
+    /// (|M|, S) of every real chain.
+    fn abs_m_and_action(&self) -> Vec<(f64, f64)> {
+        let v = (self.phi.len() / LANES) as f64;
+        let mut m = [0.0; LANES];
+        for site in self.phi.chunks_exact(LANES) {
+            for k in 0..LANES {
+                m[k] += site[k];
+            }
+        }
+        (0..self.active).map(|k| ((m[k] / v).abs(), self.action[k])).collect()
+    }
+
+    /// The current configuration of lane k.
+    fn config(&self, k: usize) -> impl Iterator<Item = f64> + '_ {
+        self.phi.iter().skip(k).step_by(LANES).copied()
+    }
+}
+
+fn make_blocks(chains: usize, v: usize, seed: u64) -> Vec<Block> {
+    (0..chains.div_ceil(LANES))
+        .map(|j| Block::new(v, seed, j * LANES, chains))
+        .collect()
+}
+
+/// Leapfrog on interleaved lanes, each with its own step size eps_k.
+fn leapfrog_lanes(lat: &Lattice, q: &mut [f64], p: &mut [f64], eps: &[f64; LANES], steps: usize) {
+    let half = eps.map(|e| 0.5 * e);
+    lat.kick_lanes(q, p, &half);
+    for i in 0..steps {
+        for (x, m) in q.chunks_exact_mut(LANES).zip(p.chunks_exact(LANES)) {
+            for k in 0..LANES {
+                x[k] += eps[k] * m[k];
+            }
+        }
+        lat.kick_lanes(q, p, if i + 1 < steps { eps } else { &half });
     }
 }
 
@@ -199,7 +268,7 @@ fn check(cfg: &HmcConfig, n: usize) -> Result<()> {
 /// Runs `count` trajectories on every chain in parallel, calling `record` per chain and
 /// trajectory; checks `stop` between rounds of 10.
 fn advance(
-    chains: &mut [Chain],
+    chains: &mut [Block],
     lat: &Lattice,
     eps: f64,
     steps: usize,
@@ -215,20 +284,25 @@ fn advance(
             return Err(Phi4Error::Interrupted);
         }
         let k = (count - done).min(10);
-        let logs: Vec<Vec<(f64, f64)>> = chains
+        // per block: k trajectories, each logging (|M|, S) of every real chain
+        let logs: Vec<Vec<Vec<(f64, f64)>>> = chains
             .par_iter_mut()
-            .map(|c| {
+            .map(|b| {
                 (0..k)
                     .map(|_| {
-                        c.trajectory(lat, eps, steps);
-                        c.abs_m_and_action()
+                        b.trajectory(lat, eps, steps);
+                        b.abs_m_and_action()
                     })
                     .collect()
             })
             .collect();
         if let Some(r) = rec.as_deref_mut() {
-            for (series, log) in r.iter_mut().zip(logs) {
-                series.extend(log);
+            let mut series = r.iter_mut();
+            for (block, log) in chains.iter().zip(logs) {
+                for lane in 0..block.active {
+                    let s = series.next().expect("one series per chain");
+                    s.extend(log.iter().map(|row| row[lane]));
+                }
             }
         }
         done += k;
@@ -237,17 +311,20 @@ fn advance(
     Ok(())
 }
 
-fn acceptance(chains: &[Chain]) -> f64 {
-    let (a, t) = chains
-        .iter()
-        .fold((0, 0), |(a, t), c| (a + c.accepted, t + c.trajectories));
+fn acceptance(blocks: &[Block]) -> f64 {
+    let (a, t) = blocks.iter().fold((0, 0), |(a, t), b| {
+        (
+            a + b.accepted[..b.active].iter().sum::<usize>(),
+            t + b.trajectories * b.active,
+        )
+    });
     a as f64 / t.max(1) as f64
 }
 
-fn reset_counts(chains: &mut [Chain]) {
-    for c in chains {
-        c.accepted = 0;
-        c.trajectories = 0;
+fn reset_counts(blocks: &mut [Block]) {
+    for b in blocks {
+        b.accepted = [0; LANES];
+        b.trajectories = 0;
     }
 }
 
@@ -277,9 +354,7 @@ pub fn sample(
     let start = Instant::now();
     let v = lat.volume();
     let steps = cfg.leapfrog_steps;
-    let mut chains: Vec<Chain> = (0..cfg.chains)
-        .map(|c| Chain::new(v, cfg.seed, c as u64))
-        .collect();
+    let mut chains = make_blocks(cfg.chains, v, cfg.seed);
 
     // (1) tuning: Robbins-Monro on log eps towards the target acceptance, in rounds of 10
     let mut eps = cfg.initial_step_size;
@@ -346,8 +421,11 @@ pub fn sample(
             |_| {},
             Some(&mut series),
         )?;
-        for (s, c) in saved.iter_mut().zip(&chains) {
-            s.extend_from_slice(&c.phi);
+        let mut out = saved.iter_mut();
+        for b in &chains {
+            for lane in 0..b.active {
+                out.next().expect("one store per chain").extend(b.config(lane));
+            }
         }
         progress("sample", (k + 1) * sep, total);
     }
@@ -387,9 +465,7 @@ pub fn run_fixed(
     trajectories: usize,
     seed: u64,
 ) -> (f64, f64) {
-    let mut cs: Vec<Chain> = (0..chains)
-        .map(|c| Chain::new(lat.volume(), seed, c as u64))
-        .collect();
+    let mut cs = make_blocks(chains, lat.volume(), seed);
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let _ = advance(&mut cs, lat, eps, steps, trajectories, &stop, |_| {}, None);
