@@ -51,7 +51,9 @@ pub const LANES: usize = 8;
 /// The LANES values of site i in an interleaved block.
 #[inline(always)]
 fn lane(phi: &[f64], i: usize) -> &[f64; LANES] {
-    phi[i * LANES..(i + 1) * LANES].try_into().expect("LANES values")
+    phi[i * LANES..(i + 1) * LANES]
+        .try_into()
+        .expect("LANES values")
 }
 
 /// An L x L periodic lattice with its couplings; fields are row-major slices of length L^2.
@@ -177,7 +179,8 @@ impl Lattice {
                     .try_into()
                     .expect("LANES values");
                 for k in 0..LANES {
-                    o[k] += a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
+                    o[k] +=
+                        a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
                 }
             }
         }
@@ -221,7 +224,11 @@ mod tests {
         let lat = Lattice::new(5, Couplings::new(-1.3, 0.7).unwrap()).unwrap();
         let v = 25;
         let fields: Vec<Vec<f64>> = (0..LANES)
-            .map(|k| (0..v).map(|i| (((i + 3 * k) * 7 % 11) as f64 - 5.0) / 4.0).collect())
+            .map(|k| {
+                (0..v)
+                    .map(|i| (((i + 3 * k) * 7 % 11) as f64 - 5.0) / 4.0)
+                    .collect()
+            })
             .collect();
         let mut block = vec![0.0; v * LANES];
         for (k, f) in fields.iter().enumerate() {
@@ -237,7 +244,10 @@ mod tests {
             let mut m = vec![0.0; v];
             lat.kick(f, &mut m, c[k]);
             for i in 0..v {
-                assert!((m[i] - mom[i * LANES + k]).abs() < 1e-12, "lane {k} site {i}");
+                assert!(
+                    (m[i] - mom[i * LANES + k]).abs() < 1e-12,
+                    "lane {k} site {i}"
+                );
             }
             assert!((s[k] - lat.action(f)).abs() < 1e-10 * s[k].abs().max(1.0));
         }

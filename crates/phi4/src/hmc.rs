@@ -14,8 +14,8 @@ use crate::action::{Lattice, LANES};
 use crate::stats::{tau_int, TauInt};
 use crate::{invalid, Phi4Error, Result};
 use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus as ChainRng;
 use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus as ChainRng;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,7 +132,8 @@ impl Block {
         let mut phi = vec![0.0; v * LANES];
         for (k, rng) in rngs.iter_mut().enumerate() {
             for x in 0..v {
-                phi[x * LANES + k] = 0.5 * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
+                phi[x * LANES + k] =
+                    0.5 * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
             }
         }
         Block {
@@ -200,7 +201,9 @@ impl Block {
                 m[k] += site[k];
             }
         }
-        (0..self.active).map(|k| ((m[k] / v).abs(), self.action[k])).collect()
+        (0..self.active)
+            .map(|k| ((m[k] / v).abs(), self.action[k]))
+            .collect()
     }
 
     /// The current configuration of lane k.
@@ -217,7 +220,9 @@ fn make_blocks(chains: usize, v: usize, seed: u64) -> Vec<Block> {
         .map(|j| {
             let active = (chains - j * LANES).min(LANES);
             let rngs = (0..LANES)
-                .map(|k| if k < active { real.next() } else { pad.next() }.expect("a stream per lane"))
+                .map(|k| {
+                    if k < active { real.next() } else { pad.next() }.expect("a stream per lane")
+                })
                 .collect();
             Block::new(v, rngs, active)
         })
@@ -438,7 +443,9 @@ pub fn sample(
         let mut out = saved.iter_mut();
         for b in &chains {
             for lane in 0..b.active {
-                out.next().expect("one store per chain").extend(b.config(lane));
+                out.next()
+                    .expect("one store per chain")
+                    .extend(b.config(lane));
             }
         }
         progress("sample", (k + 1) * sep, total);
