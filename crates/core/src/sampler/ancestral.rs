@@ -10,13 +10,12 @@
 //! Sigma_i sigma_t^2 / (alpha_t^2 Sigma_i + sigma_t^2) (`gaussian`), with which the kernel is
 //! the exact p(chi_s | chi_t) for Gaussian data at any number of steps.
 
-use super::{jump_to_data, Plan, Sampler, StepInfo};
+use super::{finish, per_sample, Plan, Sampler, StepInfo};
 use crate::config::PosteriorVariance;
 use crate::process::Transition;
 use crate::score::{active_or_all, chi0_from_eps, gaussian_posterior_variance, ScoreModel};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AncestralSampler {
@@ -78,32 +77,23 @@ impl Sampler for AncestralSampler {
             let active = plan.active[j].as_deref();
             let k = self.coefficients(plan, j);
             score.eps_hat(chi, t, active, &mut eps);
-            chi.par_chunks_mut(d)
-                .zip(eps.par_chunks(d))
-                .zip(rngs.par_iter_mut())
-                .for_each(|((x, e), rng)| {
-                    for i in active_or_all(active, d) {
-                        let chi0_hat = chi0_from_eps(x[i], e[i], t.alpha(i), t.sigma(i));
-                        let z: f64 = StandardNormal.sample(rng);
-                        x[i] = k.a[i] * x[i] + k.c[i] * chi0_hat + k.var[i].sqrt() * z;
-                    }
-                });
-            observer(StepInfo {
-                step: j,
-                steps: plan.steps(),
-                t: t.t(),
-                active: plan.active_count(j),
-                batch,
+            per_sample(chi, &eps, rngs, d, |x, e, rng| {
+                for i in active_or_all(active, d) {
+                    let chi0_hat = chi0_from_eps(x[i], e[i], t.alpha(i), t.sigma(i));
+                    let z: f64 = StandardNormal.sample(rng);
+                    x[i] = k.a[i] * x[i] + k.c[i] * chi0_hat + k.var[i].sqrt() * z;
+                }
             });
+            observer(plan.info(j, batch));
         }
-        jump_to_data(plan, score, chi, rngs, self.posterior_variance, &mut eps);
-        let last = plan.steps() - 1;
-        observer(StepInfo {
-            step: last,
-            steps: plan.steps(),
-            t: plan.times[last],
-            active: plan.active_count(last),
-            batch,
-        });
+        finish(
+            plan,
+            score,
+            chi,
+            rngs,
+            self.posterior_variance,
+            &mut eps,
+            observer,
+        );
     }
 }

@@ -192,6 +192,16 @@ impl Plan {
     fn active_count(&self, j: usize) -> usize {
         self.active[j].as_ref().map_or(self.dim(), Vec::len)
     }
+    /// What the observer hears after step j of a batch of `batch` samples.
+    fn info(&self, j: usize, batch: usize) -> StepInfo {
+        StepInfo {
+            step: j,
+            steps: self.steps(),
+            t: self.times[j],
+            active: self.active_count(j),
+            batch,
+        }
+    }
 }
 
 /// Progress of a sampler, given to the observer after every step of every batch.
@@ -236,35 +246,48 @@ impl SamplerConfig {
     }
 }
 
+/// Applies `update(chi_k, eps_hat_k, rng_k)` to every sample k of the batch, in parallel.
+fn per_sample(
+    chi: &mut [f64],
+    eps: &[f64],
+    rngs: &mut [ChaCha8Rng],
+    d: usize,
+    update: impl Fn(&mut [f64], &[f64], &mut ChaCha8Rng) + Sync + Send,
+) {
+    chi.par_chunks_mut(d)
+        .zip(eps.par_chunks(d))
+        .zip(rngs.par_iter_mut())
+        .for_each(|((x, e), rng)| update(x, e, rng));
+}
+
 /// The final jump from the last grid point to the data: chi0 = chi0_hat, plus (ancestral with
-/// the Gaussian posterior variance) N(0, v_t) noise, which makes it exact for Gaussian data.
-fn jump_to_data(
+/// the Gaussian posterior variance) N(0, v_t) noise, which makes it exact for Gaussian data;
+/// then the observer hears the last step.
+fn finish(
     plan: &Plan,
     score: &dyn ScoreModel,
     chi: &mut [f64],
     rngs: &mut [ChaCha8Rng],
     posterior: PosteriorVariance,
     eps: &mut [f64],
+    observer: &mut dyn FnMut(StepInfo),
 ) {
     let d = plan.dim();
     let last = plan.states.last().expect("plan has points");
     let active = plan.active.last().expect("plan has steps").as_deref();
     score.eps_hat(chi, last, active, eps);
     let (a2, s2) = (last.alpha_sq(), last.sigma_sq());
-    chi.par_chunks_mut(d)
-        .zip(eps.par_chunks(d))
-        .zip(rngs.par_iter_mut())
-        .for_each(|((x, e), rng)| {
-            for i in crate::score::active_or_all(active, d) {
-                x[i] = chi0_from_eps(x[i], e[i], a2[i].sqrt(), s2[i].sqrt());
-                if posterior == PosteriorVariance::Gaussian {
-                    let v =
-                        crate::score::gaussian_posterior_variance(a2[i], s2[i], plan.sigma_data[i]);
-                    let z: f64 = StandardNormal.sample(rng);
-                    x[i] += v.sqrt() * z;
-                }
+    per_sample(chi, eps, rngs, d, |x, e, rng| {
+        for i in crate::score::active_or_all(active, d) {
+            x[i] = chi0_from_eps(x[i], e[i], a2[i].sqrt(), s2[i].sqrt());
+            if posterior == PosteriorVariance::Gaussian {
+                let v = crate::score::gaussian_posterior_variance(a2[i], s2[i], plan.sigma_data[i]);
+                let z: f64 = StandardNormal.sample(rng);
+                x[i] += v.sqrt() * z;
             }
-        });
+        }
+    });
+    observer(plan.info(plan.steps() - 1, chi.len() / d));
 }
 
 /// What a sampling run cost.

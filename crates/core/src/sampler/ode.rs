@@ -4,7 +4,7 @@
 //! d chi_i / dt = -1/2 beta_i chi_i + 1/2 beta_i eps_hat_i / sigma_i
 //! ```
 
-use super::{jump_to_data, Plan, Sampler, StepInfo};
+use super::{finish, Plan, Sampler, StepInfo};
 use crate::config::PosteriorVariance;
 use crate::process::NoisingState;
 use crate::score::{active_or_all, ScoreModel};
@@ -66,29 +66,16 @@ impl Sampler for OdeSampler {
                         x[i] += 0.5 * dt * (v0 + v1);
                     }
                 });
-            observer(StepInfo {
-                step: j,
-                steps: plan.steps(),
-                t: cur.t(),
-                active: plan.active_count(j),
-                batch,
-            });
+            observer(plan.info(j, batch));
         }
-        jump_to_data(
+        finish(
             plan,
             score,
             chi,
             rngs,
             PosteriorVariance::None,
             &mut eps_cur,
+            observer,
         );
-        let last = plan.steps() - 1;
-        observer(StepInfo {
-            step: last,
-            steps: plan.steps(),
-            t: plan.times[last],
-            active: plan.active_count(last),
-            batch,
-        });
     }
 }

@@ -4,12 +4,11 @@
 //! d chi_i = [-1/2 beta_i chi_i + beta_i eps_hat_i / sigma_i] dt + sqrt(beta_i) dw_i,   dt < 0
 //! ```
 
-use super::{jump_to_data, Plan, Sampler, StepInfo};
+use super::{finish, per_sample, Plan, Sampler, StepInfo};
 use crate::config::PosteriorVariance;
 use crate::score::{active_or_all, ScoreModel};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SdeSampler;
@@ -37,34 +36,25 @@ impl Sampler for SdeSampler {
             let h = cur.t() - next.t();
             let active = plan.active[j].as_deref();
             score.eps_hat(chi, cur, active, &mut eps);
-            chi.par_chunks_mut(d)
-                .zip(eps.par_chunks(d))
-                .zip(rngs.par_iter_mut())
-                .for_each(|((x, e), rng)| {
-                    for i in active_or_all(active, d) {
-                        let beta = cur.beta(i);
-                        // reverse drift -(f - g^2 score) over a step of -h, plus fresh noise
-                        let drift = 0.5 * beta * x[i] - beta * e[i] / cur.sigma(i);
-                        let z: f64 = StandardNormal.sample(rng);
-                        x[i] += h * drift + (beta * h).sqrt() * z;
-                    }
-                });
-            observer(StepInfo {
-                step: j,
-                steps: plan.steps(),
-                t: cur.t(),
-                active: plan.active_count(j),
-                batch,
+            per_sample(chi, &eps, rngs, d, |x, e, rng| {
+                for i in active_or_all(active, d) {
+                    let beta = cur.beta(i);
+                    // reverse drift -(f - g^2 score) over a step of -h, plus fresh noise
+                    let drift = 0.5 * beta * x[i] - beta * e[i] / cur.sigma(i);
+                    let z: f64 = StandardNormal.sample(rng);
+                    x[i] += h * drift + (beta * h).sqrt() * z;
+                }
             });
+            observer(plan.info(j, batch));
         }
-        jump_to_data(plan, score, chi, rngs, PosteriorVariance::None, &mut eps);
-        let last = plan.steps() - 1;
-        observer(StepInfo {
-            step: last,
-            steps: plan.steps(),
-            t: plan.times[last],
-            active: plan.active_count(last),
-            batch,
-        });
+        finish(
+            plan,
+            score,
+            chi,
+            rngs,
+            PosteriorVariance::None,
+            &mut eps,
+            observer,
+        );
     }
 }
