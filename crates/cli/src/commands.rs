@@ -3,7 +3,7 @@
 use crate::data::{load_config, load_data};
 use crate::plots::{forward_strip, schedule_curves, spread_components};
 use anyhow::{bail, Context, Result};
-use gud_core::config::Config;
+use gud_core::config::{Config, SamplerKind, ScoreConfig};
 use gud_core::{Dataset, Design};
 use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use gud_io::figures::{plot_panels, plot_schedule};
@@ -104,9 +104,15 @@ pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Resul
 
 /// The main job: fit the design, draw figures, sample with the config's score and sampler,
 /// and evaluate the samples against an independent reference (for phi^4, HMC at another seed).
-pub fn run(config: Option<&Path>, out: &Path, seed: u64, samples: usize) -> Result<()> {
+pub fn run(
+    config: Option<&Path>,
+    out: &Path,
+    seed: u64,
+    samples: usize,
+    nfe: &[usize],
+) -> Result<()> {
     ensure_writable_dir(out)?;
-    let (cfg, ds, design) = fit(config, None)?;
+    let (mut cfg, ds, design) = fit(config, None)?;
     let picked = spread_components(&design, 8);
     let (t, curves) = schedule_curves(&design, &picked);
     plot_schedule(&out.join("schedule.png"), &title(&design), &t, &curves)?;
@@ -118,49 +124,137 @@ pub fn run(config: Option<&Path>, out: &Path, seed: u64, samples: usize) -> Resu
         &panels,
         None,
     )?;
-    gud_io::config::write_toml(&out.join("config.toml"), &cfg)?;
     println!("gud run: {}", title(&design));
     println!("  data: {} samples of shape {}", ds.len(), ds.shape());
     println!("  prior: {}", serde_json::to_string(&cfg.design.prior)?);
 
-    let start = std::time::Instant::now();
-    let (fields, report) = crate::sample::draw(&cfg, &design, &ds, seed, 0, samples)?;
-    let sample_s = start.elapsed().as_secs_f64();
-    let gen =
-        Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
-    gud_io::npy::write_dataset(&out.join("samples.npy"), &gen)?;
-    crate::plots::sample_grid(
-        &out.join("samples.png"),
-        &format!(
-            "{} score, {} sampler, {} NFE",
-            report.score, report.sampler, report.nfe
-        ),
-        &gen,
-        16,
-    )?;
+    let neural = cfg.score == (ScoreConfig::Neural {});
+    let run_dir = out.join("train");
+    let mut training = serde_json::Value::Null;
+    if neural {
+        crate::train::resolve(&mut cfg);
+        let resume = existing_run(&run_dir, &cfg)?;
+        let start = std::time::Instant::now();
+        crate::train::train_run(&cfg, &design, &ds, &run_dir, resume)?;
+        let train_s = start.elapsed().as_secs_f64();
+        println!(
+            "  trained the network ({} steps) in {train_s:.1} s: {}",
+            cfg.train.steps,
+            run_dir.display()
+        );
+        training =
+            serde_json::json!({ "steps": cfg.train.steps, "wall_s": train_s, "run": run_dir });
+    }
+    gud_io::config::write_toml(&out.join("config.toml"), &cfg)?;
+    let score = crate::sample::build_score(&cfg, &design, &ds, Some(&run_dir))?;
+    let budgets: Vec<Option<usize>> = match (nfe.is_empty(), neural) {
+        (false, _) => nfe.iter().map(|&n| Some(n)).collect(),
+        (true, true) => [5, 10, 20, 50].map(Some).to_vec(),
+        (true, false) => vec![None],
+    };
     let (reference, couplings) = crate::data::reference_data(&cfg, &ds)?;
-    let ev = crate::eval::evaluate(&gen, &reference, &ds, 128, seed, couplings)?;
-    crate::eval::plot_spectra(&out.join("spectra.png"), &ev)?;
-    let mut json = serde_json::to_value(&ev)?;
-    json["sampling"] = serde_json::to_value(&report)?;
-    json["sampling"]["wall_s"] = serde_json::json!(sample_s);
+    let mut rows = Vec::new();
+    for (k, budget) in budgets.iter().enumerate() {
+        let mut c = cfg.clone();
+        if let Some(n) = budget {
+            c.sampler.steps = grid_points(c.sampler.kind, *n);
+        }
+        let start = std::time::Instant::now();
+        let (fields, report) = crate::sample::draw(&c, &design, score.as_ref(), seed, 0, samples)?;
+        let sample_s = start.elapsed().as_secs_f64();
+        let gen = Dataset::new(design.shape(), fields)
+            .context("the sampler produced non-finite values")?;
+        let ev = crate::eval::evaluate(&gen, &reference, &ds, 128, seed, couplings)?;
+        println!(
+            "  sampled {} with the {} score and the {} sampler: {} NFE per sample, {:.1}% of component evaluations saved, {:.2} s",
+            samples, report.score, report.sampler, report.nfe, 100.0 * report.saved_fraction(), sample_s
+        );
+        if budgets.len() > 1 {
+            gud_io::npy::write_dataset(&out.join(format!("samples_nfe{}.npy", report.nfe)), &gen)?;
+        }
+        if k + 1 == budgets.len() {
+            gud_io::npy::write_dataset(&out.join("samples.npy"), &gen)?;
+            let caption = format!(
+                "{} score, {} sampler, {} NFE",
+                report.score, report.sampler, report.nfe
+            );
+            crate::plots::sample_grid(&out.join("samples.png"), &caption, &gen, 16)?;
+            crate::eval::plot_spectra(&out.join("spectra.png"), &ev)?;
+            crate::eval::print_report("generated", "reference", &ev);
+        }
+        rows.push((report, sample_s, ev));
+    }
+    if rows.len() > 1 {
+        print_nfe_table(&rows);
+    }
+    let runs: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(report, wall, ev)| {
+            let mut j = serde_json::to_value(ev).expect("the report serialises");
+            j["sampling"] = serde_json::to_value(report).expect("the report serialises");
+            j["sampling"]["wall_s"] = serde_json::json!(wall);
+            j
+        })
+        .collect();
+    let json = serde_json::json!({ "training": training, "runs": runs });
     gud_io::atomic::write_atomic(
         &out.join("report.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     println!(
-        "  sampled {} with the {} score and the {} sampler: {} NFE per sample, {:.1}% of component evaluations saved, {:.2} s",
-        samples,
-        report.score,
-        report.sampler,
-        report.nfe,
-        100.0 * report.saved_fraction(),
-        sample_s
-    );
-    crate::eval::print_report("generated", "reference", &ev);
-    println!(
         "  wrote {0}/schedule.png, {0}/noise.png, {0}/samples.npy, {0}/samples.png, {0}/spectra.png, {0}/report.json, {0}/config.toml",
         out.display()
     );
     Ok(())
+}
+
+/// Grid points giving at most `nfe` network evaluations per sample (Heun: 2K - 1).
+fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
+    match kind {
+        SamplerKind::Ode => nfe.div_ceil(2).max(2),
+        SamplerKind::Sde | SamplerKind::Ancestral => nfe.max(2),
+    }
+}
+
+/// True when `run_dir` holds a checkpoint of exactly this config (continue it); an error when it
+/// holds one of another config (nothing is overwritten); false when it holds none.
+fn existing_run(run_dir: &Path, cfg: &Config) -> Result<bool> {
+    if !run_dir.join(gud_nn::CHECKPOINT_FILE).exists() {
+        return Ok(false);
+    }
+    let saved: Config = gud_io::config::load_toml(&run_dir.join("config.toml"))?;
+    if &saved != cfg {
+        bail!(
+            "{} holds a training run of another config: remove it or choose another --out",
+            run_dir.display()
+        );
+    }
+    Ok(true)
+}
+
+/// One line per sampling budget: NFE, wall time and the phi^4 z-scores.
+fn print_nfe_table(
+    rows: &[(
+        gud_core::sampler::SampleReport,
+        f64,
+        crate::eval::EvalReport,
+    )],
+) {
+    let names: Vec<&str> = rows[0]
+        .2
+        .phi4
+        .as_ref()
+        .map(|p| p.observables.iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    print!("\n  {:>5} {:>8} {:>8}", "NFE", "wall_s", "max|z|");
+    names.iter().for_each(|n| print!(" {n:>9}"));
+    println!();
+    for (report, wall, ev) in rows {
+        let max = ev.phi4.as_ref().map_or(f64::NAN, |p| p.max_abs_z);
+        print!("  {:>5} {:>8.2} {:>8.2}", report.nfe, wall, max);
+        if let Some(p) = &ev.phi4 {
+            p.observables.iter().for_each(|c| print!(" {:>9.2}", c.z));
+        }
+        println!();
+    }
 }

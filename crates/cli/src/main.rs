@@ -7,6 +7,7 @@ mod phi4;
 mod plots;
 mod progress;
 mod sample;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,7 +42,13 @@ enum Command {
         /// Samples generated.
         #[arg(long, default_value_t = 4096)]
         samples: usize,
+        /// Sampling budgets (network evaluations per sample), one evaluation each; the neural
+        /// score defaults to 5,10,20,50, the analytic ones to the config's steps.
+        #[arg(long, value_delimiter = ',')]
+        nfe: Vec<usize>,
     },
+    /// Train the neural score of a config into a run directory (checkpoints, metrics, --resume).
+    Train(Box<train::TrainArgs>),
     /// Draw samples with an analytic score model and a sampler (SPEC sections 4-5).
     Sample(Box<sample::SampleArgs>),
     /// Compare generated samples with a reference set: spectra, sliced Wasserstein distance,
@@ -81,13 +88,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Phi4 { command } => phi4::run(command),
         Command::Sample(a) => sample::sample(&a),
+        Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Run {
             config,
             out,
             seed,
             samples,
-        } => commands::run(config.as_deref(), &out, seed, samples),
+            nfe,
+        } => commands::run(config.as_deref(), &out, seed, samples, &nfe),
         Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {
             io,

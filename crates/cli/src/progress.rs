@@ -37,7 +37,7 @@ impl Reporter {
             let b = ProgressBar::new(1);
             b.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{msg:>8}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}"
+                    "{{msg:>8}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{prefix}}"
                 ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -52,7 +52,13 @@ impl Reporter {
     }
 
     pub fn report(&self, phase: &str, done: usize, total: usize) {
+        self.report_with(phase, done, total, "");
+    }
+
+    /// As [`Reporter::report`], with a detail (e.g. the current loss) shown beside the rate.
+    pub fn report_with(&self, phase: &str, done: usize, total: usize, detail: &str) {
         if let Some(b) = &self.bar {
+            b.set_prefix(detail.to_string());
             if b.message() != phase {
                 b.set_message(phase.to_string());
                 b.set_length(total as u64);
@@ -62,7 +68,10 @@ impl Reporter {
         } else if let Ok(mut last) = self.last.lock() {
             let now = std::time::Instant::now();
             if last.0 != phase || now.duration_since(last.1).as_secs_f64() > 5.0 || done == total {
-                eprintln!("{} {phase}: {done}/{total} {}", self.what, self.unit);
+                eprintln!(
+                    "{} {phase}: {done}/{total} {} {detail}",
+                    self.what, self.unit
+                );
                 *last = (phase.to_string(), now);
             }
         }

@@ -7,10 +7,11 @@ use clap::{Args, ValueEnum};
 use gud_core::config::{Config, PosteriorVariance, SamplerKind, ScoreConfig, TimeGrid};
 use gud_core::sampler::{generate, Plan, Projection};
 use gud_core::score::PatchRule;
+use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design};
 use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use serde::de::DeserializeOwned;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Parses a kebab-case name of a serde unit enum (the spelling of the config files).
@@ -25,6 +26,8 @@ pub enum ScoreKind {
     Empirical,
     Smoothed,
     Els,
+    /// The trained network of a run (needs --run).
+    Neural,
 }
 
 #[derive(Args, Debug)]
@@ -32,6 +35,9 @@ pub struct SampleArgs {
     /// TOML config (data, design, score, sampler); the built-in phi^4 default when absent.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// A trained run (`gud train --out RUN`): its config and its network (EMA weights).
+    #[arg(long, conflicts_with = "config")]
+    pub run: Option<PathBuf>,
     /// Training data (.npy); overrides the config's data.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -89,6 +95,7 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
                 | (ScoreKind::Empirical, ScoreConfig::Empirical {})
                 | (ScoreKind::Smoothed, ScoreConfig::Smoothed { .. })
                 | (ScoreKind::Els, ScoreConfig::Els { .. })
+                | (ScoreKind::Neural, ScoreConfig::Neural {})
         );
         if !same {
             cfg.score = toml_score(kind)?;
@@ -150,10 +157,13 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     if a.samples == 0 {
         bail!("--samples must be at least 1");
     }
-    let (mut cfg, train, design) = fit(a.config.as_deref(), a.data.as_deref())?;
+    let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
+    let config = run_config.as_deref().or(a.config.as_deref());
+    let (mut cfg, train, design) = fit(config, a.data.as_deref())?;
     apply_overrides(&mut cfg, a)?;
     let start = Instant::now();
-    let (fields, report) = draw(&cfg, &design, &train, a.seed, a.first, a.samples)?;
+    let score = build_score(&cfg, &design, &train, a.run.as_deref())?;
+    let (fields, report) = draw(&cfg, &design, score.as_ref(), a.seed, a.first, a.samples)?;
     let wall = start.elapsed().as_secs_f64();
     let out =
         Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
@@ -182,20 +192,37 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
+/// The config's score model; the `neural` one is the EMA network of the trained `run`.
+pub fn build_score<'a>(
+    cfg: &Config,
+    design: &'a Design,
+    train: &Dataset,
+    run: Option<&Path>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
+    if cfg.score != (ScoreConfig::Neural {}) {
+        return cfg.score.build(design, train).context("building the score model");
+    }
+    let Some(run) = run else {
+        bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
+    };
+    gud_nn::set_threads(cfg.train.threads);
+    let device = gud_nn::device(&cfg.train.device)?;
+    let ckpt = gud_nn::Checkpoint::read(&run.join(gud_nn::CHECKPOINT_FILE))?;
+    Ok(Box::new(gud_nn::NeuralScore::from_checkpoint(
+        design, &ckpt, device, 64,
+    )?))
+}
+
 /// Samples `count` fields with the config's score and sampler (progress on stderr; Ctrl-C
 /// exits without writing).
 pub fn draw(
     cfg: &Config,
     design: &Design,
-    train: &Dataset,
+    score: &dyn ScoreModel,
     seed: u64,
     first: u64,
     count: usize,
 ) -> Result<(Vec<f64>, gud_core::sampler::SampleReport)> {
-    let score = cfg
-        .score
-        .build(design, train)
-        .context("building the score model")?;
     let projection = Projection::from_config(&cfg.sampler.projection)?;
     let plan = Plan::new(
         design.schedule(),
@@ -208,23 +235,15 @@ pub fn draw(
     let total = batches * plan.steps();
     let reporter = Reporter::new("gud", "steps");
     let mut done = 0;
-    let (chi0, report) = generate(
-        &plan,
-        score.as_ref(),
-        &cfg.sampler,
-        seed,
-        first,
-        count,
-        &mut |_| {
-            done += 1;
-            reporter.report("sampling", done, total);
-            if interrupted() {
-                reporter.finish();
-                eprintln!("interrupted: nothing was written");
-                std::process::exit(130);
-            }
-        },
-    )?;
+    let (chi0, report) = generate(&plan, score, &cfg.sampler, seed, first, count, &mut |_| {
+        done += 1;
+        reporter.report("sampling", done, total);
+        if interrupted() {
+            reporter.finish();
+            eprintln!("interrupted: nothing was written");
+            std::process::exit(130);
+        }
+    })?;
     reporter.finish();
     Ok((design.whitened_batch_to_fields(&chi0), report))
 }

@@ -55,7 +55,16 @@ fn gud_io_write(path: &Path, shape: &[usize], data: &[f64]) {
 fn run_writes_figures_and_resolved_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = gud(&["run", "--out", out.to_str().unwrap(), "--samples", "300"]);
+    let cfg = dir.path().join("gaussian.toml");
+    std::fs::write(&cfg, "[score]\nkind = 'gaussian'\n").unwrap();
+    let o = gud(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "300",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     for f in [
         "schedule.png",
@@ -71,11 +80,13 @@ fn run_writes_figures_and_resolved_config() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(
-        report["phi4"]["observables"].as_array().map(Vec::len),
+        report["runs"][0]["phi4"]["observables"]
+            .as_array()
+            .map(Vec::len),
         Some(8),
         "{report}"
     );
-    assert_eq!(report["sampling"]["nfe"].as_u64(), Some(20));
+    assert_eq!(report["runs"][0]["sampling"]["nfe"].as_u64(), Some(20));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("chi_2pt") && stdout.contains("Binder"),
@@ -398,6 +409,8 @@ fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
     let grid = dir.path().join("grid.png");
     let args = [
         "sample",
+        "--score",
+        "gaussian",
         "--samples",
         "40",
         "--steps",
@@ -431,6 +444,8 @@ fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
     let one = dir.path().join("one.npy");
     let j = stdout_json(&gud(&[
         "sample",
+        "--score",
+        "gaussian",
         "--samples",
         "1",
         "--first",
@@ -471,6 +486,8 @@ fn sample_with_every_sampler_score_and_projection() {
     }
     let j = stdout_json(&gud(&[
         "sample",
+        "--score",
+        "gaussian",
         "--sampler",
         "ode",
         "--time-grid",
@@ -583,6 +600,8 @@ fn eval_compares_spectra_memorisation_and_phi4_observables() {
     let (s, r) = (dir.path().join("s.npy"), dir.path().join("r.npy"));
     stdout_json(&gud(&[
         "sample",
+        "--score",
+        "gaussian",
         "--samples",
         "256",
         "--steps",
@@ -671,4 +690,220 @@ fn eval_compares_spectra_memorisation_and_phi4_observables() {
         ]),
         &["M2,LAM"],
     );
+}
+
+/// A neural config small enough for a test: free field L = 4, a tiny U-Net, one thread.
+fn tiny_neural_config(dir: &Path, steps: u64) -> std::path::PathBuf {
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 256\n\
+             [design]\nbasis = {{ kind = 'fourier' }}\nprior = {{ kind = 'free' }}\n\
+             schedule = {{ kind = 'rg', regulator = 'sigmoid', width = 0.5 }}\n\
+             [score]\nkind = 'neural'\n[sampler]\nkind = 'ode'\nsteps = 4\n\
+             [network]\nwidth = 8\ngroups = 4\nembedding = 8\n\
+             [train]\nsteps = {steps}\nbatch = 32\nthreads = 1\ncheckpoint_every = 4\nlog_every = 2\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn train_resume_equals_uninterrupted_and_sample_from_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 400);
+    let (full, part) = (dir.path().join("full"), dir.path().join("part"));
+    let c = cfg.to_str().unwrap();
+    let o = gud(&["train", "--config", c, "--out", full.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The same run interrupted by Ctrl-C (SIGINT) once its first checkpoint exists, then resumed.
+    let child = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(["train", "--config", c, "--out", part.to_str().unwrap()])
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = part.join("checkpoint.safetensors");
+    while !ckpt.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = gud(&["train", "--out", part.to_str().unwrap(), "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(part.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=200).map(|k| 2 * k).collect::<Vec<u64>>(),
+        "{metrics}"
+    );
+    let mut samples = Vec::new();
+    for run in [&full, &part] {
+        let out = run.join("s.npy");
+        let o = gud(&[
+            "sample",
+            "--run",
+            run.to_str().unwrap(),
+            "--samples",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["score"], "neural");
+        samples.push(std::fs::read(&out).unwrap());
+    }
+    assert_eq!(
+        samples[0], samples[1],
+        "resumed run differs from the uninterrupted one"
+    );
+    // A run directory is never overwritten by a fresh run.
+    let o = gud(&["train", "--config", c, "--out", full.to_str().unwrap()]);
+    assert_clean_failure(&o, &["already holds a checkpoint", "--resume"]);
+}
+
+#[test]
+fn bad_runs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 2);
+    let run = dir.path().join("run");
+    let o = gud(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ckpt = run.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() - 100]).unwrap();
+    let out = dir.path().join("s.npy");
+    let o = gud(&[
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["checkpoint.safetensors", "corrupt or truncated"]);
+    assert!(!out.exists());
+    // The neural score without a run.
+    let o = gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["needs a trained run"]);
+    // An unwritable run directory.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let o = gud(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        blocker.join("run").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["file"]);
+    // A network config that does not fit the data (16 groups do not divide width 8).
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("groups = 4", "groups = 16"),
+    )
+    .unwrap();
+    let o = gud(&[
+        "train",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("r2").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["network.groups"]);
+}
+
+#[test]
+fn run_trains_then_samples_at_each_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = tiny_neural_config(dir.path(), 12);
+    let c = cfg.to_str().unwrap();
+    let o = gud(&[
+        "run",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "300",
+        "--nfe",
+        "3,6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trained the network"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(report["runs"][0]["sampling"]["nfe"], 3);
+    assert_eq!(report["runs"][0]["sampling"]["score"], "neural");
+    assert_eq!(report["training"]["steps"], 12);
+    for f in [
+        "train/checkpoint.safetensors",
+        "train/metrics.jsonl",
+        "samples_nfe3.npy",
+        "samples.npy",
+        "samples.png",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // A second run of the same config reuses the finished training run; another config is refused.
+    let o = gud(&[
+        "run",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "50",
+        "--nfe",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("steps = 12", "steps = 13"),
+    )
+    .unwrap();
+    let o = gud(&[
+        "run",
+        other.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "50",
+    ]);
+    assert_clean_failure(&o, &["another config"]);
 }

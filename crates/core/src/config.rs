@@ -364,6 +364,9 @@ pub enum ScoreConfig {
         #[serde(default)]
         patch: PatchRule,
     },
+    /// The trained U-Net (`eps_hat = eps_gaussian + NN`), built by the gud-nn crate from a run
+    /// directory; its architecture is `[network]`, its training `[train]`.
+    Neural {},
 }
 
 fn default_smoothing_scale() -> f64 {
@@ -468,11 +471,116 @@ pub struct Config {
     pub design: DesignConfig,
     pub score: ScoreConfig,
     pub sampler: SamplerConfig,
+    /// The U-Net of the `neural` score (ignored by the analytic scores).
+    pub network: NetworkConfig,
+    /// How the `neural` score is trained.
+    pub train: TrainConfig,
+}
+
+/// Padding of the U-Net's convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Padding {
+    /// Periodic (a torus: lattice fields); keeps translation equivariance exact.
+    Circular,
+    /// Zeros outside the image (natural images).
+    Zeros,
+}
+
+/// Architecture of the U-Net score network (SPEC section 4, `neural`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Channels at the finest resolution.
+    pub width: usize,
+    /// Channel multiplier per resolution level; the image is halved between levels.
+    pub multipliers: Vec<usize>,
+    /// Residual blocks per level.
+    pub blocks: usize,
+    /// Groups of the group norms (must divide every width).
+    pub groups: usize,
+    /// Size of the noising-state embedding.
+    pub embedding: usize,
+    pub padding: Padding,
+    /// Feed U^T gamma as an extra input channel; by default on for local bases (pixel, haar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma_channel: Option<bool>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            width: 32,
+            multipliers: vec![1, 2],
+            blocks: 1,
+            groups: 8,
+            embedding: 64,
+            padding: Padding::Circular,
+            gamma_channel: None,
+        }
+    }
+}
+
+/// Training of the `neural` score (loss of SPEC section 4; AdamW, warm-up + cosine, EMA).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    /// Final learning rate of the cosine decay, as a fraction of `lr`.
+    pub lr_final: f64,
+    pub warmup: u64,
+    pub weight_decay: f64,
+    /// Gradients are rescaled to at most this global norm.
+    pub clip: f64,
+    pub ema: f64,
+    pub seed: u64,
+    /// Checkpoint every this many steps (and at the end, and at Ctrl-C).
+    pub checkpoint_every: u64,
+    /// Metrics log line every this many steps.
+    pub log_every: u64,
+    /// Random lattice translations; by default on for lattice data (phi4, free-field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translate: Option<bool>,
+    /// The Z2 flip phi -> -phi; by default on for lattice data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flip_sign: Option<bool>,
+    /// Horizontal flips (images).
+    pub flip_horizontal: bool,
+    /// libtorch threads; all cores when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// `cpu` or `cuda`.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 2000,
+            batch: 128,
+            lr: 2e-3,
+            lr_final: 0.05,
+            warmup: 200,
+            weight_decay: 1e-4,
+            clip: 1.0,
+            ema: 0.999,
+            seed: 0,
+            checkpoint_every: 500,
+            log_every: 50,
+            translate: None,
+            flip_sign: None,
+            flip_horizontal: false,
+            threads: None,
+            device: "cpu".into(),
+        }
+    }
 }
 
 impl Default for Config {
     /// The built-in default: phi^4 (L = 8, m2 = -4, lam = 8) with a mean of exactly zero (Z2
-    /// symmetry), fourier basis, free prior, RG schedule.
+    /// symmetry), fourier basis, free prior, RG schedule, the trained `neural` score.
     fn default() -> Self {
         Config {
             data: DataConfig::default(),
@@ -480,8 +588,10 @@ impl Default for Config {
                 mean: MeanMode::Zero,
                 ..DesignConfig::default()
             },
-            score: ScoreConfig::default(),
+            score: ScoreConfig::Neural {},
             sampler: SamplerConfig::default(),
+            network: NetworkConfig::default(),
+            train: TrainConfig::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ const EPS: f64 = 0.1;
 const M2: f64 = -4.0;
 const LAM: f64 = 8.0;
 
-fn numpy_seconds(script: &PathBuf, l: usize, traj: usize) -> Result<f64, String> {
+fn numpy_seconds(script: &std::path::Path, l: usize, traj: usize) -> Result<f64, String> {
     let code = format!(
         "import importlib.util, time\n\
          spec = importlib.util.spec_from_file_location('b', r'{}')\n\

@@ -120,6 +120,14 @@ impl ScoreConfig {
                 *perturbations,
                 *seed,
             )?),
+            ScoreConfig::Neural {} => {
+                return Err(crate::Error::param(
+                    "score.kind",
+                    "neural",
+                    "an analytic score here: the neural score is loaded from a trained run \
+                     (`gud train`, then `gud sample --run RUN`)",
+                ))
+            }
             ScoreConfig::Els { patch } => {
                 if design.basis().name() != "pixel" {
                     return Err(crate::Error::param(

@@ -1,0 +1,18 @@
+# README's two commands: `make run` (the main job on the built-in phi^4 default) and
+# `make test`. Both first install libtorch into .torch/ when it is missing (scripts/setup-libtorch.sh).
+LIBTORCH := $(CURDIR)/.torch/site-packages/torch
+export LIBTORCH
+ARGS ?=
+
+.PHONY: run test setup bench
+run: setup
+	cargo run --release -- run $(ARGS)
+test: setup
+	cargo test --workspace
+bench: setup
+	cargo bench -p gud-nn --bench unet
+	test -d .torch/pydeps || python3 -m pip install --quiet --disable-pip-version-check --target .torch/pydeps typing_extensions sympy networkx jinja2 filelock fsspec
+	PYTHONPATH=$(CURDIR)/.torch/site-packages:$(CURDIR)/.torch/pydeps python3 bench/unet_pytorch.py
+setup: .torch/ready
+.torch/ready:
+	scripts/setup-libtorch.sh

@@ -1,0 +1,96 @@
+//! Between the whitened component space of a design and the network's pixel images.
+//!
+//! Input image: `x = U^T (S chi_t) / s_rms` (the phi-space image of chi_t, mean not added,
+//! scaled by the root-mean-square prior scale so that inputs are O(1)), plus, for local bases,
+//! the channel `U^T gamma / 10`. Output: the network's image `y` is the correction in
+//! whitened components `U y`, so `eps_hat = eps_gaussian + U y` (SPEC section 4) and the
+//! training target is `U^T (eps - eps_gaussian)` (U orthogonal: the loss is the same).
+
+use gud_core::basis::Basis;
+use gud_core::config::NetworkConfig;
+use gud_core::score::gaussian_eps;
+use gud_core::{Design, NoisingState};
+
+/// The fixed maps of one design.
+pub struct Encoder<'a> {
+    design: &'a Design,
+    s_rms: f64,
+    gamma_channel: bool,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(design: &'a Design, network: &NetworkConfig) -> Self {
+        let s = design.scale();
+        let s_rms = (s.iter().map(|v| v * v).sum::<f64>() / s.len() as f64).sqrt();
+        let local = matches!(design.basis().name(), "pixel" | "haar");
+        Encoder {
+            design,
+            s_rms,
+            gamma_channel: network.gamma_channel.unwrap_or(local),
+        }
+    }
+
+    pub fn design(&self) -> &'a Design {
+        self.design
+    }
+    pub fn gamma_channel(&self) -> bool {
+        self.gamma_channel
+    }
+    fn basis(&self) -> &dyn Basis {
+        self.design.basis()
+    }
+    /// Input channels per field channel (1, or 2 with the gamma channel).
+    pub fn input_planes(&self) -> usize {
+        if self.gamma_channel {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Writes the network input of one sample (C_in x H x W) into `x`; `scratch` has d values.
+    pub fn input(&self, chi_t: &[f64], gamma: &[f64], scratch: &mut [f64], x: &mut [f32]) {
+        let d = chi_t.len();
+        let comp: Vec<f64> = chi_t
+            .iter()
+            .zip(self.design.scale())
+            .map(|(c, s)| c * s)
+            .collect();
+        self.basis().inverse(&comp, scratch);
+        for (o, v) in x[..d].iter_mut().zip(scratch.iter()) {
+            *o = (v / self.s_rms) as f32;
+        }
+        if self.gamma_channel {
+            self.basis().inverse(gamma, scratch);
+            for (o, v) in x[d..2 * d].iter_mut().zip(scratch.iter()) {
+                *o = (v / 10.0) as f32;
+            }
+        }
+    }
+
+    /// eps_gaussian of one sample (SPEC section 4, `gaussian`).
+    pub fn gaussian(&self, chi_t: &[f64], state: &NoisingState, eps_g: &mut [f64]) {
+        let (a2, s2, sd) = (state.alpha_sq(), state.sigma_sq(), self.design.sigma_data());
+        for i in 0..chi_t.len() {
+            eps_g[i] = gaussian_eps(chi_t[i], a2[i], s2[i], sd[i]);
+        }
+    }
+
+    /// The training target U^T (eps - eps_gaussian) of one sample, written as f32 into `y`.
+    pub fn target(&self, eps: &[f64], eps_g: &[f64], scratch: &mut [f64], y: &mut [f32]) {
+        let r: Vec<f64> = eps.iter().zip(eps_g).map(|(e, g)| e - g).collect();
+        self.basis().inverse(&r, scratch);
+        for (o, v) in y.iter_mut().zip(scratch.iter()) {
+            *o = *v as f32;
+        }
+    }
+
+    /// Adds the network's correction U y (y an image of d values) to eps_hat.
+    pub fn add_correction(&self, y: &[f32], scratch: &mut [f64], eps_hat: &mut [f64]) {
+        let img: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+        self.basis().forward(&img, scratch);
+        for (e, c) in eps_hat.iter_mut().zip(scratch.iter()) {
+            *e += c;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The trained `neural` score of gud (SPEC section 4): a convolutional U-Net on the phi-space
+//! image of chi_t, conditioned on the full noising state gamma_t (never on t), with the output
+//! parametrisation `eps_hat = eps_gaussian + U NN`: the network learns only the non-Gaussian
+//! correction, and with its last layer at zero (as at initialisation) the model is exactly the
+//! `gaussian` score.
+//!
+//! The basis changes stay outside the autodiff graph: U is orthogonal, so the loss
+//! `sum_i (eps_hat_i - eps_i)^2 = || NN - U^T (eps - eps_gaussian) ||^2` is a pixel-space loss
+//! against a target computed in Rust ([`encode`]).
+//!
+//! This is the only crate of the workspace on libtorch (tch); nothing in gud-core depends on it.
+
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod encode;
+mod error;
+pub mod score;
+pub mod train;
+pub mod unet;
+
+pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
+pub use error::{Error, Result};
+pub use score::NeuralScore;
+pub use train::{StepStats, Trainer};
+pub use unet::UNet;
+
+/// The libtorch device named by a config (`cpu` or `cuda`).
+pub fn device(name: &str) -> Result<tch::Device> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(tch::Device::Cuda(0))
+            } else {
+                Err(Error::Config {
+                    field: "train.device".into(),
+                    reason: "`cuda` was asked for but libtorch sees no CUDA device (build with \
+                             the `cuda` feature against the full torch wheel, on a GPU machine)"
+                        .into(),
+                })
+            }
+        }
+        other => Err(Error::Config {
+            field: "train.device".into(),
+            reason: format!("`{other}` is not a device: expected `cpu` or `cuda`"),
+        }),
+    }
+}
+
+/// Sets libtorch's intra-op threads (all cores when `None`).
+pub fn set_threads(threads: Option<usize>) {
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    tch::set_num_threads(n.max(1) as i32);
+}

@@ -1,0 +1,152 @@
+//! The trained network as a [`ScoreModel`]: `eps_hat = eps_gaussian + U NN(x, gamma)` (SPEC
+//! section 4), evaluated without gradients in chunks (default 64: libtorch's CPU kernels are
+//! faster per sample at moderate batch sizes than at large ones).
+
+use crate::checkpoint::{Checkpoint, Named};
+use crate::encode::Encoder;
+use crate::train::sorted_vars;
+use crate::unet::UNet;
+use crate::Result;
+use gud_core::config::NetworkConfig;
+use gud_core::score::ScoreModel;
+use gud_core::{Design, NoisingState};
+use std::sync::Mutex;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// The `neural` score model of one design.
+pub struct NeuralScore<'a> {
+    encoder: Encoder<'a>,
+    net: Mutex<(VarStore, UNet)>,
+    device: Device,
+    chunk: usize,
+}
+
+impl<'a> NeuralScore<'a> {
+    /// A network of `network`'s architecture with the given weights (copied).
+    pub fn with_weights(
+        design: &'a Design,
+        network: &NetworkConfig,
+        weights: &Named,
+        device: Device,
+        chunk: usize,
+    ) -> Result<Self> {
+        let (encoder, vs, net) = Self::build(design, network, device)?;
+        tch::no_grad(|| {
+            for ((_, dst), (_, src)) in sorted_vars(&vs).iter().zip(weights) {
+                dst.shallow_clone().copy_(src);
+            }
+        });
+        Ok(Self::assemble(encoder, vs, net, device, chunk))
+    }
+
+    /// The EMA weights of a checkpoint (refused unless it was trained on this design).
+    pub fn from_checkpoint(
+        design: &'a Design,
+        ckpt: &Checkpoint,
+        device: Device,
+        chunk: usize,
+    ) -> Result<Self> {
+        ckpt.check_design(design)?;
+        let (encoder, vs, net) = Self::build(design, &ckpt.network, device)?;
+        ckpt.load_into("ema", &sorted_vars(&vs))?;
+        Ok(Self::assemble(encoder, vs, net, device, chunk))
+    }
+
+    fn build(
+        design: &'a Design,
+        network: &NetworkConfig,
+        device: Device,
+    ) -> Result<(Encoder<'a>, VarStore, UNet)> {
+        let encoder = Encoder::new(design, network);
+        let vs = VarStore::new(device);
+        let net = UNet::new(&vs.root(), network, design.shape(), encoder.gamma_channel())?;
+        Ok((encoder, vs, net))
+    }
+
+    fn assemble(
+        encoder: Encoder<'a>,
+        vs: VarStore,
+        net: UNet,
+        device: Device,
+        chunk: usize,
+    ) -> Self {
+        NeuralScore {
+            encoder,
+            net: Mutex::new((vs, net)),
+            device,
+            chunk: chunk.max(1),
+        }
+    }
+
+    /// Sets every weight of the network to zero (then eps_hat is the Gaussian score).
+    pub fn zero_weights(&self) {
+        let guard = self.net.lock().expect("network lock");
+        tch::no_grad(|| {
+            for (_, v) in sorted_vars(&guard.0) {
+                let _ = v.shallow_clone().zero_();
+            }
+        });
+    }
+
+    /// The raw network output for a batch of rows (for tests and benchmarks): (n, d) f32.
+    pub fn correction(&self, chi_t: &[f64], gamma: &[f64]) -> Vec<f32> {
+        let d = gamma.len();
+        let n = chi_t.len() / d;
+        let planes = self.encoder.input_planes();
+        let mut x = vec![0f32; n * d * planes];
+        let mut scratch = vec![0.0; d];
+        for (row, xr) in chi_t.chunks_exact(d).zip(x.chunks_exact_mut(d * planes)) {
+            self.encoder.input(row, gamma, &mut scratch, xr);
+        }
+        let shape = self.encoder.design().shape();
+        let (c, h, w) = (shape.c as i64, shape.h as i64, shape.w as i64);
+        let xt = Tensor::from_slice(&x)
+            .view([n as i64, c * planes as i64, h, w])
+            .to_device(self.device);
+        let g: Vec<f32> = gamma.iter().map(|&v| v as f32).collect();
+        let gt = Tensor::from_slice(&g)
+            .view([1, d as i64])
+            .expand([n as i64, d as i64], false)
+            .to_device(self.device);
+        let guard = self.net.lock().expect("network lock");
+        let y = tch::no_grad(|| guard.1.forward(&xt, &gt));
+        Vec::<f32>::try_from(y.to_device(Device::Cpu).contiguous().view(-1))
+            .expect("the network's output is f32")
+    }
+}
+
+impl ScoreModel for NeuralScore<'_> {
+    fn name(&self) -> &'static str {
+        "neural"
+    }
+
+    fn dim(&self) -> usize {
+        self.encoder.design().dim()
+    }
+
+    fn eps_hat(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        _active: Option<&[usize]>,
+        eps_hat: &mut [f64],
+    ) {
+        let d = self.dim();
+        let mut scratch = vec![0.0; d];
+        for (rows, out) in chi_t
+            .chunks(self.chunk * d)
+            .zip(eps_hat.chunks_mut(self.chunk * d))
+        {
+            let y = self.correction(rows, state.gamma());
+            for ((row, o), yr) in rows
+                .chunks_exact(d)
+                .zip(out.chunks_exact_mut(d))
+                .zip(y.chunks_exact(d))
+            {
+                self.encoder.gaussian(row, state, o);
+                self.encoder.add_correction(yr, &mut scratch, o);
+            }
+        }
+    }
+}
