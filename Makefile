@@ -9,10 +9,12 @@ run: setup
 	cargo run --release -- run $(ARGS)
 test: setup
 	cargo test --workspace
+# The PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries
+# (~4.7 GB, PyPI only) in .torch/full; only this target installs it.
 bench: setup
 	cargo bench -p gud-nn --bench unet
-	test -d .torch/pydeps || python3 -m pip install --quiet --disable-pip-version-check --target .torch/pydeps typing_extensions sympy networkx jinja2 filelock fsspec
-	PYTHONPATH=$(CURDIR)/.torch/site-packages:$(CURDIR)/.torch/pydeps python3 bench/unet_pytorch.py
+	test -d .torch/full || python3 -m pip install --quiet --disable-pip-version-check --target .torch/full torch==2.13.0
+	PYTHONPATH=$(CURDIR)/.torch/full python3 bench/unet_pytorch.py
 setup: .torch/ready
 .torch/ready:
 	scripts/setup-libtorch.sh

@@ -200,7 +200,10 @@ pub fn build_score<'a>(
     run: Option<&Path>,
 ) -> Result<Box<dyn ScoreModel + 'a>> {
     if cfg.score != (ScoreConfig::Neural {}) {
-        return cfg.score.build(design, train).context("building the score model");
+        return cfg
+            .score
+            .build(design, train)
+            .context("building the score model");
     }
     let Some(run) = run else {
         bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
