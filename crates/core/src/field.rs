@@ -77,11 +77,43 @@ space_vector!(
     Whitened
 );
 
-/// N samples of one shape, row-major (N, C, H, W), all values finite.
+/// How values of quantised data (8-bit images) were mapped to reals: level k in
+/// `0..levels` is the bin `[origin + k w, origin + (k + 1) w)` of width w = `bin_width`, stored
+/// at its centre. Uniform dequantisation draws a point of the bin (SPEC section 6).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Quantization {
+    pub levels: u32,
+    pub bin_width: f64,
+    pub origin: f64,
+}
+
+impl Quantization {
+    /// 8-bit levels scaled to [-1, 1]: x = (k + 1/2) / 128 - 1.
+    pub fn eight_bit_symmetric() -> Self {
+        Quantization {
+            levels: 256,
+            bin_width: 2.0 / 256.0,
+            origin: -1.0,
+        }
+    }
+    /// The bin centre of level k.
+    pub fn value(&self, k: u32) -> f64 {
+        self.origin + self.bin_width * (k as f64 + 0.5)
+    }
+    /// Uniform dequantisation: the bin centre x moved to x + w (u - 1/2), u in [0, 1).
+    pub fn dequantize(&self, x: f64, u: f64) -> f64 {
+        x + self.bin_width * (u - 0.5)
+    }
+}
+
+/// N samples of one shape, row-major (N, C, H, W), all values finite; optionally with class
+/// labels and the quantisation of the values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     shape: Shape,
     data: Vec<f64>,
+    labels: Option<Vec<u32>>,
+    quantization: Option<Quantization>,
 }
 
 impl Dataset {
@@ -111,7 +143,46 @@ impl Dataset {
                 value: data[index],
             });
         }
-        Ok(Dataset { shape, data })
+        Ok(Dataset {
+            shape,
+            data,
+            labels: None,
+            quantization: None,
+        })
+    }
+
+    /// Attaches one class label per sample.
+    pub fn with_labels(mut self, labels: Vec<u32>) -> Result<Self> {
+        if labels.len() != self.len() {
+            return Err(Error::ShapeMismatch {
+                what: "labels".into(),
+                expected: format!("{} labels (one per sample)", self.len()),
+                got: format!("{}", labels.len()),
+            });
+        }
+        self.labels = Some(labels);
+        Ok(self)
+    }
+    /// Marks the values as quantised levels (bin centres).
+    pub fn with_quantization(mut self, q: Quantization) -> Self {
+        self.quantization = Some(q);
+        self
+    }
+    pub fn labels(&self) -> Option<&[u32]> {
+        self.labels.as_deref()
+    }
+    pub fn quantization(&self) -> Option<&Quantization> {
+        self.quantization.as_ref()
+    }
+    /// The first n samples (with their labels).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            shape: self.shape,
+            data: self.data[..n * self.dim()].to_vec(),
+            labels: self.labels.as_ref().map(|l| l[..n].to_vec()),
+            quantization: self.quantization,
+        }
     }
     pub fn shape(&self) -> Shape {
         self.shape

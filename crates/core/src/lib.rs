@@ -10,6 +10,7 @@ pub mod design;
 pub mod error;
 pub mod field;
 pub mod free_field;
+pub mod likelihood;
 pub mod metrics;
 pub mod numerics;
 pub mod prior;
@@ -23,5 +24,5 @@ mod testutil;
 
 pub use design::Design;
 pub use error::{Error, Result};
-pub use field::{Comp, Dataset, Field, Shape, Whitened};
+pub use field::{Comp, Dataset, Field, Quantization, Shape, Whitened};
 pub use process::NoisingState;

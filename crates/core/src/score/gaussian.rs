@@ -64,4 +64,27 @@ impl ScoreModel for GaussianScore {
                 }
             });
     }
+
+    /// J is diagonal: d eps_hat_i / d chi_i = sigma_i / (alpha_i^2 Sigma_i + sigma_i^2).
+    fn jacobian_form(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        u: &[f64],
+        v: &[f64],
+        eps_hat: &mut [f64],
+        q: &mut [f64],
+    ) {
+        let d = self.dim();
+        self.eps_hat(chi_t, state, None, eps_hat);
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        for (b, qb) in q.iter_mut().enumerate() {
+            *qb = (0..d)
+                .map(|i| {
+                    let jac = s2[i].sqrt() / (a2[i] * self.sigma_data[i] + s2[i]);
+                    u[b * d + i] * jac * v[b * d + i]
+                })
+                .sum();
+        }
+    }
 }

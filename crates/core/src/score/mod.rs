@@ -38,7 +38,46 @@ pub trait ScoreModel: Send + Sync {
         active: Option<&[usize]>,
         eps_hat: &mut [f64],
     );
+
+    /// `q_b = u_b^T J_b v_b` with `J_b = d eps_hat_b / d chi_t,b` for every row b, together with
+    /// eps_hat itself (all components). The likelihood (SPEC section 6) needs it for the
+    /// divergence of the probability-flow drift. `chi_t`, `u`, `v`, `eps_hat` are (n, d), `q` is
+    /// (n). The default takes central differences along v (three evaluations, error O(h^2) with
+    /// h = [`JACOBIAN_FD_STEP`]); models with an analytic or automatic Jacobian override it.
+    fn jacobian_form(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        u: &[f64],
+        v: &[f64],
+        eps_hat: &mut [f64],
+        q: &mut [f64],
+    ) {
+        let h = JACOBIAN_FD_STEP;
+        let shifted = |sign: f64| -> Vec<f64> {
+            let x: Vec<f64> = chi_t.iter().zip(v).map(|(c, w)| c + sign * h * w).collect();
+            let mut e = vec![0.0; x.len()];
+            self.eps_hat(&x, state, None, &mut e);
+            e
+        };
+        let (plus, minus) = (shifted(1.0), shifted(-1.0));
+        self.eps_hat(chi_t, state, None, eps_hat);
+        let d = self.dim();
+        for (b, qb) in q.iter_mut().enumerate() {
+            let r = b * d..(b + 1) * d;
+            *qb = u[r.clone()]
+                .iter()
+                .zip(&plus[r.clone()])
+                .zip(&minus[r])
+                .map(|((w, p), m)| w * (p - m) / (2.0 * h))
+                .sum();
+        }
+    }
 }
+
+/// The step of the central differences in [`ScoreModel::jacobian_form`] (whitened units, where
+/// the data have unit scale: truncation ~h^2, rounding ~1e-16 / h).
+pub const JACOBIAN_FD_STEP: f64 = 1e-4;
 
 /// score = -eps_hat / sigma (SPEC section 4).
 pub fn score_from_eps(eps_hat: f64, sigma: f64) -> f64 {
