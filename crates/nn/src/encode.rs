@@ -85,6 +85,14 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// The image U^T u of a direction u in component space (the adjoint of `add_correction`).
+    pub fn output_direction(&self, u: &[f64], scratch: &mut [f64], img: &mut [f32]) {
+        self.basis().inverse(u, scratch);
+        for (o, v) in img.iter_mut().zip(scratch.iter()) {
+            *o = *v as f32;
+        }
+    }
+
     /// Adds the network's correction U y (y an image of d values) to eps_hat.
     pub fn add_correction(&self, y: &[f32], scratch: &mut [f64], eps_hat: &mut [f64]) {
         let img: Vec<f64> = y.iter().map(|&v| v as f64).collect();

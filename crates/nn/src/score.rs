@@ -89,8 +89,8 @@ impl<'a> NeuralScore<'a> {
         });
     }
 
-    /// The raw network output for a batch of rows (for tests and benchmarks): (n, d) f32.
-    pub fn correction(&self, chi_t: &[f64], gamma: &[f64]) -> Vec<f32> {
+    /// The network inputs of a batch of rows: images (n, C planes, H, W) and gamma (n, d).
+    fn inputs(&self, chi_t: &[f64], gamma: &[f64]) -> (Tensor, Tensor) {
         let d = gamma.len();
         let n = chi_t.len() / d;
         let planes = self.encoder.input_planes();
@@ -99,21 +99,74 @@ impl<'a> NeuralScore<'a> {
         for (row, xr) in chi_t.chunks_exact(d).zip(x.chunks_exact_mut(d * planes)) {
             self.encoder.input(row, gamma, &mut scratch, xr);
         }
-        let shape = self.encoder.design().shape();
-        let (c, h, w) = (shape.c as i64, shape.h as i64, shape.w as i64);
-        let xt = Tensor::from_slice(&x)
-            .view([n as i64, c * planes as i64, h, w])
-            .to_device(self.device);
+        let xt = self.images(&x, n, planes);
         let g: Vec<f32> = gamma.iter().map(|&v| v as f32).collect();
         let gt = Tensor::from_slice(&g)
             .view([1, d as i64])
             .expand([n as i64, d as i64], false)
             .to_device(self.device);
+        (xt, gt)
+    }
+
+    /// (n, planes * d) f32 values as an image tensor on the device.
+    fn images(&self, x: &[f32], n: usize, planes: usize) -> Tensor {
+        let shape = self.encoder.design().shape();
+        let (c, h, w) = (shape.c as i64, shape.h as i64, shape.w as i64);
+        Tensor::from_slice(x)
+            .view([n as i64, c * planes as i64, h, w])
+            .to_device(self.device)
+    }
+
+    /// The raw network output for a batch of rows (for tests and benchmarks): (n, d) f32.
+    pub fn correction(&self, chi_t: &[f64], gamma: &[f64]) -> Vec<f32> {
+        let (xt, gt) = self.inputs(chi_t, gamma);
         let guard = self.net.lock().expect("network lock");
         let y = tch::no_grad(|| guard.1.forward(&xt, &gt));
-        Vec::<f32>::try_from(y.to_device(Device::Cpu).contiguous().view(-1))
-            .expect("the network's output is f32")
+        to_vec(&y)
     }
+
+    /// Network output y and `(U^T u)^T (dNN/dx) x_v` per row by one backward pass, where x_v is
+    /// the input image of the direction v (the field planes only: gamma does not depend on chi).
+    fn correction_form(
+        &self,
+        chi_t: &[f64],
+        gamma: &[f64],
+        u: &[f64],
+        v: &[f64],
+    ) -> (Vec<f32>, Vec<f64>) {
+        let d = gamma.len();
+        let n = chi_t.len() / d;
+        let planes = self.encoder.input_planes();
+        let (xt, gt) = self.inputs(chi_t, gamma);
+        let xt = xt.set_requires_grad(true);
+        let (mut u_img, mut v_img) = (vec![0f32; n * d], vec![0f32; n * d * planes]);
+        let mut scratch = vec![0.0; d];
+        let zero = vec![0.0; d];
+        for b in 0..n {
+            let r = b * d..(b + 1) * d;
+            self.encoder
+                .output_direction(&u[r.clone()], &mut scratch, &mut u_img[r.clone()]);
+            let vr = &mut v_img[b * d * planes..(b + 1) * d * planes];
+            self.encoder.input(&v[r], &zero, &mut scratch, vr);
+            vr[d..].fill(0.0);
+        }
+        let guard = self.net.lock().expect("network lock");
+        let y = guard.1.forward(&xt, &gt);
+        let ut = self.images(&u_img, n, 1);
+        let s = (&y * &ut).sum(tch::Kind::Float);
+        let grad = Tensor::run_backward(&[s], &[&xt], false, false)
+            .pop()
+            .expect("one gradient");
+        let vt = self.images(&v_img, n, planes);
+        let form = (grad * vt).view([n as i64, -1]).sum_dim_intlist(1, false, tch::Kind::Double);
+        let form = Vec::<f64>::try_from(form.to_device(Device::Cpu)).expect("f64 output");
+        (to_vec(&y.detach()), form)
+    }
+}
+
+fn to_vec(y: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(y.to_device(Device::Cpu).contiguous().view(-1))
+        .expect("the network's output is f32")
 }
 
 impl ScoreModel for NeuralScore<'_> {
@@ -146,6 +199,45 @@ impl ScoreModel for NeuralScore<'_> {
             {
                 self.encoder.gaussian(row, state, o);
                 self.encoder.add_correction(yr, &mut scratch, o);
+            }
+        }
+    }
+
+    /// u^T J v = u^T J_gaussian v + (U^T u)^T J_NN x_v, the network part by autograd.
+    fn jacobian_form(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        u: &[f64],
+        v: &[f64],
+        eps_hat: &mut [f64],
+        q: &mut [f64],
+    ) {
+        let d = self.dim();
+        let mut scratch = vec![0.0; d];
+        let (a2, s2, sd) = (
+            state.alpha_sq(),
+            state.sigma_sq(),
+            self.encoder.design().sigma_data(),
+        );
+        let step = self.chunk * d;
+        for (k, rows) in chi_t.chunks(step).enumerate() {
+            let r = k * step..k * step + rows.len();
+            let (y, form) = self.correction_form(rows, state.gamma(), &u[r.clone()], &v[r.clone()]);
+            let out = &mut eps_hat[r.clone()];
+            for (b, ((row, o), yr)) in rows
+                .chunks_exact(d)
+                .zip(out.chunks_exact_mut(d))
+                .zip(y.chunks_exact(d))
+                .enumerate()
+            {
+                self.encoder.gaussian(row, state, o);
+                self.encoder.add_correction(yr, &mut scratch, o);
+                let base = r.start + b * d;
+                let gauss: f64 = (0..d)
+                    .map(|i| u[base + i] * v[base + i] * s2[i].sqrt() / (a2[i] * sd[i] + s2[i]))
+                    .sum();
+                q[r.start / d + b] = gauss + form[b];
             }
         }
     }

@@ -311,3 +311,86 @@ fn bad_checkpoints_give_clear_errors() {
     assert!(trainer.save(&blocked).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// A NeuralScore with every weight of a fresh network moved by N(0, 0.2^2) (non-zero output).
+fn perturbed_score<'a>(design: &'a Design, data: &Dataset) -> NeuralScore<'a> {
+    let trainer = Trainer::new(design, data, &tiny(), &train_cfg()).unwrap();
+    tch::manual_seed(3);
+    let weights: Vec<(String, Tensor)> = trainer
+        .ema()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.copy() + t.randn_like() * 0.2))
+        .collect();
+    NeuralScore::with_weights(design, &tiny(), &weights, Device::Cpu, 7).unwrap()
+}
+
+#[test]
+fn jacobian_form_matches_finite_differences_and_hutchinson_is_unbiased() {
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 1);
+    for basis in ["fourier", "pixel"] {
+        let design = design(&data, basis);
+        let score = perturbed_score(&design, &data);
+        let d = design.dim();
+        let state = design.state(0.4);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let chi: Vec<f64> = (0..d).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
+        let w: Vec<f64> = (0..d).map(|i| 0.5 + (i % 3) as f64).collect();
+        // exact weighted trace from the d probes e_i, one call of d rows
+        let x: Vec<f64> = (0..d).flat_map(|_| chi.iter().copied()).collect();
+        let (mut u, mut v) = (vec![0.0; d * d], vec![0.0; d * d]);
+        for i in 0..d {
+            u[i * d + i] = w[i];
+            v[i * d + i] = 1.0;
+        }
+        let (mut e, mut q) = (vec![0.0; d * d], vec![0.0; d]);
+        score.jacobian_form(&x, &state, &u, &v, &mut e, &mut q);
+        // against central differences of eps_hat (f32 network: h = 1e-2, tolerance 2%)
+        let h = 1e-2;
+        let mut plus = vec![0.0; d * d];
+        let mut minus = vec![0.0; d * d];
+        let xp: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a + h * b).collect();
+        let xm: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a - h * b).collect();
+        score.eps_hat(&xp, &state, None, &mut plus);
+        score.eps_hat(&xm, &state, None, &mut minus);
+        let mut network_part = 0.0;
+        for i in 0..d {
+            let fd = w[i] * (plus[i * d + i] - minus[i * d + i]) / (2.0 * h);
+            assert!(
+                (q[i] - fd).abs() < 0.02 * fd.abs().max(0.05),
+                "{basis}: J_{i}{i}: autograd {} vs differences {fd}",
+                q[i]
+            );
+            let (a2, s2) = (state.alpha_sq()[i], state.sigma_sq()[i]);
+            network_part += (q[i] - w[i] * s2.sqrt() / (a2 * design.sigma_data()[i] + s2)).abs();
+        }
+        assert!(network_part > 1e-3, "{basis}: the network part must be non-zero");
+        let exact: f64 = q.iter().sum();
+        // Hutchinson: mean of v^T D J v over Rademacher v within 4 standard errors
+        let k = 2000;
+        let probes: Vec<f64> = (0..k * d)
+            .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+            .collect();
+        let xk: Vec<f64> = (0..k).flat_map(|_| chi.iter().copied()).collect();
+        let uk: Vec<f64> = probes
+            .chunks_exact(d)
+            .flat_map(|p| p.iter().zip(&w).map(|(a, b)| a * b))
+            .collect();
+        let (mut ek, mut qk) = (vec![0.0; k * d], vec![0.0; k]);
+        score.jacobian_form(&xk, &state, &uk, &probes, &mut ek, &mut qk);
+        let mean = qk.iter().sum::<f64>() / k as f64;
+        let var = qk.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+        let se = (var / k as f64).sqrt();
+        assert!(se > 0.0);
+        assert!(
+            (mean - exact).abs() < 4.0 * se,
+            "{basis}: Hutchinson {mean} vs exact {exact} (se {se})"
+        );
+        // eps_hat from the Jacobian call equals the plain evaluation
+        let mut plain = vec![0.0; d];
+        score.eps_hat(&chi, &state, None, &mut plain);
+        for i in 0..d {
+            assert!((ek[i] - plain[i]).abs() < 1e-5, "{} vs {}", ek[i], plain[i]);
+        }
+    }
+}
