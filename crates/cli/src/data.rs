@@ -34,6 +34,35 @@ pub fn load_data(config: &mut Config, data_override: Option<&Path>) -> Result<Da
             }),
         DataConfig::Npy(n) => gud_io::npy::read_dataset(&n.path)
             .with_context(|| format!("loading the data set {}", n.path.display())),
+        DataConfig::Images(c) => gud_io::images::read_config_images(c, false)
+            .with_context(|| format!("loading the images {}", c.train.display())),
+    }
+}
+
+/// A data file given on the command line: .npy, IDX (raw or .gz) or a folder of PNGs.
+pub fn read_data_file(path: &Path) -> Result<Dataset> {
+    gud_io::images::read_images(path, None, &gud_io::images::ImageOptions::default())
+        .with_context(|| format!("loading the data set {}", path.display()))
+}
+
+/// Held-out data of the config: the test images, or the independent reference set.
+pub fn test_data(config: &Config, train: &Dataset) -> Result<Dataset> {
+    match &config.data {
+        DataConfig::Images(c) => {
+            if c.test.is_none() {
+                eprintln!("warning: the config names no test images; using the training images");
+            }
+            gud_io::images::read_config_images(c, true)
+                .with_context(|| format!("loading the test images of {}", c.train.display()))
+        }
+        DataConfig::Npy(n) => {
+            eprintln!(
+                "warning: {} has no held-out part; evaluating on the training data",
+                n.path.display()
+            );
+            Ok(train.clone())
+        }
+        _ => Ok(reference_data(config, train)?.0),
     }
 }
 
@@ -116,5 +145,6 @@ pub fn reference_data(config: &Config, train: &Dataset) -> Result<(Dataset, Opti
             None,
         )),
         DataConfig::Npy(_) => Ok((train.clone(), None)),
+        DataConfig::Images(c) => Ok((gud_io::images::read_config_images(c, true)?, None)),
     }
 }

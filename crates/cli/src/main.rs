@@ -3,6 +3,7 @@
 mod commands;
 mod data;
 mod eval;
+mod nll;
 mod phi4;
 mod plots;
 mod progress;
@@ -54,6 +55,9 @@ enum Command {
     /// Compare generated samples with a reference set: spectra, sliced Wasserstein distance,
     /// memorisation and (lattice data) every phi^4 observable.
     Eval(Box<eval::EvalArgs>),
+    /// Negative log-likelihood of held-out data in nats and bits/dim: the ELBO bound or the
+    /// exact probability-flow ODE density (SPEC section 6).
+    Nll(Box<nll::NllArgs>),
     /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
     Phi4 {
         #[command(subcommand)]
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => sample::sample(&a),
         Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
+        Command::Nll(a) => nll::nll(&a),
         Command::Run {
             config,
             out,

@@ -139,7 +139,7 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
 }
 
 /// The default config of a score kind (through TOML, so that serde defaults apply).
-fn toml_score(kind: ScoreKind) -> Result<ScoreConfig> {
+pub fn toml_score(kind: ScoreKind) -> Result<ScoreConfig> {
     let name = format!("{kind:?}").to_lowercase();
     Ok(toml::from_str::<ScoreWrapper>(&format!("score = {{ kind = \"{name}\" }}"))?.score)
 }

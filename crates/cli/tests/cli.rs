@@ -907,3 +907,136 @@ fn run_trains_then_samples_at_each_budget() {
     ]);
     assert_clean_failure(&o, &["another config"]);
 }
+
+fn fixture(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(p)
+}
+
+#[test]
+fn nll_elbo_and_ode_agree_on_gaussian_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ff.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 4096\n\
+         [design]\nmean = 'zero'\nbasis = { kind = 'fourier' }\nprior = { kind = 'free' }\n\
+         [score]\nkind = 'gaussian'\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "nll",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--samples",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let o = gud(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout_json(&o)
+    };
+    // exact Gaussian kernels: E[-ELBO] = NLL up to the prior's mismatch (tiny at t = 1)
+    let elbo = run(&[
+        "--method",
+        "elbo",
+        "--steps",
+        "20",
+        "--posterior-variance",
+        "gaussian",
+    ]);
+    let ode = run(&["--method", "ode"]);
+    let hutch = run(&[
+        "--method",
+        "ode",
+        "--divergence",
+        "hutchinson",
+        "--probes",
+        "2",
+    ]);
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    let d = 16.0;
+    assert_eq!(elbo["dim"], 16);
+    assert_eq!(ode["divergence"], "exact");
+    assert!(elbo["elbo_terms"]["diffusion"].as_f64().unwrap() > 0.0);
+    // same test samples; the standard errors include the data's spread, so this is loose
+    let diff = f(&elbo, "nats") - f(&ode, "nats");
+    let tol = 4.0 * f(&elbo, "nats_se").hypot(f(&ode, "nats_se"));
+    assert!(diff.abs() < tol, "ELBO {elbo} vs ODE {ode}");
+    // the Gaussian score's Jacobian is diagonal: Rademacher probes are exact
+    assert!((f(&hutch, "nats") - f(&ode, "nats")).abs() < 1e-6 * d);
+    assert!(f(&hutch, "hutchinson_se") < 1e-9);
+    let bpd = f(&ode, "nats_per_dim") / std::f64::consts::LN_2;
+    assert!((f(&ode, "bits_per_dim") - bpd).abs() < 1e-12);
+    assert_eq!(ode["dequantized"], false);
+    // held-out data of another shape are refused
+    let npy = dir.path().join("wrong.npy");
+    write_npy(&npy, &[3, 5, 5], &vec![0.0; 75]);
+    let o = gud(&[
+        "nll",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        npy.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["shape"]);
+}
+
+#[test]
+fn nll_on_8_bit_images_reports_bits_with_the_dequantisation_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fm.toml");
+    let images = fixture("fashion-mnist/t10k-64-images-idx3-ubyte.gz");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nkind = 'images'\ntrain = '{}'\nresize = [8, 8]\n\
+             [design]\nbasis = {{ kind = 'pca' }}\nprior = {{ kind = 'white' }}\n\
+             schedule = {{ kind = 'linear', ordering = 'variance', a = 1.0 }}\n\
+             [score]\nkind = 'gaussian'\n",
+            images.display()
+        ),
+    )
+    .unwrap();
+    let o = gud(&[
+        "nll",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--samples",
+        "32",
+        "--steps",
+        "50",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = stdout_json(&o);
+    assert_eq!(r["dequantized"], true);
+    assert_eq!(r["samples"], 32);
+    let nats = r["nats_per_dim"].as_f64().unwrap();
+    let bits = r["bits_per_dim"].as_f64().unwrap();
+    assert!(
+        (bits - (nats / std::f64::consts::LN_2 + 7.0)).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(
+        bits > 0.0 && bits < 8.0,
+        "a Gaussian model of 8-bit images: {bits} bits/dim"
+    );
+    // a corrupt image file in the config is named
+    let bad = dir.path().join("bad.toml");
+    let cut = dir.path().join("cut-idx3-ubyte");
+    std::fs::write(&cut, [0u8, 0, 8, 3, 0, 0, 0, 9]).unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "[data]\nkind = 'images'\ntrain = '{}'\n[score]\nkind = 'gaussian'\n",
+            cut.display()
+        ),
+    )
+    .unwrap();
+    let o = gud(&["nll", "--config", bad.to_str().unwrap()]);
+    assert_clean_failure(&o, &["cut-idx3-ubyte", "IDX"]);
+}

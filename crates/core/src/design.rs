@@ -69,6 +69,13 @@ impl Design {
                 *v += x * x / dof;
             }
         }
+        // quantised data are modelled dequantised: uniform noise in each bin adds w^2 / 12 to
+        // every component (U orthogonal), so that constant pixels keep a finite density
+        if let Some(q) = data.quantization() {
+            for v in &mut var_comp {
+                *v += q.bin_width * q.bin_width / 12.0;
+            }
+        }
         let vmax = var_comp.iter().copied().fold(0.0, f64::max);
         if vmax <= 0.0 || !vmax.is_finite() {
             return Err(Error::EmptyData("the data set has zero variance".into()));

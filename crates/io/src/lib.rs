@@ -1,11 +1,12 @@
 //! # gud-io: files and figures
 //!
-//! NumPy `.npy` arrays ([`npy`]), TOML configs ([`config`]), atomic writes ([`atomic`]) and
+//! NumPy `.npy` arrays ([`npy`]), image data sets (IDX, PNG folders: [`images`]), TOML configs ([`config`]), atomic writes ([`atomic`]) and
 //! PNG figures ([`figures`]). Every error names the file and what was expected.
 
 pub mod atomic;
 pub mod config;
 pub mod figures;
+pub mod images;
 pub mod npy;
 
 use std::path::{Path, PathBuf};

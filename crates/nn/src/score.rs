@@ -158,7 +158,9 @@ impl<'a> NeuralScore<'a> {
             .pop()
             .expect("one gradient");
         let vt = self.images(&v_img, n, planes);
-        let form = (grad * vt).view([n as i64, -1]).sum_dim_intlist(1, false, tch::Kind::Double);
+        let form = (grad * vt)
+            .view([n as i64, -1])
+            .sum_dim_intlist(1, false, tch::Kind::Double);
         let form = Vec::<f64>::try_from(form.to_device(Device::Cpu)).expect("f64 output");
         (to_vec(&y.detach()), form)
     }

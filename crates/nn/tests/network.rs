@@ -364,7 +364,10 @@ fn jacobian_form_matches_finite_differences_and_hutchinson_is_unbiased() {
             let (a2, s2) = (state.alpha_sq()[i], state.sigma_sq()[i]);
             network_part += (q[i] - w[i] * s2.sqrt() / (a2 * design.sigma_data()[i] + s2)).abs();
         }
-        assert!(network_part > 1e-3, "{basis}: the network part must be non-zero");
+        assert!(
+            network_part > 1e-3,
+            "{basis}: the network part must be non-zero"
+        );
         let exact: f64 = q.iter().sum();
         // Hutchinson: mean of v^T D J v over Rademacher v within 4 standard errors
         let k = 2000;

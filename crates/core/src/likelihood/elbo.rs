@@ -170,11 +170,8 @@ fn step_kl(
             PosteriorVariance::Gaussian => {
                 // snr_s - snr_t = exp(-gamma_s) (1 - exp(-dg))
                 let dsnr = (-s.gamma()[i]).exp() * -(-dg).exp_m1();
-                let v = gaussian_posterior_variance(
-                    t.alpha_sq()[i],
-                    t.sigma_sq()[i],
-                    sigma_data[i],
-                );
+                let v =
+                    gaussian_posterior_variance(t.alpha_sq()[i], t.sigma_sq()[i], sigma_data[i]);
                 dsnr * v
             }
         };

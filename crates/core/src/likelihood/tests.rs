@@ -80,7 +80,11 @@ fn ode_likelihood_of_the_gaussian_score_is_the_closed_form() {
         let r = ode_log_likelihood(score, design.schedule(), &chi0, 0, &opts).unwrap();
         for (got, want) in r.log_p.iter().zip(&closed) {
             let err = (got - want).abs() / d as f64;
-            assert!(err < 1e-5, "{}: {got} vs {want} ({err:e} nats/dim)", score.name());
+            assert!(
+                err < 1e-5,
+                "{}: {got} vs {want} ({err:e} nats/dim)",
+                score.name()
+            );
         }
     }
     // the Jacobian is diagonal, so a Rademacher probe gives the trace exactly
@@ -138,7 +142,10 @@ fn elbo_with_exact_gaussian_kernels_equals_the_nll_at_any_step_count() {
             seed: 3,
         };
         let (m, se) = elbo_excess(&design, &chi0, &opts);
-        assert!(m.abs() < 4.0 * se, "T = {steps}: excess {m:e} +- {se:e} nats/dim");
+        assert!(
+            m.abs() < 4.0 * se,
+            "T = {steps}: excess {m:e} +- {se:e} nats/dim"
+        );
     }
 }
 
@@ -155,12 +162,21 @@ fn elbo_without_posterior_variance_bounds_the_nll_and_converges() {
             seed: 4,
         };
         let (m, se) = elbo_excess(&design, &chi0, &opts);
-        assert!(m > -4.0 * se, "T = {steps}: -ELBO below the NLL: {m:e} +- {se:e}");
-        assert!(m < last + 4.0 * se, "T = {steps}: gap {m:e} grew from {last:e}");
+        assert!(
+            m > -4.0 * se,
+            "T = {steps}: -ELBO below the NLL: {m:e} +- {se:e}"
+        );
+        assert!(
+            m < last + 4.0 * se,
+            "T = {steps}: gap {m:e} grew from {last:e}"
+        );
         if steps == 512 {
             // first order in 1 / T: quadrupling T divides the gap by 4 (measured 0.35 -> 0.085)
             let ratio = m / last;
-            assert!((0.15..0.35).contains(&ratio), "gap ratio 128 -> 512: {ratio}");
+            assert!(
+                (0.15..0.35).contains(&ratio),
+                "gap ratio 128 -> 512: {ratio}"
+            );
             assert!(m < 0.15, "gap at T = 512: {m:e} nats/dim");
         }
         last = m;
@@ -198,8 +214,14 @@ fn hutchinson_is_unbiased_for_a_full_jacobian() {
     score.jacobian_form(&x, &state, &u, &v, &mut e, &mut q);
     let (m, var) = mean_var(&q);
     let se = (var / k as f64).sqrt();
-    assert!(se > 0.0, "the Jacobian must be non-diagonal for this test to mean anything");
-    assert!((m - exact).abs() < 4.0 * se, "{m} vs exact {exact} (se {se})");
+    assert!(
+        se > 0.0,
+        "the Jacobian must be non-diagonal for this test to mean anything"
+    );
+    assert!(
+        (m - exact).abs() < 4.0 * se,
+        "{m} vs exact {exact} (se {se})"
+    );
 }
 
 /// gamma_i(t) = -3 + i/4 + 6 t: a mild schedule on which the empirical score's flow is not stiff.
