@@ -3,6 +3,7 @@
 mod commands;
 mod data;
 mod eval;
+mod extend;
 mod nll;
 mod phi4;
 mod plots;
@@ -58,6 +59,9 @@ enum Command {
     /// Negative log-likelihood of held-out data in nats and bits/dim: the ELBO bound or the
     /// exact probability-flow ODE density (SPEC section 6).
     Nll(Box<nll::NllArgs>),
+    /// Images wider than the training images by a sliding column-wise window (GUD 5.2), with
+    /// the seam metric.
+    Extend(Box<extend::ExtendArgs>),
     /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
     Phi4 {
         #[command(subcommand)]
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Nll(a) => nll::nll(&a),
+        Command::Extend(a) => extend::extend(&a),
         Command::Run {
             config,
             out,

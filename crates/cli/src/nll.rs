@@ -173,7 +173,7 @@ fn whitened_test_set(design: &Design, test: &Dataset, seed: u64) -> Vec<f64> {
     let mut phi = test.as_slice().to_vec();
     if let Some(q) = test.quantization() {
         for (k, row) in phi.chunks_exact_mut(d).enumerate() {
-            let mut rng = sample_rng(seed ^ 0x6465_7175_616e_74, k as u64);
+            let mut rng = sample_rng(seed ^ 0x0064_6571_7561_6e74, k as u64);
             for x in row {
                 *x = q.dequantize(*x, rng.random::<f64>());
             }

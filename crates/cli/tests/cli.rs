@@ -1040,3 +1040,71 @@ fn nll_on_8_bit_images_reports_bits_with_the_dequantisation_offset() {
     let o = gud(&["nll", "--config", bad.to_str().unwrap()]);
     assert_clean_failure(&o, &["cut-idx3-ubyte", "IDX"]);
 }
+
+#[test]
+fn extend_slides_a_column_window_and_reports_seams() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cols.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nkind = 'free-field'\nsize = 6\nm2 = 0.5\nsamples = 256\n\
+         [design]\nmean = 'zero'\nbasis = { kind = 'pixel' }\nprior = { kind = 'white' }\n\
+         schedule = { kind = 'sequential', ordering = 'column', softness = 1.5 }\n\
+         [score]\nkind = 'empirical'\n",
+    )
+    .unwrap();
+    let out = dir.path().join("wide.npy");
+    let grid = dir.path().join("wide.png");
+    let o = gud(&[
+        "extend",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--width",
+        "18",
+        "--samples",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+        "--grid",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = stdout_json(&o);
+    let (shape, data) = read_npy(&out);
+    assert_eq!(shape, vec![5, 6, 18]);
+    assert!(data.iter().all(|v| v.is_finite()));
+    assert!(grid.exists() && dir.path().join("wide.config.toml").exists());
+    assert_eq!(r["periods"], 12);
+    assert_eq!(r["seams"]["joins"], 2);
+    let seam = r["seams"]["seam"].as_f64().unwrap();
+    assert!(seam.is_finite() && seam > 0.0, "{r}");
+    // a width that is not W + k * stride, and a schedule that is not column-wise
+    let o = gud(&[
+        "extend",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--width",
+        "17",
+        "--stride",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["width"]);
+    let other = dir.path().join("rg.toml");
+    std::fs::write(
+        &other,
+        "[data]\nkind = 'free-field'\nsize = 4\n[score]\nkind = 'gaussian'\n",
+    )
+    .unwrap();
+    let o = gud(&[
+        "extend",
+        "--config",
+        other.to_str().unwrap(),
+        "--width",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["sequential"]);
+}

@@ -8,6 +8,7 @@ pub mod basis;
 pub mod config;
 pub mod design;
 pub mod error;
+pub mod extension;
 pub mod field;
 pub mod free_field;
 pub mod likelihood;

@@ -289,9 +289,12 @@ const E: [f64; 7] = [
     -1.0 / 40.0,
 ];
 
+/// The right-hand side f(t, y, dy/dt) of an ODE.
+type Rhs<'a> = dyn FnMut(f64, &[f64], &mut [f64]) + 'a;
+
 /// Integrates dy/dt = f(t, y) from t0 to t1 in place; returns (accepted, rejected) steps.
 fn dopri5(
-    f: &mut dyn FnMut(f64, &[f64], &mut [f64]),
+    f: &mut Rhs<'_>,
     t0: f64,
     t1: f64,
     y: &mut [f64],

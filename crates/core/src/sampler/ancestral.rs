@@ -10,7 +10,7 @@
 //! Sigma_i sigma_t^2 / (alpha_t^2 Sigma_i + sigma_t^2) (`gaussian`), with which the kernel is
 //! the exact p(chi_s | chi_t) for Gaussian data at any number of steps.
 
-use super::{finish, per_sample, Plan, Sampler, StepInfo};
+use super::{per_sample, Plan, Sampler, StepInfo};
 use crate::config::PosteriorVariance;
 use crate::process::Transition;
 use crate::score::{active_or_all, chi0_from_eps, gaussian_posterior_variance, ScoreModel};
@@ -61,7 +61,10 @@ impl Sampler for AncestralSampler {
     fn evals_per_step(&self) -> usize {
         1
     }
-    fn run(
+    fn final_variance(&self) -> PosteriorVariance {
+        self.posterior_variance
+    }
+    fn steps(
         &self,
         plan: &Plan,
         score: &dyn ScoreModel,
@@ -86,14 +89,5 @@ impl Sampler for AncestralSampler {
             });
             observer(plan.info(j, batch));
         }
-        finish(
-            plan,
-            score,
-            chi,
-            rngs,
-            self.posterior_variance,
-            &mut eps,
-            observer,
-        );
     }
 }

@@ -165,6 +165,23 @@ impl Plan {
             });
         }
         let times = time_grid(schedule, points, grid)?;
+        Self::from_times(schedule, sigma_data, times, projection)
+    }
+
+    /// The plan of an explicit decreasing grid of times.
+    pub fn from_times(
+        schedule: &dyn Schedule,
+        sigma_data: &[f64],
+        times: Vec<f64>,
+        projection: Option<Projection>,
+    ) -> Result<Self> {
+        if times.is_empty() || times.windows(2).any(|w| w[1] >= w[0]) {
+            return Err(Error::param(
+                "sampler grid",
+                format!("{times:?}"),
+                "a non-empty decreasing sequence of times",
+            ));
+        }
         let states: Vec<NoisingState> = times
             .iter()
             .map(|&t| NoisingState::at(schedule, t))
@@ -222,9 +239,9 @@ pub trait Sampler: Send + Sync {
     fn name(&self) -> &'static str;
     /// Score evaluations of one step (the final jump takes one).
     fn evals_per_step(&self) -> usize;
-    /// Integrates `chi` (n, d), prior samples at the plan's first point, to the data; sample k
-    /// of the batch draws its noise from `rngs[k]`.
-    fn run(
+    /// Integrates `chi` (n, d) along the plan's grid from its first to its last point, without
+    /// the final jump; sample k of the batch draws its noise from `rngs[k]`.
+    fn steps(
         &self,
         plan: &Plan,
         score: &dyn ScoreModel,
@@ -232,6 +249,23 @@ pub trait Sampler: Send + Sync {
         rngs: &mut [ChaCha8Rng],
         observer: &mut dyn FnMut(StepInfo),
     );
+    /// v_t of the final jump to the data (the ancestral sampler's choice; none otherwise).
+    fn final_variance(&self) -> PosteriorVariance {
+        PosteriorVariance::None
+    }
+    /// Integrates `chi` (n, d), prior samples at the plan's first point, to the data: the
+    /// steps, then the jump from the last grid point.
+    fn run(
+        &self,
+        plan: &Plan,
+        score: &dyn ScoreModel,
+        chi: &mut [f64],
+        rngs: &mut [ChaCha8Rng],
+        observer: &mut dyn FnMut(StepInfo),
+    ) {
+        self.steps(plan, score, chi, rngs, observer);
+        finish(plan, score, chi, rngs, self.final_variance(), observer);
+    }
 }
 
 impl SamplerConfig {
@@ -269,10 +303,11 @@ fn finish(
     chi: &mut [f64],
     rngs: &mut [ChaCha8Rng],
     posterior: PosteriorVariance,
-    eps: &mut [f64],
     observer: &mut dyn FnMut(StepInfo),
 ) {
     let d = plan.dim();
+    let mut eps = vec![0.0; chi.len()];
+    let eps = &mut eps[..];
     let last = plan.states.last().expect("plan has points");
     let active = plan.active.last().expect("plan has steps").as_deref();
     score.eps_hat(chi, last, active, eps);

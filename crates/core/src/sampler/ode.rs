@@ -4,8 +4,7 @@
 //! d chi_i / dt = -1/2 beta_i chi_i + 1/2 beta_i eps_hat_i / sigma_i
 //! ```
 
-use super::{finish, Plan, Sampler, StepInfo};
-use crate::config::PosteriorVariance;
+use super::{Plan, Sampler, StepInfo};
 use crate::process::NoisingState;
 use crate::score::{active_or_all, ScoreModel};
 use rand_chacha::ChaCha8Rng;
@@ -26,12 +25,12 @@ impl Sampler for OdeSampler {
     fn evals_per_step(&self) -> usize {
         2
     }
-    fn run(
+    fn steps(
         &self,
         plan: &Plan,
         score: &dyn ScoreModel,
         chi: &mut [f64],
-        rngs: &mut [ChaCha8Rng],
+        _rngs: &mut [ChaCha8Rng],
         observer: &mut dyn FnMut(StepInfo),
     ) {
         let d = plan.dim();
@@ -68,14 +67,5 @@ impl Sampler for OdeSampler {
                 });
             observer(plan.info(j, batch));
         }
-        finish(
-            plan,
-            score,
-            chi,
-            rngs,
-            PosteriorVariance::None,
-            &mut eps_cur,
-            observer,
-        );
     }
 }

@@ -4,8 +4,7 @@
 //! d chi_i = [-1/2 beta_i chi_i + beta_i eps_hat_i / sigma_i] dt + sqrt(beta_i) dw_i,   dt < 0
 //! ```
 
-use super::{finish, per_sample, Plan, Sampler, StepInfo};
-use crate::config::PosteriorVariance;
+use super::{per_sample, Plan, Sampler, StepInfo};
 use crate::score::{active_or_all, ScoreModel};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -20,7 +19,7 @@ impl Sampler for SdeSampler {
     fn evals_per_step(&self) -> usize {
         1
     }
-    fn run(
+    fn steps(
         &self,
         plan: &Plan,
         score: &dyn ScoreModel,
@@ -47,14 +46,5 @@ impl Sampler for SdeSampler {
             });
             observer(plan.info(j, batch));
         }
-        finish(
-            plan,
-            score,
-            chi,
-            rngs,
-            PosteriorVariance::None,
-            &mut eps,
-            observer,
-        );
     }
 }
