@@ -218,7 +218,7 @@ fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
 
 /// True when `run_dir` holds a checkpoint of exactly this config (continue it); an error when it
 /// holds one of another config (nothing is overwritten); false when it holds none.
-fn existing_run(run_dir: &Path, cfg: &Config) -> Result<bool> {
+pub fn existing_run(run_dir: &Path, cfg: &Config) -> Result<bool> {
     if !run_dir.join(gud_nn::CHECKPOINT_FILE).exists() {
         return Ok(false);
     }

@@ -9,6 +9,7 @@ mod phi4;
 mod plots;
 mod progress;
 mod sample;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,9 @@ enum Command {
     /// Images wider than the training images by a sliding column-wise window (GUD 5.2), with
     /// the seam metric.
     Extend(Box<extend::ExtendArgs>),
+    /// Train one network on a family of schedules and evaluate NLL and a sample metric on a
+    /// grid of (softness a, ordering mix r): table, JSON and heat maps (GUD figs. 3 and 5).
+    Sweep(Box<sweep::SweepArgs>),
     /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
     Phi4 {
         #[command(subcommand)]
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Nll(a) => nll::nll(&a),
+        Command::Sweep(a) => sweep::sweep(&a),
         Command::Extend(a) => extend::extend(&a),
         Command::Run {
             config,

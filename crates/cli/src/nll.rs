@@ -166,6 +166,42 @@ pub fn nll(a: &NllArgs) -> Result<()> {
     Ok(())
 }
 
+/// Mean -ELBO of `test` in bits/dim (with the dequantisation offset for 8-bit data) and its
+/// standard error over samples.
+pub fn elbo_bits(
+    design: &Design,
+    score: &dyn ScoreModel,
+    test: &Dataset,
+    steps: usize,
+    posterior_variance: PosteriorVariance,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    let d = design.dim();
+    let chi0 = whitened_test_set(design, test, seed);
+    let log_det = whitening_log_det(design.scale());
+    let opts = ElboOptions {
+        steps,
+        grid: TimeGrid::UniformT,
+        posterior_variance,
+        seed,
+    };
+    let mut nll = Vec::with_capacity(test.len());
+    for (b, rows) in chi0.chunks(64 * d).enumerate() {
+        let terms = negative_elbo(
+            score,
+            design.schedule(),
+            design.sigma_data(),
+            rows,
+            (b * 64) as u64,
+            &opts,
+        )?;
+        nll.extend(terms.iter().map(|t| t.total() - log_det));
+    }
+    let (mean, var) = gud_core::numerics::mean_var(&nll);
+    let se = (var / nll.len() as f64).sqrt() / (d as f64 * std::f64::consts::LN_2);
+    Ok((bits_per_dim(mean, d, test.quantization()), se))
+}
+
 /// chi0 = S^-1 U (phi - mu) of each test sample, dequantised first when the data are levels
 /// (sample k uses stream k of the seed).
 fn whitened_test_set(design: &Design, test: &Dataset, seed: u64) -> Vec<f64> {

@@ -1108,3 +1108,69 @@ fn extend_slides_a_column_window_and_reports_seams() {
     ]);
     assert_clean_failure(&o, &["sequential"]);
 }
+
+#[test]
+fn sweep_trains_one_network_on_a_family_and_writes_a_heat_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("family.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 128\n\
+         [design]\nbasis = { kind = 'fourier' }\nprior = { kind = 'matched' }\n\
+         schedule = { kind = 'linear', ordering = 'frequency', a = 1.0 }\n\
+         [score]\nkind = 'neural'\n[sampler]\nsteps = 3\n\
+         [network]\nwidth = 8\ngroups = 4\nembedding = 8\n\
+         [train]\nsteps = 4\nbatch = 16\nthreads = 1\nlog_every = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("sweep");
+    let o = gud(&[
+        "sweep",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--a",
+        "0.5,1.5",
+        "--r",
+        "0,1",
+        "--nll-samples",
+        "16",
+        "--elbo-steps",
+        "4",
+        "--samples",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        .is_finite()));
+    assert!(out.join("sweep.png").exists() && out.join("train/checkpoint.safetensors").exists());
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let family = saved
+        .split("[train.family]")
+        .nth(1)
+        .expect("a family section");
+    assert!(family.contains("0.5") && family.contains("1.5"), "{saved}");
+    // a schedule without a softness cannot be swept
+    let rg = dir.path().join("rg.toml");
+    std::fs::write(
+        &rg,
+        "[data]\nkind = 'free-field'\nsize = 4\n[score]\nkind = 'gaussian'\n",
+    )
+    .unwrap();
+    let o = gud(&[
+        "sweep",
+        rg.to_str().unwrap(),
+        "--out",
+        out.join("rg").to_str().unwrap(),
+        "--samples",
+        "0",
+    ]);
+    assert_clean_failure(&o, &["sequential"]);
+}

@@ -3,7 +3,7 @@
 //! object it names. Parsing files (TOML) is the job of the io crate; these types only derive.
 
 use crate::basis::{Basis, FourierBasis, HaarBasis, PcaBasis, PixelBasis};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::field::{Dataset, Shape};
 use crate::prior::{FreeFieldPrior, MatchedPrior, Prior, WhitePrior};
 use crate::schedule::ordering::OrderingKind;
@@ -605,6 +605,69 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// Train over a family of schedules (SPEC section 4): the parameters are drawn per sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<FamilyConfig>,
+}
+
+/// A family of schedules: the softness a (`linear`: a; `sequential`: softness) and optionally
+/// the ordering mix r (`linear` frequency ordering) uniform in their ranges. The network sees
+/// only gamma_t, never the parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyConfig {
+    pub a: [f64; 2],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<[f64; 2]>,
+}
+
+impl FamilyConfig {
+    /// Checks that the ranges are ordered, a > 0 and r in [0, 1].
+    pub fn check(&self) -> Result<()> {
+        let [lo, hi] = self.a;
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            return Err(Error::param(
+                "train.family.a",
+                format!("[{lo}, {hi}]"),
+                "a range [lo, hi] with 0 < lo <= hi",
+            ));
+        }
+        if let Some([lo, hi]) = self.r {
+            if !(0.0 <= lo && lo <= hi && hi <= 1.0) {
+                return Err(Error::param(
+                    "train.family.r",
+                    format!("[{lo}, {hi}]"),
+                    "a range [lo, hi] inside [0, 1]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScheduleConfig {
+    /// The same schedule with softness a (and mix r, when given): `linear` sets a (and r),
+    /// `sequential` sets its softness; other schedules have no such parameter.
+    pub fn with_softness(&self, a: f64, r: Option<f64>) -> Result<ScheduleConfig> {
+        match self {
+            ScheduleConfig::Linear(c) => Ok(ScheduleConfig::Linear(LinearConfig {
+                a,
+                r: r.unwrap_or(c.r),
+                ..c.clone()
+            })),
+            ScheduleConfig::Sequential(c) if r.is_none() => {
+                Ok(ScheduleConfig::Sequential(SequentialConfig {
+                    softness: a,
+                    ..c.clone()
+                }))
+            }
+            _ => Err(Error::param(
+                "schedule.kind",
+                format!("{self:?}"),
+                "`linear` (a, r) or `sequential` (softness a) for a schedule family",
+            )),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -618,6 +681,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             clip: 1.0,
             ema: 0.999,
+            family: None,
             seed: 0,
             checkpoint_every: 500,
             log_every: 50,

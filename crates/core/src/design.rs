@@ -4,7 +4,7 @@
 //! data variance of the whitened component (1 for every component with the `matched` prior).
 
 use crate::basis::{forward_batch, Basis};
-use crate::config::{DesignConfig, MeanMode};
+use crate::config::{DesignConfig, MeanMode, ScheduleConfig};
 use crate::error::{Error, Result};
 use crate::field::{Comp, Dataset, Field, Shape, Whitened};
 use crate::process::NoisingState;
@@ -20,7 +20,7 @@ pub struct Design {
     resolved: DesignConfig,
     shape: Shape,
     mean: Vec<f64>,
-    basis: Box<dyn Basis>,
+    basis: std::sync::Arc<dyn Basis>,
     var_comp: Vec<f64>,
     scale: Vec<f64>,
     sigma_data: Vec<f64>,
@@ -55,7 +55,7 @@ impl Design {
                 ))
             }
         };
-        let basis = config.basis.build(shape, data, &mean)?;
+        let basis: std::sync::Arc<dyn Basis> = config.basis.build(shape, data, &mean)?.into();
         let centred: Vec<f64> = data
             .as_slice()
             .chunks_exact(d)
@@ -108,6 +108,36 @@ impl Design {
             var_comp,
             scale: fitted.scale,
             sigma_data,
+            schedule,
+        })
+    }
+
+    /// The schedule `config` fitted to this design's basis and statistics (a member of a
+    /// schedule family: same basis, prior and data, another schedule).
+    pub fn schedule_variant(&self, config: &ScheduleConfig) -> Result<Box<dyn Schedule>> {
+        let log_sigma: Vec<f64> = self.sigma_data.iter().map(|s| s.ln()).collect();
+        let ctx = ScheduleContext {
+            basis: self.basis.as_ref(),
+            var_comp: &self.var_comp,
+            log_sigma: &log_sigma,
+        };
+        config.build(&ctx)
+    }
+
+    /// This design with another schedule (basis, prior and statistics shared by value).
+    pub fn with_schedule(&self, config: &ScheduleConfig) -> Result<Design> {
+        let schedule = self.schedule_variant(config)?;
+        Ok(Design {
+            resolved: DesignConfig {
+                schedule: config.clone(),
+                ..self.resolved.clone()
+            },
+            shape: self.shape,
+            mean: self.mean.clone(),
+            basis: self.basis.clone(),
+            var_comp: self.var_comp.clone(),
+            scale: self.scale.clone(),
+            sigma_data: self.sigma_data.clone(),
             schedule,
         })
     }

@@ -4,6 +4,7 @@
 use crate::atomic::write_atomic;
 use crate::{IoError, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 use std::path::Path;
 use std::sync::Once;
@@ -332,6 +333,88 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
                 .border_style(BLACK)
                 .draw()
                 .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// A heat map of one quantity on a grid (GUD figs. 3 and 5).
+#[derive(Debug, Clone)]
+pub struct HeatMap {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Tick labels of the columns and rows.
+    pub xs: Vec<String>,
+    pub ys: Vec<String>,
+    /// values[row][column]; non-finite cells are drawn grey.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Heat maps side by side, each cell labelled with its value. Cell (c, r) is centred on the
+/// integer point (c, r), so that integer ticks carry the grid coordinates.
+pub fn plot_heatmaps(path: &Path, title: &str, maps: &[HeatMap]) -> Result<()> {
+    let width = 560 * maps.len().max(1) as u32;
+    render_png(path, (width, 480), |root| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (top, body) = root.split_vertically(40);
+        top.titled(title, ("sans-serif", 20))
+            .map_err(|e| e.to_string())?;
+        for (area, m) in body.split_evenly((1, maps.len().max(1))).iter().zip(maps) {
+            let (nx, ny) = (m.xs.len() as f64, m.ys.len() as f64);
+            let (lo, hi) = finite_range(m.values.iter().flatten());
+            let mut chart = ChartBuilder::on(area)
+                .caption(&m.title, ("sans-serif", 17))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .build_cartesian_2d(-0.5..nx - 0.5, -0.5..ny - 0.5)
+                .map_err(|e| e.to_string())?;
+            let label = |coords: &[String], v: f64| {
+                let i = v.round();
+                if (v - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < coords.len() {
+                    coords[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            };
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc(m.x_label.as_str())
+                .y_desc(m.y_label.as_str())
+                .x_labels(m.xs.len() * 2 + 1)
+                .y_labels(m.ys.len() * 2 + 1)
+                .x_label_formatter(&|v| label(&m.xs, *v))
+                .y_label_formatter(&|v| label(&m.ys, *v))
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (r, row) in m.values.iter().enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    let color = if v.is_finite() {
+                        ViridisRGB::get_color_normalized(v, lo, hi.max(lo + 1e-12))
+                    } else {
+                        RGBColor(200, 200, 200)
+                    };
+                    let (x, y) = (c as f64, r as f64);
+                    let cell = [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)];
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(cell, color.filled())))
+                        .map_err(|e| e.to_string())?;
+                    let text = Text::new(
+                        format!("{v:.4}"),
+                        (x, y),
+                        ("sans-serif", 13)
+                            .into_font()
+                            .color(&RED)
+                            .pos(Pos::new(HPos::Center, VPos::Center)),
+                    );
+                    chart
+                        .draw_series(std::iter::once(text))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
         }
         Ok(())
     })

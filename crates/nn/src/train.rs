@@ -3,6 +3,9 @@
 //! AdamW (decoupled weight decay on weight matrices and kernels), linear warm-up + cosine
 //! learning rate, global gradient-norm clipping and an EMA of the weights (what samples).
 //!
+//! With `train.family`, every example draws its schedule parameters (softness a, mix r) first:
+//! one network learns the whole family and sees only gamma_t (SPEC section 4).
+//!
 //! Every random draw is a function of (seed, step): the epoch's permutation of the training
 //! set comes from ChaCha8 stream 2 e + 1, sample b of step s from stream 2 s + 2 at word
 //! b 2^32. With the weights, EMA and AdamW moments restored from a checkpoint, a resumed run is
@@ -126,6 +129,14 @@ impl<'a> Trainer<'a> {
             return Err(
                 gud_core::Error::EmptyData("training needs at least one sample".into()).into(),
             );
+        }
+        if let Some(f) = &cfg.family {
+            f.check()?;
+            let mid = 0.5 * (f.a[0] + f.a[1]);
+            let r = f.r.map(|r| 0.5 * (r[0] + r[1]));
+            design
+                .schedule_variant(&design.resolved_config().schedule.with_softness(mid, r)?)
+                .map_err(|e| Error::config("train.family", e.to_string()))?;
         }
         let device = crate::device(&cfg.device)?;
         let encoder = Encoder::new(design, network);
@@ -396,9 +407,23 @@ fn example(
     let chi0 = design
         .field_to_whitened(&Field(phi))
         .expect("the field has the design's shape");
-    let (t_lo, t_hi) = design.schedule().t_range();
+    // a member of the schedule family, or the design's schedule
+    let variant = cfg.family.as_ref().map(|f| {
+        let a = rng.random_range(f.a[0]..=f.a[1]);
+        let r = f.r.map(|r| rng.random_range(r[0]..=r[1]));
+        let config = design
+            .resolved_config()
+            .schedule
+            .with_softness(a, r)
+            .expect("checked by Trainer::new");
+        design
+            .schedule_variant(&config)
+            .expect("checked by Trainer::new")
+    });
+    let schedule = variant.as_deref().unwrap_or(design.schedule());
+    let (t_lo, t_hi) = schedule.t_range();
     let t = t_lo + (t_hi - t_lo) * (k + rng.random::<f64>()) / b;
-    let state = design.state(t);
+    let state = gud_core::NoisingState::at(schedule, t);
     let eps: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
     // chi_t = alpha chi0 + sigma eps (SPEC section 2).
     let chi_t: Vec<f64> = (0..d)

@@ -397,3 +397,64 @@ fn jacobian_form_matches_finite_differences_and_hutchinson_is_unbiased() {
         }
     }
 }
+
+#[test]
+fn a_schedule_family_draws_gamma_from_its_members() {
+    use gud_core::config::FamilyConfig;
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 1);
+    let cfg: DesignConfig = toml::from_str(
+        "mean = \"zero\"\nbasis = { kind = \"fourier\" }\nprior = { kind = \"matched\" }\n\
+         schedule = { kind = \"linear\", ordering = \"frequency\", a = 1.0 }",
+    )
+    .unwrap();
+    let design = Design::fit(&cfg, &data).unwrap();
+    let d = design.dim();
+    // a family of one member: every example's gamma lies on the line gamma_min + t dgamma of
+    // the a = 0.5 schedule, which differs from the design's a = 1
+    let member = design
+        .with_schedule(&cfg.schedule.with_softness(0.5, None).unwrap())
+        .unwrap();
+    let (g0, g1) = (member.state(0.0), member.state(1.0));
+    let mut tc = train_cfg();
+    tc.family = Some(FamilyConfig {
+        a: [0.5, 0.5],
+        r: None,
+    });
+    let trainer = Trainer::new(&design, &data, &tiny(), &tc).unwrap();
+    let batch = trainer.batch(0);
+    let gamma = Vec::<f32>::try_from(batch.gamma.view(-1)).unwrap();
+    for row in gamma.chunks_exact(d) {
+        let t = (row[0] as f64 - g0.gamma()[0]) / (g1.gamma()[0] - g0.gamma()[0]);
+        assert!((0.0..=1.0).contains(&t));
+        let want = member.state(t);
+        for i in 0..d {
+            assert!(
+                (row[i] as f64 - want.gamma()[i]).abs() < 1e-4,
+                "component {i}"
+            );
+        }
+        let base = design.state(t);
+        assert!((0..d).any(|i| (row[i] as f64 - base.gamma()[i]).abs() > 1e-2));
+    }
+    // a family needs a schedule with a softness
+    let rg: DesignConfig = toml::from_str(
+        "mean = \"zero\"\nbasis = { kind = \"fourier\" }\nprior = { kind = \"matched\" }",
+    )
+    .unwrap();
+    let rg_design = Design::fit(&rg, &data).unwrap();
+    let e = Trainer::new(&rg_design, &data, &tiny(), &tc)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("family") || e.contains("linear"), "{e}");
+    tc.family = Some(FamilyConfig {
+        a: [1.0, 0.5],
+        r: None,
+    });
+    let e = Trainer::new(&design, &data, &tiny(), &tc)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("train.family.a"), "{e}");
+}

@@ -367,3 +367,28 @@ fn schedule_needs_metadata_the_basis_has() {
         assert!(!err.is_empty());
     }
 }
+
+#[test]
+fn a_design_with_another_schedule_equals_a_fresh_fit() {
+    use crate::config::{DesignConfig, MeanMode};
+    use crate::design::Design;
+    let data = crate::free_field::free_field_samples(4, 0.5, 256, 2).unwrap();
+    let mut cfg: DesignConfig = toml::from_str(
+        "basis = { kind = \"fourier\" }\nprior = { kind = \"matched\" }\n\
+         schedule = { kind = \"linear\", ordering = \"frequency\", r = 1.0, a = 1.0 }",
+    )
+    .unwrap();
+    cfg.mean = MeanMode::Zero;
+    let base = Design::fit(&cfg, &data).unwrap();
+    let other = cfg.schedule.with_softness(0.4, Some(0.3)).unwrap();
+    let variant = base.with_schedule(&other).unwrap();
+    cfg.schedule = other;
+    let fresh = Design::fit(&cfg, &data).unwrap();
+    for t in [0.0, 0.3, 0.8, 1.0] {
+        assert_eq!(variant.state(t), fresh.state(t), "t = {t}");
+    }
+    assert_ne!(base.state(0.3), variant.state(0.3));
+    assert!(crate::config::ScheduleConfig::Rg(Default::default())
+        .with_softness(1.0, None)
+        .is_err());
+}
