@@ -36,6 +36,13 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A classifier from `gud classifier`: add the Frechet distance of its features (a
+    /// stand-in for FID, comparable across runs with the same classifier file).
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Resize image files (IDX, PNG folders, uint8 .npy) read as samples/reference to `H,W`.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub resize: Option<Vec<usize>>,
     /// Write a grid of the first generated samples (PNG).
     #[arg(long)]
     pub grid: Option<PathBuf>,
@@ -68,6 +75,8 @@ pub struct EvalReport {
     pub sliced_wasserstein_floor: f64,
     pub memorisation: Memorisation,
     pub phi4: Option<Phi4Report>,
+    /// Frechet distance of the classifier's features (with `--classifier`).
+    pub classifier_frechet: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,17 +92,34 @@ pub struct Phi4Report {
     pub max_abs_z: f64,
 }
 
-fn read(path: &std::path::Path, what: &str) -> Result<Dataset> {
-    gud_io::npy::read_dataset(path)
+fn read(path: &std::path::Path, what: &str, resize: Option<&Vec<usize>>) -> Result<Dataset> {
+    let opts = gud_io::images::ImageOptions {
+        resize: resize.map(|r| [r[0], r[1]]),
+        ..Default::default()
+    };
+    gud_io::images::read_images(path, None, &opts)
         .with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+/// Frechet distance between the classifier features of two image sets.
+pub fn classifier_frechet(
+    path: &std::path::Path,
+    gen: &Dataset,
+    reference: &Dataset,
+) -> Result<f64> {
+    let c = gud_nn::Classifier::load(path)?;
+    let k = gud_nn::classifier::FEATURES;
+    let (mg, cg) = gud_core::metrics::gaussian_fit(&c.features(gen)?, k)?;
+    let (mr, cr) = gud_core::metrics::gaussian_fit(&c.features(reference)?, k)?;
+    Ok(gud_core::metrics::frechet_distance(&mg, &cg, &mr, &cr))
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
     for p in [&a.grid, &a.spectra].into_iter().flatten() {
         ensure_writable_dir(parent_dir(p))?;
     }
-    let gen = read(&a.samples, "samples")?;
-    let reference = read(&a.reference, "reference")?;
+    let gen = read(&a.samples, "samples", a.resize.as_ref())?;
+    let reference = read(&a.reference, "reference", a.resize.as_ref())?;
     if gen.shape() != reference.shape() {
         bail!(
             "{} holds samples of shape {} but the reference {} holds {}",
@@ -104,10 +130,13 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         );
     }
     let train = match &a.train {
-        Some(p) => read(p, "training set")?,
+        Some(p) => read(p, "training set", a.resize.as_ref())?,
         None => reference.clone(),
     };
-    let report = evaluate(&gen, &reference, &train, a.directions, a.seed, a.phi4)?;
+    let mut report = evaluate(&gen, &reference, &train, a.directions, a.seed, a.phi4)?;
+    if let Some(c) = &a.classifier {
+        report.classifier_frechet = Some(classifier_frechet(c, &gen, &reference)?);
+    }
     if let Some(p) = &a.grid {
         crate::plots::sample_grid(p, &format!("samples: {}", a.samples.display()), &gen, 16)?;
     }
@@ -164,6 +193,7 @@ pub fn evaluate(
         sliced_wasserstein_floor: floor,
         memorisation: memorisation(gen, train)?,
         phi4,
+        classifier_frechet: None,
     })
 }
 
@@ -206,6 +236,9 @@ pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {
         "  sliced Wasserstein         {:.4}  (reference half vs half: {:.4})",
         r.sliced_wasserstein, r.sliced_wasserstein_floor
     );
+    if let Some(f) = r.classifier_frechet {
+        println!("  classifier Frechet distance {f:.4}  (features of `gud classifier`, not Inception FID)");
+    }
     let m = &r.memorisation;
     println!(
         "  nearest-neighbour ratio    mean {:.3}, median {:.3}; memorised (ratio < 1/3) {:.1}%",

@@ -1,5 +1,6 @@
 //! `gud`: Generation with Unified Diffusion, the command-line tool.
 
+mod classifier;
 mod commands;
 mod data;
 mod eval;
@@ -66,6 +67,9 @@ enum Command {
     /// Train one network on a family of schedules and evaluate NLL and a sample metric on a
     /// grid of (softness a, ordering mix r): table, JSON and heat maps (GUD figs. 3 and 5).
     Sweep(Box<sweep::SweepArgs>),
+    /// Train the small image classifier whose features give `gud eval --classifier` its
+    /// Frechet distance (a stand-in for FID).
+    Classifier(Box<classifier::ClassifierArgs>),
     /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
     Phi4 {
         #[command(subcommand)]
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Nll(a) => nll::nll(&a),
+        Command::Classifier(a) => classifier::classifier(&a),
         Command::Sweep(a) => sweep::sweep(&a),
         Command::Extend(a) => extend::extend(&a),
         Command::Run {

@@ -1174,3 +1174,93 @@ fn sweep_trains_one_network_on_a_family_and_writes_a_heat_map() {
     ]);
     assert_clean_failure(&o, &["sequential"]);
 }
+
+#[test]
+fn classifier_trains_on_labelled_images_and_gives_a_frechet_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fm.toml");
+    let images = fixture("fashion-mnist/t10k-64-images-idx3-ubyte.gz");
+    let labels = fixture("fashion-mnist/t10k-64-labels-idx1-ubyte.gz");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nkind = 'images'\ntrain = '{}'\ntrain_labels = '{}'\n\
+             [design]\nbasis = {{ kind = 'pixel' }}\nprior = {{ kind = 'white' }}\n\
+             [score]\nkind = 'gaussian'\n[train]\nthreads = 1\n",
+            images.display(),
+            labels.display()
+        ),
+    )
+    .unwrap();
+    let model = dir.path().join("clf.safetensors");
+    let o = gud(&[
+        "classifier",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--steps",
+        "150",
+        "--batch",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = stdout_json(&o);
+    assert_eq!(r["classes"], 10);
+    // 64 images seen ~75 times each: a CNN fits them far above chance (0.1)
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5, "accuracy {acc}");
+    let eval = |samples: &Path| {
+        let o = gud(&[
+            "eval",
+            "--samples",
+            samples.to_str().unwrap(),
+            "--reference",
+            images.to_str().unwrap(),
+            "--classifier",
+            model.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout_json(&o)["classifier_frechet"].as_f64().unwrap()
+    };
+    let same = eval(&images);
+    let other = eval(&fixture("png-gray"));
+    // identical sets: 0 up to the square root of a rank-deficient covariance (64 images, 128
+    // features: eigenvalues ~1e-9 have roots ~3e-5)
+    assert!(other > 1e-3, "different sets: {other}");
+    assert!(
+        same.abs() < 1e-3 * other,
+        "identical sets: {same} (different: {other})"
+    );
+    // unlabelled images cannot train a classifier; a corrupt classifier file is named
+    let unlabelled = dir.path().join("u.toml");
+    std::fs::write(
+        &unlabelled,
+        format!(
+            "[data]\nkind = 'images'\ntrain = '{}'\n[score]\nkind = 'gaussian'\n",
+            images.display()
+        ),
+    )
+    .unwrap();
+    let o = gud(&[
+        "classifier",
+        "--config",
+        unlabelled.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["labels"]);
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let o = gud(&[
+        "eval",
+        "--samples",
+        images.to_str().unwrap(),
+        "--reference",
+        images.to_str().unwrap(),
+        "--classifier",
+        junk.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["junk.safetensors"]);
+}

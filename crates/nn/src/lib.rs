@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod encode;
 mod error;
 pub mod score;
@@ -20,6 +21,7 @@ pub mod train;
 pub mod unet;
 
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
+pub use classifier::{Classifier, ClassifierTraining};
 pub use error::{Error, Result};
 pub use score::NeuralScore;
 pub use train::{StepStats, Trainer};

@@ -1,0 +1,68 @@
+//! `gud classifier`: trains the small feature classifier of the Frechet distance on the
+//! labelled images of a config (IDX labels or class folders) and saves it (safetensors).
+
+use crate::progress::{interrupted, Reporter};
+use anyhow::{bail, Result};
+use clap::Args;
+use gud_io::atomic::{ensure_writable_dir, parent_dir};
+use gud_nn::{Classifier, ClassifierTraining};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ClassifierArgs {
+    /// Config whose data are labelled images (its test images give the accuracy).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output file (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn classifier(a: &ClassifierArgs) -> Result<()> {
+    ensure_writable_dir(parent_dir(&a.out))?;
+    if a.steps == 0 || a.batch == 0 {
+        bail!("--steps and --batch must be at least 1");
+    }
+    let mut cfg = crate::data::load_config(Some(&a.config))?;
+    let train = crate::data::load_data(&mut cfg, None)?;
+    let test = crate::data::test_data(&cfg, &train)?;
+    let opts = ClassifierTraining {
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+    };
+    gud_nn::set_threads(cfg.train.threads);
+    let reporter = Reporter::new("gud classifier", "steps");
+    let start = std::time::Instant::now();
+    let model = Classifier::train(&train, &test, &opts, &mut |step, loss| {
+        reporter.report_with("training", step, a.steps, &format!("loss {loss:.4}"));
+        !interrupted()
+    })?;
+    reporter.finish();
+    if interrupted() {
+        eprintln!("interrupted: nothing was written");
+        std::process::exit(130);
+    }
+    model.save(&a.out)?;
+    let summary = serde_json::json!({
+        "out": a.out.display().to_string(),
+        "shape": model.shape().to_string(),
+        "classes": model.classes(),
+        "train_images": train.len(),
+        "test_images": test.len(),
+        "test_accuracy": model.test_accuracy,
+        "steps": a.steps,
+        "wall_s": start.elapsed().as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
