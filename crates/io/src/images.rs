@@ -56,13 +56,15 @@ pub fn read_images(path: &Path, labels: Option<&Path>, opts: &ImageOptions) -> R
         if let Some(levels) = read_npy_levels(path)? {
             return finish(path, levels, labels, opts);
         }
-        if opts.crop.is_some() || opts.resize.is_some() || labels.is_some() {
+        let ds = crate::npy::read_dataset(path)?;
+        let (h, w) = (ds.shape().h, ds.shape().w);
+        let changes = |o: Option<[usize; 2]>| o.is_some_and(|r| r != [h, w]);
+        if changes(opts.crop) || changes(opts.resize) || labels.is_some() {
             return Err(format_err(
                 path,
                 "crop, resize and labels need 8-bit images; this .npy holds floats",
             ));
         }
-        let ds = crate::npy::read_dataset(path)?;
         return Ok(match opts.limit {
             Some(n) => ds.head(n),
             None => ds,
