@@ -1,7 +1,8 @@
 //! `gud sweep`: one network trained on a family of schedules (softness a, optionally the
 //! ordering mix r, drawn per sample), evaluated on a grid of (a, r): NLL (ELBO, bits/dim) of
 //! held-out data and a sample metric (phi^4: the largest |z| of the observables against HMC;
-//! other data: the sliced Wasserstein distance to held-out data). Writes a table, JSON and heat
+//! other data: the sliced Wasserstein distance to held-out data, or with `--classifier` the
+//! classifier Frechet distance). Writes a table, JSON and heat
 //! maps (GUD figs. 3 and 5). Analytic scores are swept the same way, without training.
 
 use crate::commands::{existing_run, fit};
@@ -39,6 +40,10 @@ pub struct SweepArgs {
     pub samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A classifier from `gud classifier`: the sample metric becomes its Frechet distance to
+    /// the held-out images.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
 }
 
 /// One grid point.
@@ -109,10 +114,16 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
                     crate::sample::draw(&cfg, &variant, score.as_ref(), a.seed, 0, a.samples)?;
                 let gen = Dataset::new(variant.shape(), fields)
                     .context("the sampler produced non-finite values")?;
-                let ev = crate::eval::evaluate(&gen, &reference, &train, 64, a.seed, couplings)?;
-                match ev.phi4 {
-                    Some(p) => ("max_abs_z", p.max_abs_z, report.nfe),
-                    None => ("sliced_wasserstein", ev.sliced_wasserstein, report.nfe),
+                if let Some(c) = &a.classifier {
+                    let fd = crate::eval::classifier_frechet(c, &gen, &reference)?;
+                    ("classifier_frechet", fd, report.nfe)
+                } else {
+                    let ev =
+                        crate::eval::evaluate(&gen, &reference, &train, 64, a.seed, couplings)?;
+                    match ev.phi4 {
+                        Some(p) => ("max_abs_z", p.max_abs_z, report.nfe),
+                        None => ("sliced_wasserstein", ev.sliced_wasserstein, report.nfe),
+                    }
                 }
             };
             println!(
