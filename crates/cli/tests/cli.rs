@@ -1264,3 +1264,20 @@ fn classifier_trains_on_labelled_images_and_gives_a_frechet_distance() {
     ]);
     assert_clean_failure(&o, &["junk.safetensors"]);
 }
+
+#[test]
+fn image_example_configs_parse() {
+    // their data come from `make data`, which the tests do not run: parse them only
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/images");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let cfg: gud_core::config::Config = gud_io::config::load_toml(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(matches!(cfg.data, gud_core::config::DataConfig::Images(_)));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}
