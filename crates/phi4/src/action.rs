@@ -186,6 +186,48 @@ impl Lattice {
         }
     }
 
+    /// [`Lattice::kick_lanes`] fused with the energies of the end of a trajectory: returns
+    /// (S[phi], 1/2 |mom|^2) per lane after the kick, in one pass over the lattice. The sums run
+    /// in the order of [`Lattice::action_lanes`] and of a site-ordered kinetic sum, so the
+    /// results are the same bits as the separate passes.
+    pub fn kick_lanes_energy(
+        &self,
+        phi: &[f64],
+        mom: &mut [f64],
+        c: &[f64; LANES],
+    ) -> ([f64; LANES], [f64; LANES]) {
+        let l = self.l;
+        let Couplings { m2, lam } = self.couplings;
+        let a = c.map(|c| 2.0 * c);
+        let b = c.map(|c| -(8.0 + 2.0 * m2) * c);
+        let q = c.map(|c| -4.0 * lam * c);
+        let (mut s, mut k2) = ([0.0; LANES], [0.0; LANES]);
+        for y in 0..l {
+            let yu = if y == 0 { l - 1 } else { y - 1 };
+            let yd = if y + 1 == l { 0 } else { y + 1 };
+            for x in 0..l {
+                let xl = if x == 0 { l - 1 } else { x - 1 };
+                let xr = if x + 1 == l { 0 } else { x + 1 };
+                let i = y * l + x;
+                let p = lane(phi, i);
+                let (lt, rt) = (lane(phi, y * l + xl), lane(phi, y * l + xr));
+                let (u, d) = (lane(phi, yu * l + x), lane(phi, yd * l + x));
+                let o: &mut [f64; LANES] = (&mut mom[i * LANES..(i + 1) * LANES])
+                    .try_into()
+                    .expect("LANES values");
+                for k in 0..LANES {
+                    let p2 = p[k] * p[k];
+                    o[k] +=
+                        a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
+                    let (dx, dy) = (rt[k] - p[k], d[k] - p[k]);
+                    s[k] += dx * dx + dy * dy + p2 * (m2 + lam * p2);
+                    k2[k] += o[k] * o[k];
+                }
+            }
+        }
+        (s, k2.map(|x| 0.5 * x))
+    }
+
     /// -dS/dphi as a new vector (for tests and diagnostics).
     pub fn force(&self, phi: &[f64]) -> Vec<f64> {
         let mut f = vec![0.0; phi.len()];
@@ -251,6 +293,22 @@ mod tests {
             }
             assert!((s[k] - lat.action(f)).abs() < 1e-10 * s[k].abs().max(1.0));
         }
+        // the fused kick + energies are the same bits as the separate passes
+        let mut fused: Vec<f64> = (0..v * LANES)
+            .map(|i| (i % 13) as f64 * 0.1 - 0.6)
+            .collect();
+        let mut separate = fused.clone();
+        let (sf, kf) = lat.kick_lanes_energy(&block, &mut fused, &c);
+        lat.kick_lanes(&block, &mut separate, &c);
+        assert_eq!(fused, separate);
+        assert_eq!(sf, lat.action_lanes(&block));
+        let mut k2 = [0.0; LANES];
+        for site in separate.chunks_exact(LANES) {
+            for k in 0..LANES {
+                k2[k] += site[k] * site[k];
+            }
+        }
+        assert_eq!(kf, k2.map(|x| 0.5 * x));
     }
 
     #[test]

@@ -149,13 +149,7 @@ impl Block {
     }
 
     fn kinetic(&self) -> [f64; LANES] {
-        let mut k2 = [0.0; LANES];
-        for site in self.mom.chunks_exact(LANES) {
-            for k in 0..LANES {
-                k2[k] += site[k] * site[k];
-            }
-        }
-        k2.map(|x| 0.5 * x)
+        kinetic_lanes(&self.mom)
     }
 
     /// One HMC trajectory on every lane. The step size is jittered uniformly in [0.8, 1.2] eps
@@ -175,9 +169,7 @@ impl Block {
         }
         let k0 = self.kinetic();
         self.q.copy_from_slice(&self.phi);
-        leapfrog_lanes(lat, &mut self.q, &mut self.mom, &e, steps);
-        let s1 = lat.action_lanes(&self.q);
-        let k1 = self.kinetic();
+        let (s1, k1) = leapfrog_lanes(lat, &mut self.q, &mut self.mom, &e, steps);
         self.trajectories += 1;
         for (k, rng) in self.rngs.iter_mut().enumerate() {
             let u: f64 = rng.random();
@@ -229,8 +221,15 @@ fn make_blocks(chains: usize, v: usize, seed: u64) -> Vec<Block> {
         .collect()
 }
 
-/// Leapfrog on interleaved lanes, each with its own step size eps_k.
-fn leapfrog_lanes(lat: &Lattice, q: &mut [f64], p: &mut [f64], eps: &[f64; LANES], steps: usize) {
+/// Leapfrog on interleaved lanes, each with its own step size eps_k; returns the action and
+/// the kinetic energy at the end (computed with the last half kick, in the same pass).
+fn leapfrog_lanes(
+    lat: &Lattice,
+    q: &mut [f64],
+    p: &mut [f64],
+    eps: &[f64; LANES],
+    steps: usize,
+) -> ([f64; LANES], [f64; LANES]) {
     let half = eps.map(|e| 0.5 * e);
     lat.kick_lanes(q, p, &half);
     for i in 0..steps {
@@ -239,8 +238,25 @@ fn leapfrog_lanes(lat: &Lattice, q: &mut [f64], p: &mut [f64], eps: &[f64; LANES
                 x[k] += eps[k] * m[k];
             }
         }
-        lat.kick_lanes(q, p, if i + 1 < steps { eps } else { &half });
+        if i + 1 < steps {
+            lat.kick_lanes(q, p, eps);
+        }
     }
+    if steps == 0 {
+        return (lat.action_lanes(q), kinetic_lanes(p));
+    }
+    lat.kick_lanes_energy(q, p, &half)
+}
+
+/// 1/2 |p|^2 per lane, summed in site order.
+fn kinetic_lanes(p: &[f64]) -> [f64; LANES] {
+    let mut k2 = [0.0; LANES];
+    for site in p.chunks_exact(LANES) {
+        for k in 0..LANES {
+            k2[k] += site[k] * site[k];
+        }
+    }
+    k2.map(|x| 0.5 * x)
 }
 
 /// `steps` leapfrog steps of size eps: half kick, (drift, kick) x steps, the last kick halved.
