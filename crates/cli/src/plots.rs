@@ -121,7 +121,9 @@ pub fn sample_grid(
             data: x.to_vec(),
         })
         .collect();
-    let rows = (n as f64).sqrt().floor().max(1.0) as usize;
+    // about as many rows as columns of pixels overall: wide images stack in more rows
+    let aspect = s.w as f64 / s.h as f64;
+    let rows = ((n as f64 * aspect).sqrt().floor() as usize).clamp(1, n);
     gud_io::figures::plot_panels(path, title, rows, &panels, None)?;
     Ok(())
 }

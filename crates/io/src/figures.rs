@@ -169,7 +169,16 @@ pub fn plot_panels(
     scale: Option<f64>,
 ) -> Result<()> {
     let cols = panels.len().div_ceil(rows.max(1)).max(1);
-    let cell = 180u32;
+    // cells keep the images' aspect ratio (wide images, e.g. from `gud extend`, get wide cells)
+    let aspect = panels
+        .first()
+        .map_or(1.0, |p| p.width as f64 / p.height.max(1) as f64)
+        .clamp(0.25, 8.0);
+    let (cell_w, cell) = if aspect >= 1.0 {
+        ((180.0 * aspect) as u32, 180u32)
+    } else {
+        (180u32, (180.0 / aspect) as u32)
+    };
     let scale = scale.unwrap_or_else(|| {
         let mut abs: Vec<f64> = panels
             .iter()
@@ -181,7 +190,7 @@ pub fn plot_panels(
             .unwrap_or(1.0)
             .max(1e-12)
     });
-    let size = (cols as u32 * cell + 20, rows as u32 * (cell + 28) + 50);
+    let size = (cols as u32 * cell_w + 20, rows as u32 * (cell + 28) + 50);
     render_png(path, size, |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(45);
@@ -195,8 +204,9 @@ pub fn plot_panels(
                 .map_err(|e| e.to_string())?;
             let img = img.margin(2, 6, 6, 6);
             let (pw, ph) = img.dim_in_pixel();
-            let side = pw.min(ph) as f64;
-            let (dx, dy) = (side / p.width as f64, side / p.height as f64);
+            // square pixels: the largest size at which the whole image fits
+            let px = (pw as f64 / p.width as f64).min(ph as f64 / p.height as f64);
+            let (dx, dy) = (px, px);
             let plane = p.height * p.width;
             for y in 0..p.height {
                 for x in 0..p.width {
