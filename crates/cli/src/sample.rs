@@ -68,6 +68,13 @@ pub struct SampleArgs {
     /// ELS score: patch rule (`grow`, `grow:MIN:MAX`, `fixed:P`, `table:G1=P1,G2=P2`).
     #[arg(long)]
     pub patch: Option<PatchRule>,
+    /// Schedule softness a (`linear`: a, `sequential`: softness): a member of the family a
+    /// run was trained on (`[train.family]`), or another schedule for an analytic score.
+    #[arg(long)]
+    pub a: Option<f64>,
+    /// Ordering mix r of the `linear` frequency ordering (with --a).
+    #[arg(long, requires = "a")]
+    pub r: Option<f64>,
     #[arg(long, default_value_t = 1024)]
     pub samples: usize,
     #[arg(long, default_value_t = 0)]
@@ -159,8 +166,12 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     }
     let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
     let config = run_config.as_deref().or(a.config.as_deref());
-    let (mut cfg, train, design) = fit(config, a.data.as_deref())?;
+    let (mut cfg, train, mut design) = fit(config, a.data.as_deref())?;
     apply_overrides(&mut cfg, a)?;
+    if let Some(soft) = a.a {
+        cfg.design.schedule = cfg.design.schedule.with_softness(soft, a.r)?;
+        design = design.with_schedule(&cfg.design.schedule)?;
+    }
     let start = Instant::now();
     let score = build_score(&cfg, &design, &train, a.run.as_deref())?;
     let (fields, report) = draw(&cfg, &design, score.as_ref(), a.seed, a.first, a.samples)?;

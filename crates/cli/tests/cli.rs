@@ -1157,6 +1157,27 @@ fn sweep_trains_one_network_on_a_family_and_writes_a_heat_map() {
         .nth(1)
         .expect("a family section");
     assert!(family.contains("0.5") && family.contains("1.5"), "{saved}");
+    // any member of the family samples from the run; the written config names that member
+    let npy = dir.path().join("member.npy");
+    let o = gud(&[
+        "sample",
+        "--run",
+        out.join("train").to_str().unwrap(),
+        "--a",
+        "0.7",
+        "--r",
+        "0.5",
+        "--samples",
+        "8",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let member = std::fs::read_to_string(dir.path().join("member.config.toml")).unwrap();
+    assert!(
+        member.contains("a = 0.7") && member.contains("r = 0.5"),
+        "{member}"
+    );
     // a schedule without a softness cannot be swept
     let rg = dir.path().join("rg.toml");
     std::fs::write(
