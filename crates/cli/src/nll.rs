@@ -15,7 +15,7 @@ use gud_core::likelihood::{
 };
 use gud_core::sampler::sample_rng;
 use gud_core::score::ScoreModel;
-use gud_core::{Dataset, Design};
+use gud_core::{Dataset, Design, Quantization};
 use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use rand::Rng;
 use serde::Serialize;
@@ -148,12 +148,15 @@ pub fn nll(a: &NllArgs) -> Result<()> {
     let posterior = a
         .posterior_variance
         .unwrap_or(cfg.sampler.posterior_variance);
-    let mut report = evaluate(a, &design, score.as_ref(), &chi0, posterior)?;
+    let mut report = evaluate(
+        a,
+        &design,
+        score.as_ref(),
+        &chi0,
+        posterior,
+        test.quantization(),
+    )?;
     report.wall_s = start.elapsed().as_secs_f64();
-    let q = test.quantization();
-    report.dequantized = q.is_some();
-    report.bits_per_dim = bits_per_dim(report.nats, design.dim(), q);
-    report.bits_per_dim_se = report.nats_se / (design.dim() as f64 * std::f64::consts::LN_2);
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(o) = &a.out {
         gud_io::atomic::write_atomic(o, json.as_bytes())?;
@@ -187,19 +190,49 @@ pub fn elbo_bits(
     };
     let mut nll = Vec::with_capacity(test.len());
     for (b, rows) in chi0.chunks(64 * d).enumerate() {
-        let terms = negative_elbo(
-            score,
-            design.schedule(),
-            design.sigma_data(),
-            rows,
-            (b * 64) as u64,
-            &opts,
-        )?;
+        let terms = elbo_terms(design, score, rows, (b * 64) as u64, &opts)?;
         nll.extend(terms.iter().map(|t| t.total() - log_det));
     }
-    let (mean, var) = gud_core::numerics::mean_var(&nll);
-    let se = (var / nll.len() as f64).sqrt() / (d as f64 * std::f64::consts::LN_2);
-    Ok((bits_per_dim(mean, d, test.quantization()), se))
+    let s = summarise(&nll, d, test.quantization());
+    Ok((s.bits, s.bits_se))
+}
+
+/// Mean and standard error of per-sample field NLLs (nats), and the same in bits/dim (with the
+/// dequantisation offset for quantised data).
+struct Summary {
+    nats: f64,
+    nats_se: f64,
+    bits: f64,
+    bits_se: f64,
+}
+
+fn summarise(nll: &[f64], d: usize, q: Option<&Quantization>) -> Summary {
+    let (mean, var) = gud_core::numerics::mean_var(nll);
+    let se = (var / nll.len() as f64).sqrt();
+    Summary {
+        nats: mean,
+        nats_se: se,
+        bits: bits_per_dim(mean, d, q),
+        bits_se: se / (d as f64 * std::f64::consts::LN_2),
+    }
+}
+
+/// -ELBO terms of whitened rows under the design (row b uses stream `first + b`).
+fn elbo_terms(
+    design: &Design,
+    score: &dyn ScoreModel,
+    rows: &[f64],
+    first: u64,
+    opts: &ElboOptions,
+) -> Result<Vec<ElboTerms>> {
+    Ok(negative_elbo(
+        score,
+        design.schedule(),
+        design.sigma_data(),
+        rows,
+        first,
+        opts,
+    )?)
 }
 
 /// chi0 = S^-1 U (phi - mu) of each test sample, dequantised first when the data are levels
@@ -230,6 +263,7 @@ fn evaluate(
     score: &dyn ScoreModel,
     chi0: &[f64],
     posterior: PosteriorVariance,
+    quantization: Option<&Quantization>,
 ) -> Result<NllReport> {
     let d = design.dim();
     let n = chi0.len() / d;
@@ -253,14 +287,7 @@ fn evaluate(
                     posterior_variance: posterior,
                     seed: a.seed,
                 };
-                let t = negative_elbo(
-                    score,
-                    design.schedule(),
-                    design.sigma_data(),
-                    rows,
-                    first,
-                    &opts,
-                )?;
+                let t = elbo_terms(design, score, rows, first, &opts)?;
                 for x in &t {
                     nll.push(x.total() - log_det);
                     terms.prior += x.prior / n as f64;
@@ -296,19 +323,19 @@ fn evaluate(
     if let Some(i) = nll.iter().position(|x| !x.is_finite()) {
         bail!("the NLL of test sample {i} is not finite ({})", nll[i]);
     }
-    let (mean, var) = gud_core::numerics::mean_var(&nll);
+    let sum = summarise(&nll, d, quantization);
     let elbo = a.method == Method::Elbo;
     Ok(NllReport {
         method: a.method,
         score: score.name().to_string(),
         samples: n,
         dim: d,
-        nats: mean,
-        nats_se: (var / n as f64).sqrt(),
-        nats_per_dim: mean / d as f64,
-        bits_per_dim: 0.0,
-        bits_per_dim_se: 0.0,
-        dequantized: false,
+        nats: sum.nats,
+        nats_se: sum.nats_se,
+        nats_per_dim: sum.nats / d as f64,
+        bits_per_dim: sum.bits,
+        bits_per_dim_se: sum.bits_se,
+        dequantized: quantization.is_some(),
         elbo_terms: elbo.then_some(terms),
         steps: elbo.then_some(a.steps),
         divergence: (!elbo).then_some(divergence),

@@ -15,13 +15,12 @@
 //! The window is the design's shape; mean and prior scale are those of the window position a
 //! column occupies (exact for stationary statistics: zero mean and the `white` prior).
 
-use crate::config::PosteriorVariance;
 use crate::config::{SamplerConfig, ScheduleConfig};
 use crate::design::Design;
 use crate::error::{Error, Result};
-use crate::sampler::{sample_rng, Plan, Projection, Sampler, StepInfo};
+use crate::sampler::{final_jump, sample_rng, Plan, Projection, Sampler, StepInfo};
 use crate::schedule::ordering::OrderingKind;
-use crate::score::{chi0_from_eps, gaussian_posterior_variance, ScoreModel};
+use crate::score::ScoreModel;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
@@ -188,14 +187,15 @@ pub fn extend(
     window(0, &chi, observer);
     for p in 0..periods {
         // the leaving columns: one denoising jump, then into the output
-        let fields = jump(
-            design,
-            score,
+        let mut chi0 = chi.clone();
+        final_jump(
             &period_plan,
-            sampler.final_variance(),
-            &chi,
+            score,
+            &mut chi0,
             &mut rngs,
+            sampler.final_variance(),
         );
+        let fields = design.whitened_batch_to_fields(&chi0);
         write_columns(&fields, &mut out, (rows, w, width), 0..s, p * s);
         shift(&mut chi, &mut rngs, (rows, w), s);
         let mut on_step = |info: StepInfo| observer(ExtendEvent::Step(info));
@@ -207,37 +207,6 @@ pub fn extend(
     let fields = design.whitened_batch_to_fields(&chi);
     write_columns(&fields, &mut out, (rows, w, width), 0..w, periods * s);
     Ok(out)
-}
-
-/// The fields of the window after the final jump chi0_hat (+ N(0, v_t) with the Gaussian
-/// posterior variance) from the last point of `plan`, for every column; the state is unchanged.
-fn jump(
-    design: &Design,
-    score: &dyn ScoreModel,
-    plan: &Plan,
-    posterior: PosteriorVariance,
-    chi: &[f64],
-    rngs: &mut [ChaCha8Rng],
-) -> Vec<f64> {
-    let d = design.dim();
-    let last = plan.states.last().expect("plan has points");
-    let mut eps = vec![0.0; chi.len()];
-    score.eps_hat(chi, last, None, &mut eps);
-    let mut chi0 = chi.to_vec();
-    for ((x, e), rng) in chi0.chunks_exact_mut(d).zip(eps.chunks_exact(d)).zip(rngs) {
-        for i in 0..d {
-            x[i] = chi0_from_eps(x[i], e[i], last.alpha(i), last.sigma(i));
-            if posterior == PosteriorVariance::Gaussian {
-                let v = gaussian_posterior_variance(
-                    last.alpha_sq()[i],
-                    last.sigma_sq()[i],
-                    plan.sigma_data[i],
-                );
-                x[i] += v.sqrt() * normal(rng);
-            }
-        }
-    }
-    design.whitened_batch_to_fields(&chi0)
 }
 
 /// Moves window columns s.. to 0.. and draws the s new columns from N(0, I).

@@ -8,7 +8,7 @@ use crate::train::sorted_vars;
 use crate::unet::UNet;
 use crate::Result;
 use gud_core::config::NetworkConfig;
-use gud_core::score::ScoreModel;
+use gud_core::score::{gaussian_eps_derivative, ScoreModel};
 use gud_core::{Design, NoisingState};
 use std::sync::Mutex;
 use tch::nn::VarStore;
@@ -237,7 +237,9 @@ impl ScoreModel for NeuralScore<'_> {
                 self.encoder.add_correction(yr, &mut scratch, o);
                 let base = r.start + b * d;
                 let gauss: f64 = (0..d)
-                    .map(|i| u[base + i] * v[base + i] * s2[i].sqrt() / (a2[i] * sd[i] + s2[i]))
+                    .map(|i| {
+                        u[base + i] * v[base + i] * gaussian_eps_derivative(a2[i], s2[i], sd[i])
+                    })
                     .sum();
                 q[r.start / d + b] = gauss + form[b];
             }

@@ -160,30 +160,7 @@ impl Lattice {
     /// mom += c_k F(phi) for LANES interleaved fields, with a step coefficient per lane (the
     /// force of [`Lattice::kick`]); every site is alike, so the lane loop vectorises fully.
     pub fn kick_lanes(&self, phi: &[f64], mom: &mut [f64], c: &[f64; LANES]) {
-        let l = self.l;
-        let Couplings { m2, lam } = self.couplings;
-        let a = c.map(|c| 2.0 * c);
-        let b = c.map(|c| -(8.0 + 2.0 * m2) * c);
-        let q = c.map(|c| -4.0 * lam * c);
-        for y in 0..l {
-            let yu = if y == 0 { l - 1 } else { y - 1 };
-            let yd = if y + 1 == l { 0 } else { y + 1 };
-            for x in 0..l {
-                let xl = if x == 0 { l - 1 } else { x - 1 };
-                let xr = if x + 1 == l { 0 } else { x + 1 };
-                let i = y * l + x;
-                let p = lane(phi, i);
-                let (lt, rt) = (lane(phi, y * l + xl), lane(phi, y * l + xr));
-                let (u, d) = (lane(phi, yu * l + x), lane(phi, yd * l + x));
-                let o: &mut [f64; LANES] = (&mut mom[i * LANES..(i + 1) * LANES])
-                    .try_into()
-                    .expect("LANES values");
-                for k in 0..LANES {
-                    o[k] +=
-                        a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
-                }
-            }
-        }
+        self.kick_lanes_with::<false>(phi, mom, c);
     }
 
     /// [`Lattice::kick_lanes`] fused with the energies of the end of a trajectory: returns
@@ -191,6 +168,18 @@ impl Lattice {
     /// in the order of [`Lattice::action_lanes`] and of a site-ordered kinetic sum, so the
     /// results are the same bits as the separate passes.
     pub fn kick_lanes_energy(
+        &self,
+        phi: &[f64],
+        mom: &mut [f64],
+        c: &[f64; LANES],
+    ) -> ([f64; LANES], [f64; LANES]) {
+        self.kick_lanes_with::<true>(phi, mom, c)
+    }
+
+    /// The kick kernel; with `ENERGY` it also sums the action and the kinetic energy (zeros
+    /// otherwise: the compiler drops those sums).
+    #[inline(always)]
+    fn kick_lanes_with<const ENERGY: bool>(
         &self,
         phi: &[f64],
         mom: &mut [f64],
@@ -216,12 +205,13 @@ impl Lattice {
                     .try_into()
                     .expect("LANES values");
                 for k in 0..LANES {
-                    let p2 = p[k] * p[k];
                     o[k] +=
                         a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
-                    let (dx, dy) = (rt[k] - p[k], d[k] - p[k]);
-                    s[k] += dx * dx + dy * dy + p2 * (m2 + lam * p2);
-                    k2[k] += o[k] * o[k];
+                    if ENERGY {
+                        let (dx, dy, p2) = (rt[k] - p[k], d[k] - p[k], p[k] * p[k]);
+                        s[k] += dx * dx + dy * dy + p2 * (m2 + lam * p2);
+                        k2[k] += o[k] * o[k];
+                    }
                 }
             }
         }

@@ -158,11 +158,11 @@ fn rademacher(n: usize, k: usize, d: usize, seed: u64, first: u64) -> Vec<f64> {
 }
 
 /// The probability-flow velocity -1/2 beta_i (chi_i - eps_hat_i / sigma_i) of every row.
-fn velocity(state: &NoisingState, chi: &[f64], eps_hat: &[f64], out: &mut [f64]) {
+fn velocities(state: &NoisingState, chi: &[f64], eps_hat: &[f64], out: &mut [f64]) {
     let d = state.dim();
     for (b, (o, x)) in out.chunks_exact_mut(d).zip(chi.chunks_exact(d)).enumerate() {
         for i in 0..d {
-            o[i] = -0.5 * state.beta(i) * (x[i] - eps_hat[b * d + i] / state.sigma(i));
+            o[i] = crate::sampler::velocity(state, i, x[i], eps_hat[b * d + i]);
         }
     }
 }
@@ -211,7 +211,7 @@ fn exact_drift(
             ddiv[start + b] = c + 0.5 * q[b * d..(b + 1) * d].iter().sum::<f64>();
         }
     }
-    velocity(state, chi, &eps_hat, dchi);
+    velocities(state, chi, &eps_hat, dchi);
 }
 
 /// Drift and Hutchinson divergences: rows (b, k) probe v_bk^T D J v_bk.
@@ -247,7 +247,7 @@ fn hutchinson_drift(
     for (o, qb) in ddiv.iter_mut().zip(&q) {
         *o = c + 0.5 * qb;
     }
-    velocity(state, chi, &eps_hat, dchi);
+    velocities(state, chi, &eps_hat, dchi);
 }
 
 // Dormand-Prince 5(4) tableau.

@@ -8,6 +8,7 @@
 
 mod ancestral;
 mod ode;
+pub(crate) use ode::velocity;
 mod sde;
 #[cfg(test)]
 mod tests;
@@ -294,9 +295,7 @@ fn per_sample(
         .for_each(|((x, e), rng)| update(x, e, rng));
 }
 
-/// The final jump from the last grid point to the data: chi0 = chi0_hat, plus (ancestral with
-/// the Gaussian posterior variance) N(0, v_t) noise, which makes it exact for Gaussian data;
-/// then the observer hears the last step.
+/// The final jump from the last grid point to the data, then the observer hears the last step.
 fn finish(
     plan: &Plan,
     score: &dyn ScoreModel,
@@ -305,14 +304,26 @@ fn finish(
     posterior: PosteriorVariance,
     observer: &mut dyn FnMut(StepInfo),
 ) {
+    final_jump(plan, score, chi, rngs, posterior);
+    observer(plan.info(plan.steps() - 1, chi.len() / plan.dim()));
+}
+
+/// The jump from the plan's last point to the data, in place: chi0 = chi0_hat, plus (with the
+/// Gaussian posterior variance) N(0, v_t) noise, which makes it exact for Gaussian data.
+pub fn final_jump(
+    plan: &Plan,
+    score: &dyn ScoreModel,
+    chi: &mut [f64],
+    rngs: &mut [ChaCha8Rng],
+    posterior: PosteriorVariance,
+) {
     let d = plan.dim();
     let mut eps = vec![0.0; chi.len()];
-    let eps = &mut eps[..];
     let last = plan.states.last().expect("plan has points");
     let active = plan.active.last().expect("plan has steps").as_deref();
-    score.eps_hat(chi, last, active, eps);
+    score.eps_hat(chi, last, active, &mut eps);
     let (a2, s2) = (last.alpha_sq(), last.sigma_sq());
-    per_sample(chi, eps, rngs, d, |x, e, rng| {
+    per_sample(chi, &eps, rngs, d, |x, e, rng| {
         for i in crate::score::active_or_all(active, d) {
             x[i] = chi0_from_eps(x[i], e[i], a2[i].sqrt(), s2[i].sqrt());
             if posterior == PosteriorVariance::Gaussian {
@@ -322,7 +333,6 @@ fn finish(
             }
         }
     });
-    observer(plan.info(plan.steps() - 1, chi.len() / d));
 }
 
 /// What a sampling run cost.

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 pub struct OdeSampler;
 
 /// The probability-flow velocity of component i: -1/2 beta_i (chi_i - eps_hat_i / sigma_i).
-fn velocity(state: &NoisingState, i: usize, chi: f64, eps_hat: f64) -> f64 {
+pub(crate) fn velocity(state: &NoisingState, i: usize, chi: f64, eps_hat: f64) -> f64 {
     -0.5 * state.beta(i) * (chi - eps_hat / state.sigma(i))
 }
 

@@ -33,6 +33,12 @@ pub fn gaussian_eps(chi_t: f64, alpha_sq: f64, sigma_sq: f64, sigma_data: f64) -
     sigma_sq.sqrt() * chi_t / (alpha_sq * sigma_data + sigma_sq)
 }
 
+/// d eps_hat_i / d chi_i = sigma_i / (alpha_i^2 Sigma_i + sigma_i^2): the (diagonal) Jacobian
+/// of the Gaussian score, for one component.
+pub fn gaussian_eps_derivative(alpha_sq: f64, sigma_sq: f64, sigma_data: f64) -> f64 {
+    sigma_sq.sqrt() / (alpha_sq * sigma_data + sigma_sq)
+}
+
 /// v_t,i = Sigma_i sigma_i^2 / (alpha_i^2 Sigma_i + sigma_i^2): Var(chi0_i | chi_t) for Gaussian
 /// data (SPEC section 5, the posterior variance of the ancestral sampler).
 pub fn gaussian_posterior_variance(alpha_sq: f64, sigma_sq: f64, sigma_data: f64) -> f64 {
@@ -81,7 +87,7 @@ impl ScoreModel for GaussianScore {
         for (b, qb) in q.iter_mut().enumerate() {
             *qb = (0..d)
                 .map(|i| {
-                    let jac = s2[i].sqrt() / (a2[i] * self.sigma_data[i] + s2[i]);
+                    let jac = gaussian_eps_derivative(a2[i], s2[i], self.sigma_data[i]);
                     u[b * d + i] * jac * v[b * d + i]
                 })
                 .sum();

@@ -15,7 +15,9 @@ mod tests;
 
 pub use els::{ElsScore, PatchRule};
 pub use empirical::{EmpiricalScore, SmoothedScore};
-pub use gaussian::{gaussian_eps, gaussian_posterior_variance, GaussianScore};
+pub use gaussian::{
+    gaussian_eps, gaussian_eps_derivative, gaussian_posterior_variance, GaussianScore,
+};
 
 use crate::config::ScoreConfig;
 use crate::design::Design;
