@@ -212,7 +212,7 @@ pub fn run(
 fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
     match kind {
         SamplerKind::Ode => nfe.div_ceil(2).max(2),
-        SamplerKind::Sde | SamplerKind::Ancestral => nfe.max(2),
+        SamplerKind::Sde | SamplerKind::Ancestral | SamplerKind::Exp => nfe.max(2),
     }
 }
 

@@ -44,12 +44,15 @@ pub struct SampleArgs {
     /// Score model; overrides the config's.
     #[arg(long, value_enum)]
     pub score: Option<ScoreKind>,
-    /// sde | ode | ancestral; overrides the config's.
+    /// sde | ode | ancestral | exp; overrides the config's.
     #[arg(long, value_parser = kebab::<SamplerKind>)]
     pub sampler: Option<SamplerKind>,
     /// Grid points from t_max to t_min (then one jump to the data).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Adams-Bashforth order of the exp sampler (1 to 3).
+    #[arg(long)]
+    pub order: Option<usize>,
     /// uniform-t | uniform-gamma.
     #[arg(long, value_parser = kebab::<TimeGrid>)]
     pub time_grid: Option<TimeGrid>,
@@ -141,6 +144,7 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
     s.grid = a.time_grid.unwrap_or(s.grid);
     s.posterior_variance = a.posterior_variance.unwrap_or(s.posterior_variance);
     s.batch = a.batch.unwrap_or(s.batch);
+    s.order = a.order.unwrap_or(s.order);
     s.projection.enabled |= a.projection;
     Ok(())
 }

@@ -468,6 +468,7 @@ fn sample_with_every_sampler_score_and_projection() {
         ("gaussian", "sde"),
         ("empirical", "ode"),
         ("smoothed", "ancestral"),
+        ("empirical", "exp"),
     ] {
         let j = stdout_json(&gud(&[
             "sample",
@@ -483,7 +484,28 @@ fn sample_with_every_sampler_score_and_projection() {
             o,
         ]));
         assert_eq!(j["score"].as_str(), Some(score));
+        assert_eq!(j["sampler"].as_str(), Some(sampler));
     }
+    // the exp sampler's order is checked
+    let bad = gud(&[
+        "sample",
+        "--score",
+        "gaussian",
+        "--sampler",
+        "exp",
+        "--order",
+        "4",
+        "--samples",
+        "2",
+        "--out",
+        o,
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("sampler.order"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let j = stdout_json(&gud(&[
         "sample",
         "--score",

@@ -444,6 +444,9 @@ pub enum SamplerKind {
     Ode,
     /// Exact Gaussian posterior steps.
     Ancestral,
+    /// Probability-flow ODE with the Gaussian part integrated exactly (Adams-Bashforth on the
+    /// residual, one evaluation per step).
+    Exp,
 }
 
 /// Where the sampler's grid points lie.
@@ -500,6 +503,8 @@ pub struct SamplerConfig {
     pub projection: ProjectionConfig,
     /// Samples integrated together (memory is a few (batch, d) buffers).
     pub batch: usize,
+    /// Adams-Bashforth order of the `exp` sampler (1 to 3).
+    pub order: usize,
 }
 
 impl Default for SamplerConfig {
@@ -511,6 +516,7 @@ impl Default for SamplerConfig {
             posterior_variance: PosteriorVariance::Gaussian,
             projection: ProjectionConfig::default(),
             batch: 256,
+            order: 2,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! sample can be regenerated alone.
 
 mod ancestral;
+mod exponential;
 mod ode;
 pub(crate) use ode::velocity;
 mod sde;
@@ -14,6 +15,7 @@ mod sde;
 mod tests;
 
 pub use ancestral::AncestralSampler;
+pub use exponential::{rho, ExponentialSampler, MAX_ORDER};
 pub use ode::OdeSampler;
 pub use sde::SdeSampler;
 
@@ -148,6 +150,48 @@ pub struct Plan {
     pub active: Vec<Option<Vec<usize>>>,
     /// Sigma_i, the data variance of each whitened component (the Gaussian part).
     pub sigma_data: Vec<f64>,
+    /// rho_i = asinh(e^{gamma_i/2} / sqrt(Sigma_i)) at every point (the exponential
+    /// integrator's clock).
+    pub rho: Vec<Vec<f64>>,
+    /// Per step j: (int rho_i dt, int (t - t_j) rho_i dt) over [t_j, t_{j+1}], by quadrature
+    /// of the schedule (the Adams-Bashforth weights of the exponential integrator).
+    pub rho_moments: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// 4-point Gauss-Legendre nodes and weights on [0, 1].
+const GAUSS_LEGENDRE_4: [(f64, f64); 4] = [
+    (0.069_431_844_202_973_71, 0.173_927_422_568_726_93),
+    (0.330_009_478_207_571_87, 0.326_072_577_431_273_07),
+    (0.669_990_521_792_428_1, 0.326_072_577_431_273_07),
+    (0.930_568_155_797_026_3, 0.173_927_422_568_726_93),
+];
+/// Sub-intervals of each step in the rho quadrature.
+const RHO_PANELS: usize = 4;
+
+/// (int rho dt, int (t - t0) rho dt) over [t0, t1] (t1 < t0 allowed: signed), composite
+/// Gauss-Legendre on the schedule's gamma.
+fn rho_moments(
+    schedule: &dyn Schedule,
+    sigma_data: &[f64],
+    t0: f64,
+    t1: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let d = sigma_data.len();
+    let (mut m0, mut m1) = (vec![0.0; d], vec![0.0; d]);
+    let mut gamma = vec![0.0; d];
+    let h = (t1 - t0) / RHO_PANELS as f64;
+    for p in 0..RHO_PANELS {
+        for &(u, w) in &GAUSS_LEGENDRE_4 {
+            let dt = h * (p as f64 + u);
+            schedule.gamma(t0 + dt, &mut gamma);
+            for i in 0..d {
+                let r = rho(gamma[i], sigma_data[i]) * w * h;
+                m0[i] += r;
+                m1[i] += dt * r;
+            }
+        }
+    }
+    (m0, m1)
 }
 
 impl Plan {
@@ -192,7 +236,20 @@ impl Plan {
             .map(|w| projection.map(|p| p.active(&w[0], &w[1], sigma_data)))
             .collect();
         active.push(projection.map(|p| p.active_final(states.last().expect("points >= 1"))));
+        let rho_at = |s: &NoisingState| -> Vec<f64> {
+            s.gamma()
+                .iter()
+                .zip(sigma_data)
+                .map(|(&g, &sd)| rho(g, sd))
+                .collect()
+        };
+        let rho_moments = times
+            .par_windows(2)
+            .map(|w| rho_moments(schedule, sigma_data, w[0], w[1]))
+            .collect();
         Ok(Plan {
+            rho: states.iter().map(rho_at).collect(),
+            rho_moments,
             times,
             states,
             active,
@@ -277,6 +334,7 @@ impl SamplerConfig {
             SamplerKind::Ancestral => Box::new(AncestralSampler {
                 posterior_variance: self.posterior_variance,
             }),
+            SamplerKind::Exp => Box::new(ExponentialSampler { order: self.order }),
         }
     }
 }
@@ -378,6 +436,13 @@ pub fn generate(
     }
     if config.batch == 0 {
         return Err(Error::param("sampler.batch", 0, "at least 1"));
+    }
+    if config.kind == SamplerKind::Exp && !(1..=MAX_ORDER).contains(&config.order) {
+        return Err(Error::param(
+            "sampler.order",
+            config.order,
+            &format!("1 to {MAX_ORDER}"),
+        ));
     }
     let sampler = config.build();
     let mut out = vec![0.0; count * d];
