@@ -563,6 +563,10 @@ pub struct NetworkConfig {
     /// Feed U^T gamma as an extra input channel; by default on for local bases (pixel, haar).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gamma_channel: Option<bool>,
+    /// A global head: an MLP of the site means of x, x^2 and x^3 (per input channel) and the
+    /// noising-state embedding adds one constant per channel to the output (the zero mode's
+    /// non-Gaussian correction, which the group norms of the convolutions wash out).
+    pub global: bool,
 }
 
 impl Default for NetworkConfig {
@@ -575,6 +579,7 @@ impl Default for NetworkConfig {
             embedding: 64,
             padding: Padding::Circular,
             gamma_channel: None,
+            global: false,
         }
     }
 }

@@ -334,7 +334,8 @@ impl<'a> Trainer<'a> {
 
 /// PyTorch's default initialisation drawn from our own seeded stream (libtorch's global
 /// generator is shared by every thread of the process): kernels and their biases uniform in
-/// +-1/sqrt(fan_in); norms and the zero-initialised last layer (`out.*`) left as built.
+/// +-1/sqrt(fan_in); norms and the zero-initialised last layers (`out.*`, `global.out.*`)
+/// left as built.
 fn init_weights(vars: &Named, seed: u64) {
     let fan_in: std::collections::HashMap<&str, i64> = vars
         .iter()
@@ -347,7 +348,7 @@ fn init_weights(vars: &Named, seed: u64) {
         let Some(&fan) = fan_in.get(layer) else {
             continue;
         };
-        if layer == "out" {
+        if layer == "out" || layer == "global.out" {
             continue;
         }
         let bound = 1.0 / (fan as f64).sqrt();

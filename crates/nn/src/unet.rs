@@ -7,6 +7,11 @@
 //! Conditioning: the noising state of each sample, as a learned linear embedding of the gamma
 //! vector plus sinusoidal features of its mean, through an MLP, added to every residual block.
 //! The last convolution starts at zero, so an untrained network is exactly the Gaussian score.
+//!
+//! Optional global head (`global = true`): an MLP of the site means of x, x^2, x^3 of every
+//! input channel and of the embedding adds a constant per output channel: the correction of
+//! the zero mode (the magnetisation of a lattice field), a function of global moments that the
+//! group norms of the convolutional path normalise away. Its last layer starts at zero too.
 
 use crate::{Error, Result};
 use gud_core::config::{NetworkConfig, Padding};
@@ -94,6 +99,46 @@ pub struct UNet {
     emb1: nn::Linear,
     emb2: nn::Linear,
     embedding: i64,
+    global: Option<GlobalHead>,
+}
+
+/// The global head: (moments of the input, embedding) -> one constant per output channel.
+#[derive(Debug)]
+struct GlobalHead {
+    l1: nn::Linear,
+    l2: nn::Linear,
+    out: nn::Linear,
+}
+
+impl GlobalHead {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, e: i64) -> Self {
+        let zero = nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        };
+        GlobalHead {
+            l1: nn::linear(&p / "l1", 3 * c_in + e, e, Default::default()),
+            l2: nn::linear(&p / "l2", e, e, Default::default()),
+            out: nn::linear(&p / "out", e, c_out, zero),
+        }
+    }
+
+    /// `x` (B, C_in, H, W), `emb` (B, e) -> (B, C_out, 1, 1).
+    fn forward(&self, x: &Tensor, emb: &Tensor) -> Tensor {
+        let mean = |t: &Tensor| t.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        let x2 = x * x;
+        let x3 = &x2 * x;
+        let features = Tensor::cat(&[mean(x), mean(&x2), mean(&x3), emb.shallow_clone()], -1);
+        features
+            .apply(&self.l1)
+            .silu()
+            .apply(&self.l2)
+            .silu()
+            .apply(&self.out)
+            .unsqueeze(-1)
+            .unsqueeze(-1)
+    }
 }
 
 impl UNet {
@@ -146,6 +191,7 @@ impl UNet {
             emb1: nn::linear(p / "emb1", 2 * e, e, Default::default()),
             emb2: nn::linear(p / "emb2", e, e, Default::default()),
             embedding: e,
+            global: cfg.global.then(|| GlobalHead::new(p / "global", c_in, c, e)),
         })
     }
 
@@ -191,7 +237,11 @@ impl UNet {
                 h = h.upsample_nearest2d([2 * hh, 2 * ww], None, None);
             }
         }
-        self.out_conv.forward(&h.apply(&self.out_norm).silu())
+        let out = self.out_conv.forward(&h.apply(&self.out_norm).silu());
+        match &self.global {
+            Some(g) => out + g.forward(x, &emb),
+            None => out,
+        }
     }
 }
 

@@ -39,6 +39,7 @@ fn tiny() -> NetworkConfig {
         embedding: 8,
         padding: Padding::Circular,
         gamma_channel: None,
+        global: true,
     }
 }
 
@@ -224,10 +225,18 @@ fn checkpoint_round_trip_and_bit_exact_resume() {
 fn circular_padding_makes_the_network_translation_equivariant() {
     gud_nn::set_threads(Some(1));
     let shift = |t: &Tensor, dy: i64, dx: i64| t.roll([dy, dx], [2, 3]);
-    for (padding, equivariant) in [(Padding::Circular, true), (Padding::Zeros, false)] {
+    for (padding, global, equivariant) in [
+        (Padding::Circular, true, true),
+        (Padding::Circular, false, true),
+        (Padding::Zeros, true, false),
+    ] {
         tch::manual_seed(6);
         let vs = VarStore::new(Device::Cpu);
-        let cfg = NetworkConfig { padding, ..tiny() };
+        let cfg = NetworkConfig {
+            padding,
+            global,
+            ..tiny()
+        };
         let net = UNet::new(&vs.root(), &cfg, Shape::new(1, 8, 8), false).unwrap();
         perturb(&vs, 0.2);
         let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
@@ -457,4 +466,32 @@ fn a_schedule_family_draws_gamma_from_its_members() {
         .unwrap()
         .to_string();
     assert!(e.contains("train.family.a"), "{e}");
+}
+
+#[test]
+fn the_global_head_adds_one_constant_per_channel_from_the_input_moments() {
+    gud_nn::set_threads(Some(1));
+    tch::manual_seed(8);
+    let vs = VarStore::new(Device::Cpu);
+    let net = UNet::new(&vs.root(), &tiny(), Shape::new(1, 8, 8), false).unwrap();
+    // only the head moves: the convolutional path keeps its zero last layer
+    tch::no_grad(|| {
+        for (name, v) in vs.variables() {
+            if name.starts_with("global") {
+                let _ = v.shallow_clone().g_add_(&(v.randn_like() * 0.3));
+            }
+        }
+    });
+    let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+    let gamma = Tensor::randn([3, 64], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| net.forward(&x, &gamma));
+    let spread = (&y - y.mean_dim([2i64, 3].as_slice(), true, Kind::Float))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(spread < 1e-6, "not constant over sites: {spread}");
+    assert!(y.abs().max().double_value(&[]) > 1e-3, "head inactive");
+    // a function of the moments: another field with other means changes it
+    let y2 = tch::no_grad(|| net.forward(&(&x + 0.5), &gamma));
+    assert!((y2 - &y).abs().max().double_value(&[]) > 1e-4);
 }
