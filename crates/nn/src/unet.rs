@@ -191,7 +191,9 @@ impl UNet {
             emb1: nn::linear(p / "emb1", 2 * e, e, Default::default()),
             emb2: nn::linear(p / "emb2", e, e, Default::default()),
             embedding: e,
-            global: cfg.global.then(|| GlobalHead::new(p / "global", c_in, c, e)),
+            global: cfg
+                .global
+                .then(|| GlobalHead::new(p / "global", c_in, c, e)),
         })
     }
 

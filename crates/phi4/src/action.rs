@@ -56,6 +56,24 @@ fn lane(phi: &[f64], i: usize) -> &[f64; LANES] {
         .expect("LANES values")
 }
 
+/// The per-lane constants of a kick `mom += c F(phi)`, F = a (neighbours) + phi (b + q phi^2).
+struct KickCoefficients {
+    a: [f64; LANES],
+    b: [f64; LANES],
+    q: [f64; LANES],
+}
+
+impl KickCoefficients {
+    #[inline(always)]
+    fn new(Couplings { m2, lam }: Couplings, c: &[f64; LANES]) -> Self {
+        KickCoefficients {
+            a: c.map(|c| 2.0 * c),
+            b: c.map(|c| -(8.0 + 2.0 * m2) * c),
+            q: c.map(|c| -4.0 * lam * c),
+        }
+    }
+}
+
 /// An L x L periodic lattice with its couplings; fields are row-major slices of length L^2.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lattice {
@@ -159,6 +177,8 @@ impl Lattice {
 
     /// mom += c_k F(phi) for LANES interleaved fields, with a step coefficient per lane (the
     /// force of [`Lattice::kick`]); every site is alike, so the lane loop vectorises fully.
+    /// (Always inlined, so that the AVX2 leapfrog of the HMC compiles it with AVX2.)
+    #[inline(always)]
     pub fn kick_lanes(&self, phi: &[f64], mom: &mut [f64], c: &[f64; LANES]) {
         self.kick_lanes_with::<false>(phi, mom, c);
     }
@@ -167,6 +187,7 @@ impl Lattice {
     /// (S[phi], 1/2 |mom|^2) per lane after the kick, in one pass over the lattice. The sums run
     /// in the order of [`Lattice::action_lanes`] and of a site-ordered kinetic sum, so the
     /// results are the same bits as the separate passes.
+    #[inline(always)]
     pub fn kick_lanes_energy(
         &self,
         phi: &[f64],
@@ -174,6 +195,47 @@ impl Lattice {
         c: &[f64; LANES],
     ) -> ([f64; LANES], [f64; LANES]) {
         self.kick_lanes_with::<true>(phi, mom, c)
+    }
+
+    /// A leapfrog drift `phi += eps_k mom` followed by a kick `mom += c_k F(phi)`, in one pass:
+    /// each row is drifted just before the first row whose kick reads it (rows L-1 and 0
+    /// first), so the result is the same bits as the two separate passes.
+    #[inline(always)]
+    pub fn drift_kick_lanes(
+        &self,
+        phi: &mut [f64],
+        mom: &mut [f64],
+        eps: &[f64; LANES],
+        c: &[f64; LANES],
+    ) {
+        self.drift_kick_lanes_with::<false>(phi, mom, eps, c);
+    }
+
+    /// [`Lattice::drift_kick_lanes`] fused with the end-of-trajectory energies, as
+    /// [`Lattice::kick_lanes_energy`].
+    #[inline(always)]
+    pub fn drift_kick_lanes_energy(
+        &self,
+        phi: &mut [f64],
+        mom: &mut [f64],
+        eps: &[f64; LANES],
+        c: &[f64; LANES],
+    ) -> ([f64; LANES], [f64; LANES]) {
+        self.drift_kick_lanes_with::<true>(phi, mom, eps, c)
+    }
+
+    /// phi += eps_k mom on row y.
+    #[inline(always)]
+    fn drift_row(&self, phi: &mut [f64], mom: &[f64], eps: &[f64; LANES], y: usize) {
+        let r = y * self.l * LANES..(y + 1) * self.l * LANES;
+        for (x, m) in phi[r.clone()]
+            .chunks_exact_mut(LANES)
+            .zip(mom[r].chunks_exact(LANES))
+        {
+            for k in 0..LANES {
+                x[k] += eps[k] * m[k];
+            }
+        }
     }
 
     /// The kick kernel; with `ENERGY` it also sums the action and the kinetic energy (zeros
@@ -185,37 +247,71 @@ impl Lattice {
         mom: &mut [f64],
         c: &[f64; LANES],
     ) -> ([f64; LANES], [f64; LANES]) {
+        let k = KickCoefficients::new(self.couplings, c);
+        let mut sums = ([0.0; LANES], [0.0; LANES]);
+        for y in 0..self.l {
+            self.kick_row::<ENERGY>(phi, mom, &k, y, &mut sums);
+        }
+        (sums.0, sums.1.map(|x| 0.5 * x))
+    }
+
+    /// The drift + kick kernel: each row is drifted just before the first kick that reads it.
+    #[inline(always)]
+    fn drift_kick_lanes_with<const ENERGY: bool>(
+        &self,
+        phi: &mut [f64],
+        mom: &mut [f64],
+        eps: &[f64; LANES],
+        c: &[f64; LANES],
+    ) -> ([f64; LANES], [f64; LANES]) {
+        let l = self.l;
+        let k = KickCoefficients::new(self.couplings, c);
+        let mut sums = ([0.0; LANES], [0.0; LANES]);
+        self.drift_row(phi, mom, eps, l - 1);
+        self.drift_row(phi, mom, eps, 0);
+        for y in 0..l {
+            if y + 1 < l - 1 {
+                self.drift_row(phi, mom, eps, y + 1);
+            }
+            self.kick_row::<ENERGY>(phi, mom, &k, y, &mut sums);
+        }
+        (sums.0, sums.1.map(|x| 0.5 * x))
+    }
+
+    /// The kick of row y (and, with `ENERGY`, its terms of S and of |mom|^2 after the kick).
+    #[inline(always)]
+    fn kick_row<const ENERGY: bool>(
+        &self,
+        phi: &[f64],
+        mom: &mut [f64],
+        k: &KickCoefficients,
+        y: usize,
+        (s, k2): &mut ([f64; LANES], [f64; LANES]),
+    ) {
         let l = self.l;
         let Couplings { m2, lam } = self.couplings;
-        let a = c.map(|c| 2.0 * c);
-        let b = c.map(|c| -(8.0 + 2.0 * m2) * c);
-        let q = c.map(|c| -4.0 * lam * c);
-        let (mut s, mut k2) = ([0.0; LANES], [0.0; LANES]);
-        for y in 0..l {
-            let yu = if y == 0 { l - 1 } else { y - 1 };
-            let yd = if y + 1 == l { 0 } else { y + 1 };
-            for x in 0..l {
-                let xl = if x == 0 { l - 1 } else { x - 1 };
-                let xr = if x + 1 == l { 0 } else { x + 1 };
-                let i = y * l + x;
-                let p = lane(phi, i);
-                let (lt, rt) = (lane(phi, y * l + xl), lane(phi, y * l + xr));
-                let (u, d) = (lane(phi, yu * l + x), lane(phi, yd * l + x));
-                let o: &mut [f64; LANES] = (&mut mom[i * LANES..(i + 1) * LANES])
-                    .try_into()
-                    .expect("LANES values");
-                for k in 0..LANES {
-                    o[k] +=
-                        a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
-                    if ENERGY {
-                        let (dx, dy, p2) = (rt[k] - p[k], d[k] - p[k], p[k] * p[k]);
-                        s[k] += dx * dx + dy * dy + p2 * (m2 + lam * p2);
-                        k2[k] += o[k] * o[k];
-                    }
+        let (a, b, q) = (&k.a, &k.b, &k.q);
+        let yu = if y == 0 { l - 1 } else { y - 1 };
+        let yd = if y + 1 == l { 0 } else { y + 1 };
+        for x in 0..l {
+            let xl = if x == 0 { l - 1 } else { x - 1 };
+            let xr = if x + 1 == l { 0 } else { x + 1 };
+            let i = y * l + x;
+            let p = lane(phi, i);
+            let (lt, rt) = (lane(phi, y * l + xl), lane(phi, y * l + xr));
+            let (u, d) = (lane(phi, yu * l + x), lane(phi, yd * l + x));
+            let o: &mut [f64; LANES] = (&mut mom[i * LANES..(i + 1) * LANES])
+                .try_into()
+                .expect("LANES values");
+            for k in 0..LANES {
+                o[k] += a[k] * (lt[k] + rt[k] + u[k] + d[k]) + p[k] * (b[k] + q[k] * p[k] * p[k]);
+                if ENERGY {
+                    let (dx, dy, p2) = (rt[k] - p[k], d[k] - p[k], p[k] * p[k]);
+                    s[k] += dx * dx + dy * dy + p2 * (m2 + lam * p2);
+                    k2[k] += o[k] * o[k];
                 }
             }
         }
-        (s, k2.map(|x| 0.5 * x))
     }
 
     /// -dS/dphi as a new vector (for tests and diagnostics).
@@ -282,6 +378,31 @@ mod tests {
                 );
             }
             assert!((s[k] - lat.action(f)).abs() < 1e-10 * s[k].abs().max(1.0));
+        }
+        // the fused drift + kick (+ energies) are the same bits as the separate passes
+        for l in [2, 3, 5] {
+            let lat = Lattice::new(l, Couplings::new(-1.3, 0.7).unwrap()).unwrap();
+            let n = l * l * LANES;
+            let phi0: Vec<f64> = (0..n).map(|i| ((i * 7 % 17) as f64 - 8.0) / 5.0).collect();
+            let mom0: Vec<f64> = (0..n).map(|i| ((i * 5 % 13) as f64 - 6.0) / 3.0).collect();
+            let eps: [f64; LANES] = std::array::from_fn(|k| 0.07 + 0.003 * k as f64);
+            let (mut q1, mut p1) = (phi0.clone(), mom0.clone());
+            lat.drift_kick_lanes(&mut q1, &mut p1, &eps, &c);
+            let (mut q2, mut p2) = (phi0.clone(), mom0.clone());
+            for (j, x) in q2.iter_mut().enumerate() {
+                *x += eps[j % LANES] * p2[j];
+            }
+            lat.kick_lanes(&q2, &mut p2, &c);
+            assert_eq!((&q1, &p1), (&q2, &p2), "drift + kick, L = {l}");
+            let (mut q3, mut p3) = (phi0, mom0);
+            let (s3, k3) = lat.drift_kick_lanes_energy(&mut q3, &mut p3, &eps, &c);
+            assert_eq!((&q3, &p3), (&q2, &p2), "drift + kick + energy, L = {l}");
+            assert_eq!(s3, lat.action_lanes(&q2));
+            let mut k2 = [0.0; LANES];
+            for (j, m) in p2.iter().enumerate() {
+                k2[j % LANES] += m * m;
+            }
+            assert_eq!(k3, k2.map(|x| 0.5 * x));
         }
         // the fused kick + energies are the same bits as the separate passes
         let mut fused: Vec<f64> = (0..v * LANES)
