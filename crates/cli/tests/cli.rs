@@ -427,7 +427,7 @@ fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
             j["sampler"].as_str(),
             j["score"].as_str()
         ),
-        (Some(5), Some("ancestral"), Some("gaussian"))
+        (Some(5), Some("exp"), Some("gaussian"))
     );
     let (shape, data) = read_npy(&out);
     assert_eq!(shape, vec![40, 8, 8]);
@@ -435,9 +435,7 @@ fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
     assert!(grid.exists());
     let resolved = std::fs::read_to_string(dir.path().join("s.config.toml")).unwrap();
     assert!(
-        resolved.contains("[sampler]")
-            && resolved.contains("ancestral")
-            && resolved.contains("phi4"),
+        resolved.contains("[sampler]") && resolved.contains("exp") && resolved.contains("phi4"),
         "{resolved}"
     );
     // any sample regenerates alone: sample 3 of the run equals a run of sample 3 only

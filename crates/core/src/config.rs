@@ -503,20 +503,20 @@ pub struct SamplerConfig {
     pub projection: ProjectionConfig,
     /// Samples integrated together (memory is a few (batch, d) buffers).
     pub batch: usize,
-    /// Adams-Bashforth order of the `exp` sampler (1 to 3).
+    /// Adams-Bashforth order of the `exp` sampler (1 to 3; default 3).
     pub order: usize,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
         SamplerConfig {
-            kind: SamplerKind::Ancestral,
+            kind: SamplerKind::Exp,
             steps: 20,
             grid: TimeGrid::UniformT,
             posterior_variance: PosteriorVariance::Gaussian,
             projection: ProjectionConfig::default(),
             batch: 256,
-            order: 2,
+            order: 3,
         }
     }
 }

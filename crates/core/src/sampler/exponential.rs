@@ -151,8 +151,13 @@ impl Sampler for ExponentialSampler {
                 })
                 .collect();
             let hist = &history;
+            // gamma_i monotone in t: equal ends = a frozen component, left bit for bit
+            let moving: Vec<bool> = (0..d).map(|i| cur.gamma()[i] != next.gamma()[i]).collect();
             chi.par_chunks_mut(d).enumerate().for_each(|(n, x)| {
                 for i in active_or_all(active, d) {
+                    if !moving[i] {
+                        continue;
+                    }
                     let m = run[i].min(m_max);
                     let w = &weights[m - 1];
                     let dy: f64 = (0..m).map(|k| w[k][i] * hist[k][n * d + i]).sum();
