@@ -20,7 +20,7 @@
 
 use super::{Plan, Sampler, StepInfo};
 use crate::process::NoisingState;
-use crate::score::{active_or_all, ScoreModel};
+use crate::score::{active_or_all, gaussian_eps, ScoreModel};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -93,12 +93,12 @@ fn residual(
     out: &mut [f64],
 ) {
     let d = sigma_data.len();
+    let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
     out.par_chunks_mut(d)
         .zip(chi.par_chunks(d).zip(eps.par_chunks(d)))
         .for_each(|(r, (x, e))| {
             for i in active_or_all(active, d) {
-                let v = state.marginal_variance(i, sigma_data);
-                r[i] = e[i] - state.sigma(i) * x[i] / v;
+                r[i] = e[i] - gaussian_eps(x[i], a2[i], s2[i], sigma_data[i]);
             }
         });
 }
@@ -132,12 +132,9 @@ impl Sampler for ExponentialSampler {
             score.eps_hat(chi, cur, active, &mut eps);
             history.rotate_right(1);
             residual(chi, &eps, cur, &plan.sigma_data, active, &mut history[0]);
-            let mut is_active = vec![active.is_none(); d];
+            let before = std::mem::replace(&mut run, vec![0; d]);
             for i in active_or_all(active, d) {
-                is_active[i] = true;
-            }
-            for i in 0..d {
-                run[i] = if is_active[i] { run[i] + 1 } else { 0 };
+                run[i] = before[i] + 1;
             }
             let m_max = order.min(j + 1);
             let weights: Vec<Vec<Vec<f64>>> =
