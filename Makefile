@@ -1,5 +1,6 @@
 # README's two commands: `make run` (the main job on the built-in phi^4 default) and
 # `make test`. Both first install libtorch into .torch/ when it is missing (scripts/setup-libtorch.sh).
+# `make test` also tests the CLI built without the network (no libtorch: cargo alone).
 LIBTORCH := $(CURDIR)/.torch/site-packages/torch
 export LIBTORCH
 ARGS ?=
@@ -9,6 +10,7 @@ run: setup
 	cargo run --release -- run $(ARGS)
 test: setup
 	cargo test --workspace
+	env -u LIBTORCH cargo test -p gud-cli --no-default-features
 # The PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries
 # (~4.7 GB, PyPI only) in .torch/full; only this target installs it.
 bench: setup

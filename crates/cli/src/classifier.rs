@@ -1,11 +1,8 @@
 //! `gud classifier`: trains the small feature classifier of the Frechet distance on the
 //! labelled images of a config (IDX labels or class folders) and saves it (safetensors).
 
-use crate::progress::{interrupted, Reporter};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
-use gud_nn::{Classifier, ClassifierTraining};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -26,7 +23,17 @@ pub struct ClassifierArgs {
     pub seed: u64,
 }
 
+#[cfg(not(feature = "nn"))]
+pub fn classifier(_: &ClassifierArgs) -> Result<()> {
+    Err(crate::without_nn("gud classifier"))
+}
+
+#[cfg(feature = "nn")]
 pub fn classifier(a: &ClassifierArgs) -> Result<()> {
+    use crate::progress::{interrupted, Reporter};
+    use anyhow::bail;
+    use gud_io::atomic::{ensure_writable_dir, parent_dir};
+    use gud_nn::{Classifier, ClassifierTraining};
     ensure_writable_dir(parent_dir(&a.out))?;
     if a.steps == 0 || a.batch == 0 {
         bail!("--steps and --batch must be at least 1");

@@ -113,6 +113,15 @@ pub fn run(
 ) -> Result<()> {
     ensure_writable_dir(out)?;
     let (mut cfg, ds, design) = fit(config, None)?;
+    // A neural config: resolve its training and check --out before anything is written.
+    let neural = cfg.score == (ScoreConfig::Neural {});
+    let run_dir = out.join("train");
+    let resume = if neural {
+        crate::train::resolve(&mut cfg);
+        existing_run(&run_dir, &cfg)?
+    } else {
+        false
+    };
     let picked = spread_components(&design, 8);
     let (t, curves) = schedule_curves(&design, &picked);
     plot_schedule(&out.join("schedule.png"), &title(&design), &t, &curves)?;
@@ -128,12 +137,8 @@ pub fn run(
     println!("  data: {} samples of shape {}", ds.len(), ds.shape());
     println!("  prior: {}", serde_json::to_string(&cfg.design.prior)?);
 
-    let neural = cfg.score == (ScoreConfig::Neural {});
-    let run_dir = out.join("train");
     let mut training = serde_json::Value::Null;
     if neural {
-        crate::train::resolve(&mut cfg);
-        let resume = existing_run(&run_dir, &cfg)?;
         let start = std::time::Instant::now();
         crate::train::train_run(&cfg, &design, &ds, &run_dir, resume)?;
         let train_s = start.elapsed().as_secs_f64();
@@ -216,8 +221,15 @@ fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
     }
 }
 
+/// Without the network there is no training run to continue.
+#[cfg(not(feature = "nn"))]
+pub fn existing_run(_: &Path, _: &Config) -> Result<bool> {
+    Err(crate::without_nn("training the neural score"))
+}
+
 /// True when `run_dir` holds a checkpoint of exactly this config (continue it); an error when it
 /// holds one of another config (nothing is overwritten); false when it holds none.
+#[cfg(feature = "nn")]
 pub fn existing_run(run_dir: &Path, cfg: &Config) -> Result<bool> {
     if !run_dir.join(gud_nn::CHECKPOINT_FILE).exists() {
         return Ok(false);

@@ -109,6 +109,13 @@ fn read(path: &std::path::Path, what: &str, a: &EvalArgs) -> Result<Dataset> {
 }
 
 /// Frechet distance between the classifier features of two image sets.
+#[cfg(not(feature = "nn"))]
+pub fn classifier_frechet(_: &std::path::Path, _: &Dataset, _: &Dataset) -> Result<f64> {
+    Err(crate::without_nn("--classifier"))
+}
+
+/// Frechet distance between the classifier features of two image sets.
+#[cfg(feature = "nn")]
 pub fn classifier_frechet(
     path: &std::path::Path,
     gen: &Dataset,

@@ -14,6 +14,15 @@ mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
+
+/// The error of a command that needs the trained network in a gud built without it.
+#[cfg(not(feature = "nn"))]
+pub fn without_nn(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs the neural network, and this gud was built without it: rebuild with the \
+         default cargo features (feature `nn`, which links libtorch; `make setup` installs it)"
+    )
+}
 use std::path::PathBuf;
 use std::process::ExitCode;
 

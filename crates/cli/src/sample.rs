@@ -220,6 +220,25 @@ pub fn build_score<'a>(
             .build(design, train)
             .context("building the score model");
     }
+    neural_score(cfg, design, run)
+}
+
+#[cfg(not(feature = "nn"))]
+fn neural_score<'a>(
+    _: &Config,
+    _: &'a Design,
+    _: Option<&Path>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
+    Err(crate::without_nn("the neural score"))
+}
+
+/// The EMA network of the trained run in `run`, evaluated in chunks of 64.
+#[cfg(feature = "nn")]
+fn neural_score<'a>(
+    cfg: &Config,
+    design: &'a Design,
+    run: Option<&Path>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
     let Some(run) = run else {
         bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
     };

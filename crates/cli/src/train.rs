@@ -6,14 +6,10 @@
 //! would have happened without the interruption, bit for bit.
 
 use crate::commands::fit;
-use crate::progress::{interrupted, Reporter};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use gud_core::config::{Config, DataConfig, ScoreConfig};
 use gud_core::{Dataset, Design};
-use gud_io::atomic::{ensure_writable_dir, write_atomic};
-use gud_nn::{Checkpoint, Trainer, CHECKPOINT_FILE};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -61,7 +57,14 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     train_run(&cfg, &design, &data, &a.out, a.resume)
 }
 
+/// Without the network: the clear error of every command that trains one.
+#[cfg(not(feature = "nn"))]
+pub fn train_run(_: &Config, _: &Design, _: &Dataset, _: &Path, _: bool) -> Result<()> {
+    Err(crate::without_nn("training the neural score"))
+}
+
 /// Trains (or resumes) the run in `out`; returns when `cfg.train.steps` are done.
+#[cfg(feature = "nn")]
 pub fn train_run(
     cfg: &Config,
     design: &Design,
@@ -69,6 +72,11 @@ pub fn train_run(
     out: &Path,
     resume: bool,
 ) -> Result<()> {
+    use crate::progress::{interrupted, Reporter};
+    use anyhow::Context;
+    use gud_io::atomic::{ensure_writable_dir, write_atomic};
+    use gud_nn::{Checkpoint, Trainer, CHECKPOINT_FILE};
+    use std::time::Instant;
     ensure_writable_dir(out)?;
     let ckpt_path = out.join(CHECKPOINT_FILE);
     let metrics_path = out.join("metrics.jsonl");

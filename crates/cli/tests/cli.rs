@@ -712,6 +712,42 @@ fn eval_compares_spectra_memorisation_and_phi4_observables() {
     );
 }
 
+/// Built without the network (`--no-default-features`), every command that needs it says so
+/// and writes nothing; the analytic commands are tested above either way.
+#[test]
+#[cfg(not(feature = "nn"))]
+fn without_the_network_neural_commands_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 2);
+    let run = dir.path().join("run");
+    let out = dir.path().join("s.npy");
+    for args in [
+        vec![
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        vec!["run", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()],
+        vec![
+            "sample",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let o = gud(&args);
+        assert_clean_failure(&o, &["built without", "feature `nn`"]);
+    }
+    assert!(!run.join("checkpoint.safetensors").exists() && !out.exists());
+    assert!(
+        !run.join("schedule.png").exists(),
+        "gud run wrote figures first"
+    );
+}
+
 /// A neural config small enough for a test: free field L = 4, a tiny U-Net, one thread.
 fn tiny_neural_config(dir: &Path, steps: u64) -> std::path::PathBuf {
     let cfg = dir.join("tiny.toml");
@@ -731,6 +767,7 @@ fn tiny_neural_config(dir: &Path, steps: u64) -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg(feature = "nn")]
 fn train_resume_equals_uninterrupted_and_sample_from_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_neural_config(dir.path(), 400);
@@ -800,6 +837,7 @@ fn train_resume_equals_uninterrupted_and_sample_from_run() {
 }
 
 #[test]
+#[cfg(feature = "nn")]
 fn bad_runs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_neural_config(dir.path(), 2);
@@ -865,6 +903,7 @@ fn bad_runs_fail_cleanly() {
 }
 
 #[test]
+#[cfg(feature = "nn")]
 fn run_trains_then_samples_at_each_budget() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
@@ -1130,6 +1169,7 @@ fn extend_slides_a_column_window_and_reports_seams() {
 }
 
 #[test]
+#[cfg(feature = "nn")]
 fn sweep_trains_one_network_on_a_family_and_writes_a_heat_map() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("family.toml");
@@ -1217,6 +1257,7 @@ fn sweep_trains_one_network_on_a_family_and_writes_a_heat_map() {
 }
 
 #[test]
+#[cfg(feature = "nn")]
 fn classifier_trains_on_labelled_images_and_gives_a_frechet_distance() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("fm.toml");
