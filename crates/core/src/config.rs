@@ -619,6 +619,12 @@ pub struct TrainConfig {
     /// Train over a family of schedules (SPEC section 4): the parameters are drawn per sample.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub family: Option<FamilyConfig>,
+    /// Min-SNR-k loss weights per component (Hang et al. 2023, here component-wise):
+    /// `lambda_i = sigma_i^2 min(1, k / SNR_i)` with `SNR_i = Sigma_i e^-gamma_i` (GUD eq. 17).
+    /// Components far below their noise level, whose eps target is pure noise, then weigh
+    /// little; the minimiser (the score) is the same. Absent: `lambda_i = sigma_i^2` (SPEC 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_snr: Option<f64>,
 }
 
 /// A family of schedules: the softness a (`linear`: a; `sequential`: softness) and optionally
@@ -693,6 +699,7 @@ impl Default for TrainConfig {
             clip: 1.0,
             ema: 0.999,
             family: None,
+            min_snr: None,
             seed: 0,
             checkpoint_every: 500,
             log_every: 50,

@@ -26,18 +26,21 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-/// One training example: network input, gamma, target (f32, flattened).
-type Example = (Vec<f32>, Vec<f32>, Vec<f32>);
+/// One training example: network input, gamma, target, loss weights (f32, flattened; the
+/// weights are empty without `train.min_snr`).
+type Example = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
 
-/// One training batch on the device: inputs (B, C_in, H, W), gamma (B, d), targets (B, C, H, W).
+/// One training batch on the device: inputs (B, C_in, H, W), gamma (B, d), targets (B, C, H, W)
+/// and, with `train.min_snr`, the loss weights of the components (B, d).
 pub struct Batch {
     pub x: Tensor,
     pub gamma: Tensor,
     pub target: Tensor,
+    pub weight: Option<Tensor>,
 }
 
 /// What one optimisation step did.
@@ -66,6 +69,9 @@ pub struct Trainer<'a> {
     adam_m: Vec<(String, Tensor)>,
     adam_v: Vec<(String, Tensor)>,
     step: u64,
+    /// With `train.min_snr`: the d x d matrix M with `(U v)^T = v^T M` (row p is U e_p), so
+    /// that a batch of pixel residuals becomes component residuals in the graph.
+    to_comp: Option<Tensor>,
 }
 
 /// The variables of a store, sorted by name (a fixed order for checkpoints and updates).
@@ -97,6 +103,9 @@ fn check_train(cfg: &TrainConfig) -> Result<()> {
     }
     if !(0.0..=1.0).contains(&cfg.lr_final) {
         return bad("train.lr_final", "a fraction in [0, 1]");
+    }
+    if cfg.min_snr.is_some_and(|k| !(k > 0.0 && k.is_finite())) {
+        return bad("train.min_snr", "a positive SNR bound k (or no key at all)");
     }
     if cfg.checkpoint_every == 0 || cfg.log_every == 0 {
         return bad(
@@ -148,6 +157,20 @@ impl<'a> Trainer<'a> {
             .iter()
             .map(|(n, t)| (n.clone(), t.detach().copy()))
             .collect();
+        let to_comp = cfg.min_snr.map(|_| {
+            let d = design.dim();
+            let (mut unit, mut row) = (vec![0.0; d], vec![0.0; d]);
+            let mut m = Vec::with_capacity(d * d);
+            for p in 0..d {
+                unit[p] = 1.0;
+                design.basis().forward(&unit, &mut row);
+                unit[p] = 0.0;
+                m.extend(row.iter().map(|&v| v as f32));
+            }
+            Tensor::from_slice(&m)
+                .view([d as i64, d as i64])
+                .to_device(device)
+        });
         Ok(Trainer {
             encoder,
             data,
@@ -161,6 +184,7 @@ impl<'a> Trainer<'a> {
             _vs: vs,
             net,
             step: 0,
+            to_comp,
         })
     }
 
@@ -265,12 +289,27 @@ impl<'a> Trainer<'a> {
             target: Tensor::from_slice(&cat(|s| &s.2))
                 .view([bi, c, h, w])
                 .to_device(self.device),
+            weight: self.cfg.min_snr.map(|_| {
+                Tensor::from_slice(&cat(|s| &s.3))
+                    .view([bi, -1])
+                    .to_device(self.device)
+            }),
         }
     }
-    /// The loss per dimension on a batch, with the current weights (a graph for backward).
+    /// The loss per dimension on a batch, with the current weights (a graph for backward):
+    /// `sum_i lambda_i / sigma_i^2 (eps_hat_i - eps_i)^2 / d`, in pixel space when every weight
+    /// is 1 (U orthogonal), else on the component residuals `U (y - target)`.
     pub fn loss(&self, batch: &Batch) -> Tensor {
         let out = self.net.forward(&batch.x, &batch.gamma);
-        (out - &batch.target).square().mean(Kind::Float)
+        let diff = out - &batch.target;
+        match (&batch.weight, &self.to_comp) {
+            (Some(w), Some(m)) => {
+                let b = diff.size()[0];
+                let comp = diff.view([b, -1]).matmul(m);
+                (comp.square() * w).mean(Kind::Float)
+            }
+            _ => diff.square().mean(Kind::Float),
+        }
     }
 
     /// One AdamW step on the batch of the current step; updates the EMA.
@@ -438,5 +477,12 @@ fn example(
     let mut y = vec![0f32; d];
     encoder.target(&eps, &eps_g, &mut scratch, &mut y);
     let gamma = state.gamma().iter().map(|&g| g as f32).collect();
-    (x, gamma, y)
+    // Min-SNR-k: lambda_i / sigma_i^2 = min(1, k / SNR_i), SNR_i = Sigma_i e^-gamma_i (GUD eq. 17).
+    let weight = cfg.min_snr.map_or_else(Vec::new, |k| {
+        let sd = design.sigma_data();
+        (0..d)
+            .map(|i| (k.ln() - state.log_snr_data(i, sd)).min(0.0).exp() as f32)
+            .collect()
+    });
+    (x, gamma, y, weight)
 }

@@ -495,3 +495,99 @@ fn the_global_head_adds_one_constant_per_channel_from_the_input_moments() {
     let y2 = tch::no_grad(|| net.forward(&(&x + 0.5), &gamma));
     assert!((y2 - &y).abs().max().double_value(&[]) > 1e-4);
 }
+
+/// `train.min_snr = k`: the batch carries lambda_i / sigma_i^2 = min(1, k / SNR_i) with
+/// SNR_i = Sigma_i e^-gamma_i, the loss is sum_i w_i (U (y - target))_i^2 / d (recomputed here
+/// in f64 with the basis), it is the plain loss when every weight is 1, it trains, and a bad
+/// bound is named.
+#[test]
+fn min_snr_weights_the_component_residuals() {
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 9);
+    let design = design(&data, "fourier");
+    let (d, b) = (design.dim(), 16);
+    let k = 2.0;
+    let cfg = TrainConfig {
+        min_snr: Some(k),
+        ..train_cfg()
+    };
+    let mut trainer = Trainer::new(&design, &data, &tiny(), &cfg).unwrap();
+    let batch = trainer.batch(0);
+    let w = Vec::<f32>::try_from(batch.weight.as_ref().unwrap().view(-1)).unwrap();
+    let gamma = Vec::<f32>::try_from(batch.gamma.view(-1)).unwrap();
+    let sd = design.sigma_data();
+    let (mut below, mut capped) = (0, 0);
+    for (j, (&wj, &g)) in w.iter().zip(&gamma).enumerate() {
+        let snr = sd[j % d] * (-(g as f64)).exp();
+        let expect = (k / snr).min(1.0);
+        assert!(
+            (wj as f64 - expect).abs() < 1e-4 * expect.max(1e-3),
+            "weight {j}: {wj} vs {expect}"
+        );
+        if expect < 1.0 {
+            below += 1;
+        } else {
+            capped += 1;
+        }
+    }
+    assert!(below > 0 && capped > 0, "{below} weighted, {capped} at 1");
+
+    // The loss against its definition, in f64 through the basis.
+    let out = tch::no_grad(|| trainer.network().forward(&batch.x, &batch.gamma));
+    let out = Vec::<f32>::try_from(out.view(-1)).unwrap();
+    let target = Vec::<f32>::try_from(batch.target.view(-1)).unwrap();
+    let mut comp = vec![0.0; d];
+    let mut expect = 0.0;
+    for s in 0..b {
+        let r: Vec<f64> = (0..d)
+            .map(|p| (out[s * d + p] - target[s * d + p]) as f64)
+            .collect();
+        design.basis().forward(&r, &mut comp);
+        expect += (0..d)
+            .map(|i| w[s * d + i] as f64 * comp[i] * comp[i])
+            .sum::<f64>();
+    }
+    expect /= (b * d) as f64;
+    let got = trainer.loss(&batch).double_value(&[]);
+    assert!(
+        (got - expect).abs() < 1e-5 * expect,
+        "weighted loss {got} vs {expect}"
+    );
+
+    // Weights all 1 (k beyond every SNR): the plain loss.
+    let ones = Trainer::new(
+        &design,
+        &data,
+        &tiny(),
+        &TrainConfig {
+            min_snr: Some(1e30),
+            ..train_cfg()
+        },
+    )
+    .unwrap();
+    let plain = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
+    let (bo, bp) = (ones.batch(3), plain.batch(3));
+    assert!(bp.weight.is_none() && bo.target.equal(&bp.target));
+    let (lo, lp) = (
+        ones.loss(&bo).double_value(&[]),
+        plain.loss(&bp).double_value(&[]),
+    );
+    assert!((lo - lp).abs() < 1e-5 * lp, "all-ones {lo} vs plain {lp}");
+
+    // It trains.
+    let first = trainer.loss(&batch).double_value(&[]);
+    for _ in 0..80 {
+        trainer.train_step_on(&batch);
+    }
+    let last = trainer.loss(&batch).double_value(&[]);
+    assert!(last < 0.7 * first, "weighted loss {first} -> {last}");
+
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let cfg = TrainConfig {
+            min_snr: Some(bad),
+            ..train_cfg()
+        };
+        let e = Trainer::new(&design, &data, &tiny(), &cfg).err().unwrap();
+        assert!(e.to_string().contains("train.min_snr"), "{e}");
+    }
+}
