@@ -721,22 +721,15 @@ fn without_the_network_neural_commands_say_so() {
     let cfg = tiny_neural_config(dir.path(), 2);
     let run = dir.path().join("run");
     let out = dir.path().join("s.npy");
+    let (c, r, s) = (
+        cfg.to_str().unwrap(),
+        run.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
     for args in [
-        vec![
-            "train",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-        ],
-        vec!["run", cfg.to_str().unwrap(), "--out", run.to_str().unwrap()],
-        vec![
-            "sample",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        vec!["train", "--config", c, "--out", r],
+        vec!["run", c, "--out", r],
+        vec!["sample", "--config", c, "--out", s],
     ] {
         let o = gud(&args);
         assert_clean_failure(&o, &["built without", "feature `nn`"]);

@@ -93,6 +93,21 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// The d x d matrix M (row-major) with `(U v)^T = v^T M`: row p is `U e_p`, the components
+    /// of pixel p. It maps a batch of pixel images to components inside a tensor graph.
+    pub fn component_matrix(&self) -> Vec<f32> {
+        let d = self.design.dim();
+        let (mut unit, mut row) = (vec![0.0; d], vec![0.0; d]);
+        let mut m = Vec::with_capacity(d * d);
+        for p in 0..d {
+            unit[p] = 1.0;
+            self.basis().forward(&unit, &mut row);
+            unit[p] = 0.0;
+            m.extend(row.iter().map(|&v| v as f32));
+        }
+        m
+    }
+
     /// Adds the network's correction U y (y an image of d values) to eps_hat.
     pub fn add_correction(&self, y: &[f32], scratch: &mut [f64], eps_hat: &mut [f64]) {
         let img: Vec<f64> = y.iter().map(|&v| v as f64).collect();

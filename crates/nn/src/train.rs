@@ -158,17 +158,9 @@ impl<'a> Trainer<'a> {
             .map(|(n, t)| (n.clone(), t.detach().copy()))
             .collect();
         let to_comp = cfg.min_snr.map(|_| {
-            let d = design.dim();
-            let (mut unit, mut row) = (vec![0.0; d], vec![0.0; d]);
-            let mut m = Vec::with_capacity(d * d);
-            for p in 0..d {
-                unit[p] = 1.0;
-                design.basis().forward(&unit, &mut row);
-                unit[p] = 0.0;
-                m.extend(row.iter().map(|&v| v as f32));
-            }
-            Tensor::from_slice(&m)
-                .view([d as i64, d as i64])
+            let d = design.dim() as i64;
+            Tensor::from_slice(&encoder.component_matrix())
+                .view([d, d])
                 .to_device(device)
         });
         Ok(Trainer {
