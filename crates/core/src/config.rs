@@ -625,6 +625,12 @@ pub struct TrainConfig {
     /// little; the minimiser (the score) is the same. Absent: `lambda_i = sigma_i^2` (SPEC 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_snr: Option<f64>,
+    /// Stable target (Xu et al. 2023): regress on the optimal denoiser's eps of a reference
+    /// set of R samples (the batch and R - B more, augmented) instead of the drawn eps. Same
+    /// minimiser as R grows, far less variance where the data term is weak (the lowest modes
+    /// of a hierarchical schedule). Absent: the drawn eps (SPEC section 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_target: Option<usize>,
 }
 
 /// A family of schedules: the softness a (`linear`: a; `sequential`: softness) and optionally
@@ -700,6 +706,7 @@ impl Default for TrainConfig {
             ema: 0.999,
             family: None,
             min_snr: None,
+            stable_target: None,
             seed: 0,
             checkpoint_every: 500,
             log_every: 50,
@@ -714,7 +721,8 @@ impl Default for TrainConfig {
 
 impl Default for Config {
     /// The built-in default: phi^4 (L = 8, m2 = -4, lam = 8) with a mean of exactly zero (Z2
-    /// symmetry), fourier basis, free prior, RG schedule, the trained `neural` score.
+    /// symmetry), fourier basis, free prior, RG schedule, the trained `neural` score with the
+    /// global head, Min-SNR-5 weights and the stable target (examples/phi4.toml).
     fn default() -> Self {
         Config {
             data: DataConfig::default(),
@@ -724,8 +732,16 @@ impl Default for Config {
             },
             score: ScoreConfig::Neural {},
             sampler: SamplerConfig::default(),
-            network: NetworkConfig::default(),
-            train: TrainConfig::default(),
+            // the zero mode's head and low-variance targets (README: the zero-mode floor)
+            network: NetworkConfig {
+                global: true,
+                ..NetworkConfig::default()
+            },
+            train: TrainConfig {
+                min_snr: Some(5.0),
+                stable_target: Some(4096),
+                ..TrainConfig::default()
+            },
         }
     }
 }
@@ -733,6 +749,16 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phi4_example_is_the_built_in_default() {
+        let c: Config = toml::from_str(include_str!("../../../examples/phi4.toml")).unwrap();
+        let mut d = Config::default();
+        // the example spells out what the default resolves for lattice data
+        d.train.translate = Some(true);
+        d.train.flip_sign = Some(true);
+        assert_eq!(c, d);
+    }
 
     #[test]
     fn parses_tagged_kinds_with_defaults() {

@@ -104,6 +104,12 @@ fn check_train(cfg: &TrainConfig) -> Result<()> {
     if !(0.0..=1.0).contains(&cfg.lr_final) {
         return bad("train.lr_final", "a fraction in [0, 1]");
     }
+    if cfg.stable_target.is_some_and(|r| r < cfg.batch) {
+        return bad(
+            "train.stable_target",
+            "a reference set of at least train.batch samples (or no key at all)",
+        );
+    }
     if cfg.min_snr.is_some_and(|k| !(k > 0.0 && k.is_finite())) {
         return bad("train.min_snr", "a positive SNR bound k (or no key at all)");
     }
@@ -254,14 +260,32 @@ impl<'a> Trainer<'a> {
         rng.set_stream(2 * epoch + 1);
         perm.shuffle(&mut rng);
         let (encoder, data, cfg) = (&self.encoder, self.data, &self.cfg);
-        let samples: Vec<Example> = (0..b)
+        let design = encoder.design();
+        let noised: Vec<Noised> = (0..b)
             .into_par_iter()
             .map(|k| {
-                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-                rng.set_stream(2 * step + 2);
-                rng.set_word_pos((k as u128) << 32);
                 let phi = data.sample(perm[(pos * b + k) % n]);
-                example(encoder, cfg, phi, (k as f64, b as f64), &mut rng)
+                noise(
+                    design,
+                    cfg,
+                    phi,
+                    (k as f64, b as f64),
+                    &mut step_rng(cfg.seed, step, k),
+                )
+            })
+            .collect();
+        let stable = cfg
+            .stable_target
+            .map(|r| stable_eps(design, data, cfg, step, &noised, r));
+        let d = design.dim();
+        let samples: Vec<Example> = noised
+            .par_iter()
+            .enumerate()
+            .map(|(k, ex)| {
+                let eps = stable
+                    .as_ref()
+                    .map_or(&ex.eps[..], |s| &s[k * d..(k + 1) * d]);
+                encode(encoder, cfg, ex, eps)
             })
             .collect();
         let shape = self.encoder.design().shape();
@@ -363,6 +387,52 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// The random stream of step `step`, positioned at slot k: slot k < B draws example k,
+/// slots B.. the extra reference samples of the stable target.
+fn step_rng(seed: u64, step: u64, k: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2 * step + 2);
+    rng.set_word_pos((k as u128) << 32);
+    rng
+}
+
+/// The stable target of every example (B x d): the optimal denoiser's eps at the example's
+/// chi_t and state, for the reference set made of the batch's own chi0 and `r - B` more
+/// training samples (uniform, augmented), Xu et al. 2023, eq. (6).
+fn stable_eps(
+    design: &Design,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    step: u64,
+    noised: &[Noised],
+    r: usize,
+) -> Vec<f64> {
+    let (b, d, n) = (noised.len(), design.dim(), data.len());
+    let extra: Vec<f64> = (b..r.max(b))
+        .into_par_iter()
+        .flat_map_iter(|k| {
+            let mut rng = step_rng(cfg.seed, step, k);
+            let phi = data.sample(rng.random_range(0..n));
+            whitened(design, cfg, phi, &mut rng)
+        })
+        .collect();
+    let reference: Vec<f64> = noised
+        .iter()
+        .flat_map(|e| e.chi0.iter().copied())
+        .chain(extra)
+        .collect();
+    let empirical =
+        gud_core::score::EmpiricalScore::new(d, reference).expect("finite training data");
+    let chi_t: Vec<f64> = noised
+        .iter()
+        .flat_map(|e| e.chi_t.iter().copied())
+        .collect();
+    let states: Vec<&gud_core::NoisingState> = noised.iter().map(|e| &e.state).collect();
+    let mut eps = vec![0.0; b * d];
+    empirical.eps_hat_each(&chi_t, &states, &mut eps);
+    eps
+}
+
 /// PyTorch's default initialisation drawn from our own seeded stream (libtorch's global
 /// generator is shared by every thread of the process): kernels and their biases uniform in
 /// +-1/sqrt(fan_in); norms and the zero-initialised last layers (`out.*`, `global.out.*`)
@@ -425,20 +495,35 @@ fn augment(
     out
 }
 
-/// One training example: augment phi, draw t (stratum k of b) and eps, noise, encode.
-fn example(
-    encoder: &Encoder,
+/// A noised training example before encoding: chi0 (augmented), the state at its t, the
+/// drawn eps and chi_t = alpha chi0 + sigma eps.
+struct Noised {
+    chi0: Vec<f64>,
+    state: gud_core::NoisingState,
+    eps: Vec<f64>,
+    chi_t: Vec<f64>,
+}
+
+/// Augments phi and maps it to whitened components (chi0).
+fn whitened(design: &Design, cfg: &TrainConfig, phi: &[f64], rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let phi = augment(phi, design.shape(), cfg, rng);
+    design
+        .field_to_whitened(&Field(phi))
+        .expect("the field has the design's shape")
+        .as_slice()
+        .to_vec()
+}
+
+/// One noised example: augment phi, draw the schedule member, t (stratum k of b) and eps.
+fn noise(
+    design: &Design,
     cfg: &TrainConfig,
     phi: &[f64],
     (k, b): (f64, f64),
     rng: &mut ChaCha8Rng,
-) -> Example {
-    let design = encoder.design();
+) -> Noised {
     let d = design.dim();
-    let phi = augment(phi, design.shape(), cfg, rng);
-    let chi0 = design
-        .field_to_whitened(&Field(phi))
-        .expect("the field has the design's shape");
+    let chi0 = whitened(design, cfg, phi, rng);
     // a member of the schedule family, or the design's schedule
     let variant = cfg.family.as_ref().map(|f| {
         let a = rng.random_range(f.a[0]..=f.a[1]);
@@ -459,15 +544,29 @@ fn example(
     let eps: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
     // chi_t = alpha chi0 + sigma eps (SPEC section 2).
     let chi_t: Vec<f64> = (0..d)
-        .map(|i| state.alpha(i) * chi0.as_slice()[i] + state.sigma(i) * eps[i])
+        .map(|i| state.alpha(i) * chi0[i] + state.sigma(i) * eps[i])
         .collect();
+    Noised {
+        chi0,
+        state,
+        eps,
+        chi_t,
+    }
+}
+
+/// The encoded example: network input, gamma, the target `eps - eps_gaussian` in pixel space
+/// (`eps`: the drawn one, or the stable target) and the Min-SNR weights.
+fn encode(encoder: &Encoder, cfg: &TrainConfig, n: &Noised, eps: &[f64]) -> Example {
+    let design = encoder.design();
+    let d = design.dim();
+    let state = &n.state;
     let mut scratch = vec![0.0; d];
     let mut x = vec![0f32; d * encoder.input_planes()];
-    encoder.input(&chi_t, state.gamma(), &mut scratch, &mut x);
+    encoder.input(&n.chi_t, state.gamma(), &mut scratch, &mut x);
     let mut eps_g = vec![0.0; d];
-    encoder.gaussian(&chi_t, &state, &mut eps_g);
+    encoder.gaussian(&n.chi_t, state, &mut eps_g);
     let mut y = vec![0f32; d];
-    encoder.target(&eps, &eps_g, &mut scratch, &mut y);
+    encoder.target(eps, &eps_g, &mut scratch, &mut y);
     let gamma = state.gamma().iter().map(|&g| g as f32).collect();
     // Min-SNR-k: lambda_i / sigma_i^2 = min(1, k / SNR_i), SNR_i = Sigma_i e^-gamma_i (GUD eq. 17).
     let weight = cfg.min_snr.map_or_else(Vec::new, |k| {

@@ -591,3 +591,93 @@ fn min_snr_weights_the_component_residuals() {
         assert!(e.to_string().contains("train.min_snr"), "{e}");
     }
 }
+
+/// `train.stable_target`: the target is the optimal denoiser's eps of a reference set holding
+/// the batch. On a data set of one sample (no augmentation) every reference point is chi0, so
+/// it is exactly the drawn eps; on spread data it has less variance than the drawn eps (the
+/// same chi_t: the draws are unchanged); batches stay a pure function of the step; a reference
+/// set smaller than the batch is named.
+#[test]
+fn stable_target_is_the_denoiser_of_a_reference_holding_the_batch() {
+    gud_nn::set_threads(Some(1));
+    let spread = data(64, 21);
+    let design = design(&spread, "fourier");
+    let plain_cfg = TrainConfig {
+        translate: Some(false),
+        flip_sign: Some(false),
+        ..train_cfg()
+    };
+    let stable_cfg = TrainConfig {
+        stable_target: Some(64),
+        ..plain_cfg.clone()
+    };
+    let target = |data: &Dataset, cfg: &TrainConfig, step: u64| {
+        let trainer = Trainer::new(&design, data, &tiny(), cfg).unwrap();
+        let batch = trainer.batch(step);
+        let x = Vec::<f32>::try_from(batch.x.view(-1)).unwrap();
+        (x, Vec::<f32>::try_from(batch.target.view(-1)).unwrap())
+    };
+
+    let one = Dataset::new(
+        Shape::new(1, 4, 4),
+        spread.sample(3).repeat(8), // eight copies of one sample
+    )
+    .unwrap();
+    let (x_plain, y_plain) = target(&one, &plain_cfg, 2);
+    let (x_stable, y_stable) = target(&one, &stable_cfg, 2);
+    assert_eq!(
+        x_plain, x_stable,
+        "the stable target must not change the draws"
+    );
+    for (j, (a, b)) in y_plain.iter().zip(&y_stable).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-4 * (1.0 + a.abs()),
+            "target {j}: {a} vs {b}"
+        );
+    }
+
+    // per stratum of t (example k of the batch lies in stratum k)
+    let sq = |y: &[f32]| -> Vec<f64> {
+        y.chunks(16)
+            .map(|e| e.iter().map(|v| (*v as f64).powi(2)).sum::<f64>())
+            .collect()
+    };
+    let (mut plain, mut stable) = (vec![0.0; 16], vec![0.0; 16]);
+    for step in 0..4 {
+        let p = sq(&target(&spread, &plain_cfg, step).1);
+        let s = sq(&target(&spread, &stable_cfg, step).1);
+        for k in 0..16 {
+            plain[k] += p[k];
+            stable[k] += s[k];
+        }
+    }
+    eprintln!("mean square of the target by t stratum:\n drawn {plain:.2?}\n stable {stable:.2?}");
+    // low noise: the example's own sample carries all the weight (the drawn eps); high noise:
+    // the posterior spreads over the reference and the noise of eps averages out
+    for k in 0..5 {
+        assert!(
+            (stable[k] - plain[k]).abs() < 1e-3 * plain[k],
+            "stratum {k}"
+        );
+    }
+    let high = |v: &[f64]| v[8..].iter().sum::<f64>();
+    assert!(
+        high(&stable) < 0.3 * high(&plain),
+        "{stable:?} vs {plain:?}"
+    );
+    assert_eq!(
+        target(&spread, &stable_cfg, 5),
+        target(&spread, &stable_cfg, 5),
+        "a batch is a function of the step"
+    );
+
+    let small = TrainConfig {
+        stable_target: Some(8),
+        ..plain_cfg
+    };
+    let err = Trainer::new(&design, &spread, &tiny(), &small)
+        .err()
+        .expect("a reference set smaller than the batch is refused")
+        .to_string();
+    assert!(err.contains("train.stable_target"), "{err}");
+}

@@ -139,6 +139,54 @@ impl EmpiricalScore {
     }
 }
 
+impl EmpiricalScore {
+    /// eps_hat of each query row at its own noising state (row b of `chi_t` at `states[b]`):
+    /// the optimal denoiser of the set, used as the stable regression target of training
+    /// (`train.stable_target`, Xu et al. 2023). Same formula as `eps_hat`, per-row tables.
+    pub fn eps_hat_each(&self, chi_t: &[f64], states: &[&NoisingState], eps_hat: &mut [f64]) {
+        let (d, n) = (self.d, self.len());
+        assert_eq!(chi_t.len(), states.len() * d, "one state per query row");
+        assert_eq!(eps_hat.len(), chi_t.len(), "one output row per query row");
+        eps_hat
+            .par_chunks_mut(d)
+            .zip(chi_t.par_chunks(d))
+            .zip(states.par_iter())
+            .for_each_init(
+                || (vec![0.0; n], vec![0.0; d], vec![0.0; d], vec![0.0; d]),
+                |(logits, alpha, root_w, chi0), ((out, q), state)| {
+                    for i in 0..d {
+                        alpha[i] = state.alpha(i);
+                        root_w[i] = (0.5 / state.sigma_sq()[i].max(f64::MIN_POSITIVE)).sqrt();
+                    }
+                    for (l, x) in logits.iter_mut().zip(self.train.chunks_exact(d)) {
+                        *l = -(0..d)
+                            .map(|i| {
+                                let r = (q[i] - alpha[i] * x[i]) * root_w[i];
+                                r * r
+                            })
+                            .sum::<f64>();
+                    }
+                    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let mut total = 0.0;
+                    for l in logits.iter_mut() {
+                        *l = (*l - max).exp();
+                        total += *l;
+                    }
+                    chi0.fill(0.0);
+                    for (l, x) in logits.iter().zip(self.train.chunks_exact(d)) {
+                        if *l != 0.0 {
+                            let w = l / total;
+                            chi0.iter_mut().zip(x).for_each(|(c, xi)| *c += w * xi);
+                        }
+                    }
+                    for i in 0..d {
+                        out[i] = eps_from_chi0(q[i], chi0[i], alpha[i], state.sigma(i));
+                    }
+                },
+            );
+    }
+}
+
 /// sum_i (a_i - b_i)^2 with four independent accumulators (so that it vectorises).
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 4];

@@ -104,6 +104,35 @@ fn empirical_score_is_batched_and_projected_consistently() {
 }
 
 #[test]
+fn per_row_states_give_each_row_its_own_empirical_score() {
+    // Rows at three different states (including a tiny-noise one near a training point) must
+    // equal the one-state eps_hat of each row at its state.
+    let d = 6;
+    let train = gaussian_vec(20 * d, 11);
+    let model = EmpiricalScore::new(d, train.clone()).unwrap();
+    let tiny = NoisingState::new(0.0, vec![-40.0; d], vec![1.0; d]);
+    let (a, b) = (state(d, 12), state(d, 13));
+    let states = [&a, &tiny, &b];
+    let mut q = gaussian_vec(3 * d, 14);
+    for i in 0..d {
+        q[d + i] = tiny.alpha(i) * train[5 * d + i] + tiny.sigma(i) * q[d + i];
+    }
+    let mut each = vec![0.0; 3 * d];
+    model.eps_hat_each(&q, &states, &mut each);
+    for (k, st) in states.iter().enumerate() {
+        let mut one = vec![0.0; d];
+        model.eps_hat(&q[k * d..(k + 1) * d], st, None, &mut one);
+        for i in 0..d {
+            let (x, y) = (each[k * d + i], one[i]);
+            assert!(
+                (x - y).abs() <= 1e-9 * (1.0 + y.abs()),
+                "row {k}: {x} vs {y}"
+            );
+        }
+    }
+}
+
+#[test]
 fn empirical_score_stays_finite_and_exact_at_tiny_noise() {
     // gamma = -40: sigma^2 ~ 4e-18. The query sits near training point 2: eps_hat must be the
     // exact (chi - alpha chi^2) / sigma, which an expanded-dot-product form would lose.
