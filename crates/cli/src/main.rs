@@ -43,8 +43,8 @@ enum Command {
     /// its score and sampler, evaluate against an independent reference, write figures and a
     /// report to --out.
     Run {
-        /// TOML config; the built-in default (free lattice field, fourier basis, free prior,
-        /// RG schedule) when absent.
+        /// TOML config; the built-in phi^4 default (examples/phi4.toml: L = 8, m2 = -4,
+        /// lam = 8, fourier basis, free prior, RG schedule, trained network) when absent.
         config: Option<PathBuf>,
         /// Output directory.
         #[arg(long, default_value = "out/run")]
