@@ -6,9 +6,13 @@
 //! With `train.family`, every example draws its schedule parameters (softness a, mix r) first:
 //! one network learns the whole family and sees only gamma_t (SPEC section 4).
 //!
+//! With `train.stable_target = R`, the target eps is the optimal denoiser's eps of a reference
+//! set holding the batch (Xu et al. 2023): the same minimiser as R grows, far less variance
+//! where the data term is weak.
+//!
 //! Every random draw is a function of (seed, step): the epoch's permutation of the training
 //! set comes from ChaCha8 stream 2 e + 1, sample b of step s from stream 2 s + 2 at word
-//! b 2^32. With the weights, EMA and AdamW moments restored from a checkpoint, a resumed run is
+//! b 2^32 (the stable target's extra reference samples at b = B .. R - 1). With the weights, EMA and AdamW moments restored from a checkpoint, a resumed run is
 //! the uninterrupted run, bit for bit (at a fixed number of libtorch threads).
 
 use crate::checkpoint::{self, Checkpoint, Named};
