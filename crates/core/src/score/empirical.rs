@@ -102,21 +102,16 @@ impl EmpiricalScore {
         for (l, x) in logits.iter_mut().zip(tab.scaled_train.chunks_exact(d)) {
             *l = -sq_dist(q_scaled, x);
         }
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut total = 0.0;
-        for l in logits.iter_mut() {
-            *l = (*l - max).exp();
-            total += *l;
-        }
+        softmax(logits);
         for (a, l) in acc.iter_mut().zip(logits.iter()) {
-            *a += weight * l / total;
+            *a += weight * l;
         }
     }
 
     /// chi0_hat_i = sum_n w_n chi^n_i for the active components, eps_hat from it.
     fn eps_from_weights(
         &self,
-        tab: &StepTables,
+        (alpha, sigma): (&[f64], &[f64]),
         q: &[f64],
         w: &[f64],
         active: Option<&[usize]>,
@@ -134,7 +129,7 @@ impl EmpiricalScore {
             }
         }
         for i in active_or_all(active, d) {
-            out[i] = eps_from_chi0(q[i], chi0[i], tab.alpha[i], tab.sigma[i]);
+            out[i] = eps_from_chi0(q[i], chi0[i], alpha[i], sigma[i]);
         }
     }
 }
@@ -153,9 +148,10 @@ impl EmpiricalScore {
             .zip(states.par_iter())
             .for_each_init(
                 || (vec![0.0; n], vec![0.0; d], vec![0.0; d], vec![0.0; d]),
-                |(logits, alpha, root_w, chi0), ((out, q), state)| {
+                |(logits, alpha, sigma, root_w), ((out, q), state)| {
                     for i in 0..d {
                         alpha[i] = state.alpha(i);
+                        sigma[i] = state.sigma(i);
                         root_w[i] = (0.5 / state.sigma_sq()[i].max(f64::MIN_POSITIVE)).sqrt();
                     }
                     for (l, x) in logits.iter_mut().zip(self.train.chunks_exact(d)) {
@@ -166,24 +162,23 @@ impl EmpiricalScore {
                             })
                             .sum::<f64>();
                     }
-                    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let mut total = 0.0;
-                    for l in logits.iter_mut() {
-                        *l = (*l - max).exp();
-                        total += *l;
-                    }
-                    chi0.fill(0.0);
-                    for (l, x) in logits.iter().zip(self.train.chunks_exact(d)) {
-                        if *l != 0.0 {
-                            let w = l / total;
-                            chi0.iter_mut().zip(x).for_each(|(c, xi)| *c += w * xi);
-                        }
-                    }
-                    for i in 0..d {
-                        out[i] = eps_from_chi0(q[i], chi0[i], alpha[i], state.sigma(i));
-                    }
+                    softmax(logits);
+                    self.eps_from_weights((alpha, sigma), q, logits, None, out);
                 },
             );
+    }
+}
+
+/// Normalises logits in place to softmax weights (the largest logit subtracted first).
+fn softmax(logits: &mut [f64]) {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut total = 0.0;
+    for l in logits.iter_mut() {
+        *l = (*l - max).exp();
+        total += *l;
+    }
+    for l in logits.iter_mut() {
+        *l /= total;
     }
 }
 
@@ -232,7 +227,7 @@ impl ScoreModel for EmpiricalScore {
                     }
                     w.fill(0.0);
                     Self::accumulate_weights(&tab, d, qs, 1.0, logits, w);
-                    self.eps_from_weights(&tab, q, w, active, out);
+                    self.eps_from_weights((&tab.alpha, &tab.sigma), q, w, active, out);
                 },
             );
     }
@@ -297,7 +292,8 @@ impl ScoreModel for SmoothedScore {
                         }
                         EmpiricalScore::accumulate_weights(&tab, d, qs, 1.0 / m as f64, logits, w);
                     }
-                    self.inner.eps_from_weights(&tab, q, w, active, out);
+                    self.inner
+                        .eps_from_weights((&tab.alpha, &tab.sigma), q, w, active, out);
                 },
             );
     }
