@@ -32,12 +32,16 @@ pub fn classifier(_: &ClassifierArgs) -> Result<()> {
 pub fn classifier(a: &ClassifierArgs) -> Result<()> {
     use crate::progress::{interrupted, Reporter};
     use anyhow::bail;
-    use gud_io::atomic::{ensure_writable_dir, parent_dir};
     use gud_nn::{Classifier, ClassifierTraining};
-    ensure_writable_dir(parent_dir(&a.out))?;
     if a.steps == 0 || a.batch == 0 {
         bail!("--steps and --batch must be at least 1");
     }
+    // regression (issue 20): a NaN learning rate reached libtorch and printed its stack trace
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr must be a finite number > 0, got {}", a.lr);
+    }
+    let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
+    let model_out = outputs.stage(&a.out)?;
     let mut cfg = crate::data::load_config(Some(&a.config))?;
     let train = crate::data::load_data(&mut cfg, None)?;
     let test = crate::data::test_data(&cfg, &train)?;
@@ -47,7 +51,7 @@ pub fn classifier(a: &ClassifierArgs) -> Result<()> {
         lr: a.lr,
         seed: a.seed,
     };
-    gud_nn::set_threads(cfg.train.threads);
+    gud_nn::set_threads(crate::threads::torch(cfg.train.threads));
     let reporter = Reporter::new("gud classifier", "steps");
     let start = std::time::Instant::now();
     let model = Classifier::train(&train, &test, &opts, &mut |step, loss| {
@@ -56,10 +60,10 @@ pub fn classifier(a: &ClassifierArgs) -> Result<()> {
     })?;
     reporter.finish();
     if interrupted() {
-        eprintln!("interrupted: nothing was written");
-        std::process::exit(130);
+        return Err(crate::progress::interrupted_error("nothing was written"));
     }
-    model.save(&a.out)?;
+    model.save(&model_out)?;
+    outputs.commit()?;
     let summary = serde_json::json!({
         "out": a.out.display().to_string(),
         "shape": model.shape().to_string(),

@@ -5,7 +5,7 @@ use crate::plots::{forward_strip, schedule_curves, spread_components};
 use anyhow::{bail, Context, Result};
 use gud_core::config::{Config, SamplerKind, ScoreConfig};
 use gud_core::{Dataset, Design};
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
+use gud_io::atomic::{ensure_writable_dir, Outputs};
 use gud_io::figures::{plot_panels, plot_schedule};
 use std::path::{Path, PathBuf};
 
@@ -23,15 +23,19 @@ pub struct FigureArgs {
     pub out: PathBuf,
 }
 
-/// Checks the output directory, then loads config and data and fits the design.
-fn fit_for_figure(args: &FigureArgs) -> Result<(Config, Dataset, Design)> {
-    ensure_writable_dir(parent_dir(&args.out))?;
-    fit(args.config.as_deref(), args.data.as_deref())
+/// Stages the figure and its config (checked against the inputs), then loads config and data
+/// and fits the design.
+fn fit_for_figure(args: &FigureArgs) -> Result<(Outputs, PathBuf, Config, Dataset, Design)> {
+    let mut outputs = outputs_for(args.config.as_deref(), &[args.data.as_deref()]);
+    let fig = outputs.stage(&args.out)?;
+    let (cfg, ds, design) = fit(args.config.as_deref(), args.data.as_deref())?;
+    Ok((outputs, fig, cfg, ds, design))
 }
 
-/// Writes the resolved config beside a figure and says what was written.
-fn finish_figure(out: &Path, cfg: &Config) -> Result<()> {
-    gud_io::config::write_toml(&config_beside(out), cfg)?;
+/// Writes the resolved config beside a figure, renames both into place and says so.
+fn finish_figure(mut outputs: Outputs, out: &Path, cfg: &Config) -> Result<()> {
+    gud_io::config::write_toml(&outputs.stage(&config_beside(out))?, cfg)?;
+    outputs.commit()?;
     eprintln!(
         "wrote {} and {}",
         out.display(),
@@ -43,10 +47,15 @@ fn finish_figure(out: &Path, cfg: &Config) -> Result<()> {
 /// Loads config and data and fits the design.
 pub fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Dataset, Design)> {
     let mut cfg = load_config(config)?;
-    let ds = load_data(&mut cfg, data)?;
     let origin = config.map_or("the built-in default config".to_string(), |p| {
         p.display().to_string()
     });
+    let ds = match data {
+        Some(_) => load_data(&mut cfg, data)?,
+        None => {
+            load_data(&mut cfg, None).with_context(|| format!("the [data] section of {origin}"))?
+        }
+    };
     let design = Design::fit(&cfg.design, &ds).with_context(|| {
         format!(
             "fitting the design of {origin} to data of shape {}",
@@ -55,6 +64,38 @@ pub fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<(Config, Datase
     })?;
     cfg.design = design.resolved_config().clone();
     Ok((cfg, ds, design))
+}
+
+/// The files a config reads (its data), which no output may overwrite.
+pub fn data_inputs(cfg: &Config) -> Vec<PathBuf> {
+    use gud_core::config::DataConfig;
+    match &cfg.data {
+        DataConfig::Npy(n) => vec![n.path.clone()],
+        DataConfig::Images(c) => [
+            Some(&c.train),
+            c.train_labels.as_ref(),
+            c.test.as_ref(),
+            c.test_labels.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect(),
+        DataConfig::Phi4(_) | DataConfig::FreeField(_) => Vec::new(),
+    }
+}
+
+/// The outputs of a command whose inputs are `files` and the data of the config at `config`
+/// (read here only to learn its data paths; a config that fails to parse is reported later).
+pub fn outputs_for(config: Option<&Path>, files: &[Option<&Path>]) -> gud_io::atomic::Outputs {
+    let mut inputs: Vec<PathBuf> = files.iter().flatten().map(|p| p.to_path_buf()).collect();
+    if let Some(c) = config {
+        inputs.push(c.to_path_buf());
+        if let Ok(cfg) = gud_io::config::load_toml::<Config>(c) {
+            inputs.extend(data_inputs(&cfg));
+        }
+    }
+    gud_io::atomic::Outputs::new(inputs)
 }
 
 /// `fig.png` -> `fig.config.toml`
@@ -78,18 +119,18 @@ fn title(design: &Design) -> String {
 }
 
 pub fn schedule(args: &FigureArgs, components: usize) -> Result<()> {
-    let (cfg, _ds, design) = fit_for_figure(args)?;
+    let (outputs, fig, cfg, _ds, design) = fit_for_figure(args)?;
     let picked = spread_components(&design, components);
     let (t, curves) = schedule_curves(&design, &picked);
-    plot_schedule(&args.out, &title(&design), &t, &curves)?;
-    finish_figure(&args.out, &cfg)
+    plot_schedule(&fig, &title(&design), &t, &curves)?;
+    finish_figure(outputs, &args.out, &cfg)
 }
 
 pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Result<()> {
     if times.is_empty() || times.iter().any(|t| !t.is_finite()) {
         bail!("--times must be a comma-separated list of finite times in [0, 1]");
     }
-    let (cfg, ds, design) = fit_for_figure(args)?;
+    let (outputs, fig, cfg, ds, design) = fit_for_figure(args)?;
     if index >= ds.len() {
         bail!(
             "--index {index} is out of range: the data set has {} samples",
@@ -98,8 +139,8 @@ pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Resul
     }
     let panels = forward_strip(&design, ds.sample(index), times, seed)?;
     let caption = format!("forward process: {}", title(&design));
-    plot_panels(&args.out, &caption, 1, &panels, None)?;
-    finish_figure(&args.out, &cfg)
+    plot_panels(&fig, &caption, 1, &panels, None)?;
+    finish_figure(outputs, &args.out, &cfg)
 }
 
 /// The main job: fit the design, draw figures, sample with the config's score and sampler,
@@ -112,6 +153,8 @@ pub fn run(
     nfe: &[usize],
 ) -> Result<()> {
     ensure_writable_dir(out)?;
+    let _lock = gud_io::atomic::lock_dir(out)?;
+    let mut outputs = outputs_for(config, &[]);
     let (mut cfg, ds, design) = fit(config, None)?;
     // A neural config: resolve its training and check --out before anything is written.
     let neural = cfg.score == (ScoreConfig::Neural {});
@@ -124,10 +167,15 @@ pub fn run(
     };
     let picked = spread_components(&design, 8);
     let (t, curves) = schedule_curves(&design, &picked);
-    plot_schedule(&out.join("schedule.png"), &title(&design), &t, &curves)?;
+    plot_schedule(
+        &outputs.stage(&out.join("schedule.png"))?,
+        &title(&design),
+        &t,
+        &curves,
+    )?;
     let panels = forward_strip(&design, ds.sample(0), &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0], seed)?;
     plot_panels(
-        &out.join("noise.png"),
+        &outputs.stage(&out.join("noise.png"))?,
         &format!("forward process: {}", title(&design)),
         1,
         &panels,
@@ -150,7 +198,7 @@ pub fn run(
         training =
             serde_json::json!({ "steps": cfg.train.steps, "wall_s": train_s, "run": run_dir });
     }
-    gud_io::config::write_toml(&out.join("config.toml"), &cfg)?;
+    gud_io::config::write_toml(&outputs.stage(&out.join("config.toml"))?, &cfg)?;
     let score = crate::sample::build_score(&cfg, &design, &ds, Some(&run_dir))?;
     let budgets: Vec<Option<usize>> = match (nfe.is_empty(), neural) {
         (false, _) => nfe.iter().map(|&n| Some(n)).collect(),
@@ -175,16 +223,22 @@ pub fn run(
             samples, report.score, report.sampler, report.nfe, 100.0 * report.saved_fraction(), sample_s
         );
         if budgets.len() > 1 {
-            gud_io::npy::write_dataset(&out.join(format!("samples_nfe{}.npy", report.nfe)), &gen)?;
+            let name = format!("samples_nfe{}.npy", report.nfe);
+            gud_io::npy::write_dataset(&outputs.stage(&out.join(name))?, &gen)?;
         }
         if k + 1 == budgets.len() {
-            gud_io::npy::write_dataset(&out.join("samples.npy"), &gen)?;
+            gud_io::npy::write_dataset(&outputs.stage(&out.join("samples.npy"))?, &gen)?;
             let caption = format!(
                 "{} score, {} sampler, {} NFE",
                 report.score, report.sampler, report.nfe
             );
-            crate::plots::sample_grid(&out.join("samples.png"), &caption, &gen, 16)?;
-            crate::eval::plot_spectra(&out.join("spectra.png"), &ev)?;
+            crate::plots::sample_grid(
+                &outputs.stage(&out.join("samples.png"))?,
+                &caption,
+                &gen,
+                16,
+            )?;
+            crate::eval::plot_spectra(&outputs.stage(&out.join("spectra.png"))?, &ev)?;
             crate::eval::print_report("generated", "reference", &ev);
         }
         rows.push((report, sample_s, ev));
@@ -203,9 +257,10 @@ pub fn run(
         .collect();
     let json = serde_json::json!({ "training": training, "runs": runs });
     gud_io::atomic::write_atomic(
-        &out.join("report.json"),
+        &outputs.stage(&out.join("report.json"))?,
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
+    outputs.commit()?;
     println!(
         "  wrote {0}/schedule.png, {0}/noise.png, {0}/samples.npy, {0}/samples.png, {0}/spectra.png, {0}/report.json, {0}/config.toml",
         out.display()

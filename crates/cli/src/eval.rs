@@ -6,7 +6,6 @@ use gud_core::metrics::{
     log_ratio, memorisation, power_spectrum, sliced_wasserstein, Memorisation, Spectrum,
 };
 use gud_core::Dataset;
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use gud_io::figures::{plot_lines, LinePanel, Series};
 use gud_phi4::observables::{compare, measure, z_score, Comparison};
 use gud_phi4::stats::Estimate;
@@ -129,9 +128,18 @@ pub fn classifier_frechet(
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
-    for p in [&a.grid, &a.spectra].into_iter().flatten() {
-        ensure_writable_dir(parent_dir(p))?;
-    }
+    let mut outputs = gud_io::atomic::Outputs::new(
+        [
+            Some(&a.samples),
+            Some(&a.reference),
+            a.train.as_ref(),
+            a.classifier.as_ref(),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
+    let spectra_out = a.spectra.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let gen = read(&a.samples, "samples", a)?;
     let reference = read(&a.reference, "reference", a)?;
     if gen.shape() != reference.shape() {
@@ -151,12 +159,13 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     if let Some(c) = &a.classifier {
         report.classifier_frechet = Some(classifier_frechet(c, &gen, &reference)?);
     }
-    if let Some(p) = &a.grid {
+    if let Some(p) = &grid_out {
         crate::plots::sample_grid(p, &format!("samples: {}", a.samples.display()), &gen, 16)?;
     }
-    if let Some(p) = &a.spectra {
+    if let Some(p) = &spectra_out {
         plot_spectra(p, &report)?;
     }
+    outputs.commit()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -9,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gud_core::extension::{extend as slide, ExtendEvent, Sliding};
 use gud_core::{Dataset, Shape};
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -97,15 +96,16 @@ pub fn seams(train: &Dataset, generated: &[f64], count: usize, width: usize) -> 
 }
 
 pub fn extend(a: &ExtendArgs) -> Result<()> {
-    ensure_writable_dir(parent_dir(&a.out))?;
-    if let Some(g) = &a.grid {
-        ensure_writable_dir(parent_dir(g))?;
-    }
     if a.samples == 0 || a.batch == 0 {
         bail!("--samples and --batch must be at least 1");
     }
     let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
     let config = run_config.as_deref().or(a.config.as_deref());
+    let checkpoint = a.run.as_ref().map(|r| r.join("checkpoint.safetensors"));
+    let mut outputs = crate::commands::outputs_for(config, &[checkpoint.as_deref()]);
+    let npy_out = outputs.stage(&a.out)?;
+    let config_out = outputs.stage(&config_beside(&a.out))?;
+    let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let (mut cfg, train, design) = fit(config, None)?;
     if let Some(kind) = a.score {
         cfg.score = toml_score(kind)?;
@@ -121,6 +121,11 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
     let total = a.samples.div_ceil(a.batch) * steps_per_batch;
     let reporter = Reporter::new("gud extend", "steps");
     let mut done = 0;
+    gud_core::memory::check_alloc(
+        &format!("--samples {} of width --width {}", a.samples, a.width),
+        &[a.samples, design.dim() / design.shape().w, a.width],
+        16,
+    )?;
     let mut images = Vec::with_capacity(a.samples * design.dim() / design.shape().w * a.width);
     for b in 0..a.samples.div_ceil(a.batch) {
         let first = b * a.batch;
@@ -141,7 +146,8 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
                     if interrupted() {
                         reporter.finish();
                         eprintln!("interrupted: nothing was written");
-                        std::process::exit(130);
+                        // the sampler offers no way out of its callback (issue 18 adds one)
+                        std::process::exit(crate::progress::signal_exit_code().into());
                     }
                 }
             },
@@ -153,16 +159,17 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
     let s = design.shape();
     let out = Dataset::new(Shape::new(s.c, s.h, a.width), images)
         .context("the extension produced non-finite values")?;
-    gud_io::npy::write_dataset(&a.out, &out)?;
-    gud_io::config::write_toml(&config_beside(&a.out), &cfg)?;
+    gud_io::npy::write_dataset(&npy_out, &out)?;
+    gud_io::config::write_toml(&config_out, &cfg)?;
     let seams = seams(&train, out.as_slice(), a.samples, a.width);
-    if let Some(g) = &a.grid {
+    if let Some(g) = &grid_out {
         let title = format!(
             "extended to {} columns (window {}), seam {:.2}",
             a.width, s.w, seams.seam
         );
         crate::plots::sample_grid(g, &title, &out, 16)?;
     }
+    outputs.commit()?;
     let summary = serde_json::json!({
         "out": a.out.display().to_string(),
         "samples": a.samples,

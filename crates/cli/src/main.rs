@@ -11,6 +11,7 @@ mod plots;
 mod progress;
 mod sample;
 mod sweep;
+mod threads;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads for the mathematics (rayon) and the network (libtorch); default: the cores, or
+    /// RAYON_NUM_THREADS / OMP_NUM_THREADS when set.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +115,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::install_signal_handlers();
+    if let Err(e) = threads::init(cli.threads) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Phi4 { command } => phi4::run(command),
         Command::Sample(a) => sample::sample(&a),
@@ -137,6 +147,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<progress::Interrupted>() {
+                eprintln!("{i}");
+                return ExitCode::from(progress::signal_exit_code());
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

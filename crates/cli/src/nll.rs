@@ -13,10 +13,9 @@ use gud_core::likelihood::{
     bits_per_dim, negative_elbo, ode_log_likelihood, whitening_log_det, Divergence, ElboOptions,
     ElboTerms, OdeOptions,
 };
-use gud_core::sampler::sample_rng;
+use gud_core::rng::{stream, Purpose};
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design, Quantization};
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use rand::Rng;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -118,14 +117,15 @@ pub struct NllReport {
 }
 
 pub fn nll(a: &NllArgs) -> Result<()> {
-    if let Some(o) = &a.out {
-        ensure_writable_dir(parent_dir(o))?;
-    }
     if a.samples == 0 || a.batch == 0 {
         bail!("--samples and --batch must be at least 1");
     }
     let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
     let config = run_config.as_deref().or(a.config.as_deref());
+    let checkpoint = a.run.as_ref().map(|r| r.join("checkpoint.safetensors"));
+    let mut outputs =
+        crate::commands::outputs_for(config, &[a.data.as_deref(), checkpoint.as_deref()]);
+    let json_out = a.out.as_ref().map(|o| outputs.stage(o)).transpose()?;
     let (mut cfg, train, design) = fit(config, None)?;
     if let Some(kind) = a.score {
         cfg.score = toml_score(kind)?;
@@ -158,9 +158,10 @@ pub fn nll(a: &NllArgs) -> Result<()> {
     )?;
     report.wall_s = start.elapsed().as_secs_f64();
     let json = serde_json::to_string_pretty(&report)?;
-    if let Some(o) = &a.out {
+    if let Some(o) = &json_out {
         gud_io::atomic::write_atomic(o, json.as_bytes())?;
     }
+    outputs.commit()?;
     if a.json {
         println!("{json}");
     } else {
@@ -242,7 +243,7 @@ fn whitened_test_set(design: &Design, test: &Dataset, seed: u64) -> Vec<f64> {
     let mut phi = test.as_slice().to_vec();
     if let Some(q) = test.quantization() {
         for (k, row) in phi.chunks_exact_mut(d).enumerate() {
-            let mut rng = sample_rng(seed ^ 0x0064_6571_7561_6e74, k as u64);
+            let mut rng = stream(seed, Purpose::Dequantization, k as u64);
             for x in row {
                 *x = q.dequantize(*x, rng.random::<f64>());
             }
@@ -315,8 +316,7 @@ fn evaluate(
         reporter.report(a.method_name(), nll.len(), n);
         if interrupted() {
             reporter.finish();
-            eprintln!("interrupted: nothing was written");
-            std::process::exit(130);
+            return Err(crate::progress::interrupted_error("nothing was written"));
         }
     }
     reporter.finish();

@@ -3,7 +3,6 @@
 use crate::progress::{stop_flag, Reporter};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use gud_phi4::hmc::{sample, HmcConfig};
 use gud_phi4::observables::{measure, Observables};
 use gud_phi4::stats::Estimate;
@@ -102,7 +101,8 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
                 bail!("--samples must be a positive number of configurations, got {samples}");
             }
             let lat = Lattice::new(size, c)?;
-            ensure_writable_dir(parent_dir(&out))?;
+            let mut outputs = gud_io::atomic::Outputs::new::<&Path>([]);
+            let npy_out = outputs.stage(&out)?;
             let cfg = HmcConfig {
                 chains,
                 leapfrog_steps: leapfrog,
@@ -114,7 +114,8 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
             };
             let run = hmc_with_progress(&lat, samples as usize, &cfg)?;
             let data: Vec<f64> = run.configs.iter().map(|p| p / factor).collect();
-            gud_io::npy::write_f32(&out, &[samples as usize, size, size], &data)?;
+            gud_io::npy::write_f32(&npy_out, &[samples as usize, size, size], &data)?;
+            outputs.commit()?;
             let mut summary = serde_json::to_value(&run.summary)?;
             summary["out"] = serde_json::json!(out.display().to_string());
             if factor != 1.0 {
@@ -163,7 +164,9 @@ pub fn hmc_with_progress(
     );
     reporter.finish();
     match result {
-        Err(gud_phi4::Phi4Error::Interrupted) => bail!("interrupted: nothing was written"),
+        Err(gud_phi4::Phi4Error::Interrupted) => {
+            Err(crate::progress::interrupted_error("nothing was written"))
+        }
         r => Ok(r?),
     }
 }

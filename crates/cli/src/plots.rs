@@ -5,8 +5,6 @@ use gud_core::basis::ComponentInfo;
 use gud_core::process::forward_with_noise;
 use gud_core::{Design, Field};
 use gud_io::figures::{Panel, ScheduleCurve};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 fn label(i: usize, info: &ComponentInfo) -> String {
@@ -77,7 +75,7 @@ pub fn forward_strip(
     seed: u64,
 ) -> Result<Vec<Panel>> {
     let chi0 = design.field_to_whitened(&Field(phi0.to_vec()))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = gud_core::rng::stream(seed, gud_core::rng::Purpose::Figure, 0);
     let eps: Vec<f64> = (0..design.dim())
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();

@@ -1,25 +1,78 @@
-//! Progress display and Ctrl-C handling shared by the long-running commands.
+//! Progress display and signal handling shared by the long-running commands.
+//!
+//! SIGINT (Ctrl-C) and SIGTERM (what Slurm, systemd and `timeout` send) both ask the running
+//! loop to stop at its next consistent state: training saves a checkpoint, every other command
+//! stops without writing its outputs. The process then exits with 130 (SIGINT) or 143 (SIGTERM).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// Set by Ctrl-C (the handler is installed on first use); long loops poll it and stop without
-/// writing anything (every output is written atomically at the end).
-pub fn stop_flag() -> &'static AtomicBool {
-    static STOP: OnceLock<&'static AtomicBool> = OnceLock::new();
-    STOP.get_or_init(|| {
-        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        // a second Ctrl-C while stopping is ignored: the loop stops at its next check
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
-        flag
+struct Signals {
+    stop: Arc<AtomicBool>,
+    /// 128 + the signal number of the first signal received (0: none).
+    code: Arc<AtomicUsize>,
+}
+
+fn signals() -> &'static Signals {
+    static SIGNALS: OnceLock<Signals> = OnceLock::new();
+    SIGNALS.get_or_init(|| {
+        let s = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            code: Arc::new(AtomicUsize::new(0)),
+        };
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // a second signal while stopping is ignored: the loop stops at its next check
+            let _ = signal_hook::flag::register(sig, Arc::clone(&s.stop));
+            let code = Arc::clone(&s.code);
+            let _ = signal_hook::flag::register_usize(sig, code, 128 + sig as usize);
+        }
+        s
     })
 }
 
-/// True once Ctrl-C was pressed.
+/// Installs the SIGINT and SIGTERM handlers (call once at start-up).
+pub fn install_signal_handlers() {
+    signals();
+}
+
+/// The stop flag set by SIGINT or SIGTERM; long loops poll it.
+pub fn stop_flag() -> &'static AtomicBool {
+    &signals().stop
+}
+
+/// True once SIGINT or SIGTERM arrived.
 pub fn interrupted() -> bool {
     stop_flag().load(Ordering::Relaxed)
+}
+
+/// The exit status of a command stopped by a signal: 130 for SIGINT, 143 for SIGTERM.
+pub fn signal_exit_code() -> u8 {
+    match signals().code.load(Ordering::Relaxed) {
+        0 => 130,
+        c => c.min(255) as u8,
+    }
+}
+
+/// The error of a command stopped by SIGINT or SIGTERM; `main` maps it to 130 or 143.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// What was kept: "nothing was written", "checkpoint saved in RUN", ...
+    pub kept: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted: {}", self.kept)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The [`Interrupted`] error, for `?` in a command.
+pub fn interrupted_error(kept: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Interrupted { kept: kept.into() })
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.

@@ -9,7 +9,6 @@ use gud_core::sampler::{generate, Plan, Projection};
 use gud_core::score::PatchRule;
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design};
-use gud_io::atomic::{ensure_writable_dir, parent_dir};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -161,15 +160,17 @@ struct ScoreWrapper {
 }
 
 pub fn sample(a: &SampleArgs) -> Result<()> {
-    ensure_writable_dir(parent_dir(&a.out))?;
-    if let Some(g) = &a.grid {
-        ensure_writable_dir(parent_dir(g))?;
-    }
     if a.samples == 0 {
         bail!("--samples must be at least 1");
     }
     let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
     let config = run_config.as_deref().or(a.config.as_deref());
+    let checkpoint = a.run.as_ref().map(|r| r.join("checkpoint.safetensors"));
+    let mut outputs =
+        crate::commands::outputs_for(config, &[a.data.as_deref(), checkpoint.as_deref()]);
+    let npy_out = outputs.stage(&a.out)?;
+    let config_out = outputs.stage(&config_beside(&a.out))?;
+    let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let (mut cfg, train, mut design) = fit(config, a.data.as_deref())?;
     apply_overrides(&mut cfg, a)?;
     if let Some(soft) = a.a {
@@ -182,9 +183,9 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let out =
         Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
-    gud_io::npy::write_dataset(&a.out, &out)?;
-    gud_io::config::write_toml(&config_beside(&a.out), &cfg)?;
-    if let Some(g) = &a.grid {
+    gud_io::npy::write_dataset(&npy_out, &out)?;
+    gud_io::config::write_toml(&config_out, &cfg)?;
+    if let Some(g) = &grid_out {
         crate::plots::sample_grid(
             g,
             &format!(
@@ -195,6 +196,7 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
             16,
         )?;
     }
+    outputs.commit()?;
     let mut summary = serde_json::to_value(&report)?;
     summary["saved_fraction"] = serde_json::json!(report.saved_fraction());
     summary["out"] = serde_json::json!(a.out.display().to_string());
@@ -242,9 +244,10 @@ fn neural_score<'a>(
     let Some(run) = run else {
         bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
     };
-    gud_nn::set_threads(cfg.train.threads);
+    gud_nn::set_threads(crate::threads::torch(cfg.train.threads));
     let device = gud_nn::device(&cfg.train.device)?;
     let ckpt = gud_nn::Checkpoint::read(&run.join(gud_nn::CHECKPOINT_FILE))?;
+    ckpt.check_network(&cfg.network)?;
     Ok(Box::new(gud_nn::NeuralScore::from_checkpoint(
         design, &ckpt, device, 64,
     )?))
@@ -278,7 +281,8 @@ pub fn draw(
         if interrupted() {
             reporter.finish();
             eprintln!("interrupted: nothing was written");
-            std::process::exit(130);
+            // the sampler offers no way out of its callback (issue 18 adds one)
+            std::process::exit(crate::progress::signal_exit_code().into());
         }
     })?;
     reporter.finish();

@@ -61,6 +61,8 @@ pub struct SweepPoint {
 
 pub fn sweep(a: &SweepArgs) -> Result<()> {
     ensure_writable_dir(&a.out)?;
+    let _lock = gud_io::atomic::lock_dir(&a.out)?;
+    let mut outputs = crate::commands::outputs_for(a.config.as_deref(), &[]);
     if a.a.is_empty() || a.a.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
         bail!("--a needs positive softness values");
     }
@@ -90,7 +92,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         let resume = existing_run(&run_dir, &cfg)?;
         crate::train::train_run(&cfg, &design, &train, &run_dir, resume)?;
     }
-    gud_io::config::write_toml(&a.out.join("config.toml"), &cfg)?;
+    gud_io::config::write_toml(&outputs.stage(&a.out.join("config.toml"))?, &cfg)?;
     let test = crate::data::test_data(&cfg, &train)?.head(a.nll_samples);
     let (reference, couplings) = crate::data::reference_data(&cfg, &train)?;
     let mut points = Vec::new();
@@ -141,10 +143,15 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
             });
         }
     }
-    write_outputs(a, &rs, &points)
+    write_outputs(a, outputs, &rs, &points)
 }
 
-fn write_outputs(a: &SweepArgs, rs: &[Option<f64>], points: &[SweepPoint]) -> Result<()> {
+fn write_outputs(
+    a: &SweepArgs,
+    mut outputs: gud_io::atomic::Outputs,
+    rs: &[Option<f64>],
+    points: &[SweepPoint],
+) -> Result<()> {
     let mut csv = String::from("a,r,bits_per_dim,bits_per_dim_se,metric_name,metric,nfe\n");
     for p in points {
         csv.push_str(&format!(
@@ -158,9 +165,9 @@ fn write_outputs(a: &SweepArgs, rs: &[Option<f64>], points: &[SweepPoint]) -> Re
             p.nfe
         ));
     }
-    gud_io::atomic::write_atomic(&a.out.join("sweep.csv"), csv.as_bytes())?;
+    gud_io::atomic::write_atomic(&outputs.stage(&a.out.join("sweep.csv"))?, csv.as_bytes())?;
     gud_io::atomic::write_atomic(
-        &a.out.join("sweep.json"),
+        &outputs.stage(&a.out.join("sweep.json"))?,
         serde_json::to_string_pretty(points)?.as_bytes(),
     )?;
     let grid = |f: &dyn Fn(&SweepPoint) -> f64| -> Vec<Vec<f64>> {
@@ -192,7 +199,12 @@ fn write_outputs(a: &SweepArgs, rs: &[Option<f64>], points: &[SweepPoint]) -> Re
             values: grid(&|p| p.metric),
         });
     }
-    plot_heatmaps(&a.out.join("sweep.png"), "design-space sweep", &maps)?;
+    plot_heatmaps(
+        &outputs.stage(&a.out.join("sweep.png"))?,
+        "design-space sweep",
+        &maps,
+    )?;
+    outputs.commit()?;
     println!(
         "  wrote {0}/sweep.csv, {0}/sweep.json, {0}/sweep.png",
         a.out.display()

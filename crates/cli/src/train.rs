@@ -49,12 +49,29 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     } else {
         a.config.clone()
     };
+    if a.steps == Some(0) {
+        bail!("--steps 0 trains nothing: give the total number of optimisation steps (at least 1)");
+    }
     let (mut cfg, data, design) = fit(config.as_deref(), None)?;
     if let Some(s) = a.steps {
         cfg.train.steps = s;
     }
     resolve(&mut cfg);
     train_run(&cfg, &design, &data, &a.out, a.resume)
+}
+
+/// The step of the checkpoint a resumed run starts from must not lie beyond its total
+/// (regression, issue 20: that did nothing, exited 0 and rewrote config.toml with fewer steps).
+#[cfg(feature = "nn")]
+fn check_resume_steps(out: &Path, at: u64, total: u64) -> Result<()> {
+    if at > total {
+        bail!(
+            "{} is at step {at}, beyond the {total} steps asked for (train.steps / --steps): \
+             give a larger --steps to continue it",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Without the network: the clear error of every command that trains one.
@@ -78,6 +95,10 @@ pub fn train_run(
     use gud_nn::{Checkpoint, Trainer, CHECKPOINT_FILE};
     use std::time::Instant;
     ensure_writable_dir(out)?;
+    let _lock = gud_io::atomic::lock_dir(out)?;
+    if cfg.train.steps == 0 {
+        bail!("train.steps = 0 trains nothing: give at least 1");
+    }
     let ckpt_path = out.join(CHECKPOINT_FILE);
     let metrics_path = out.join("metrics.jsonl");
     if !resume && ckpt_path.exists() {
@@ -86,15 +107,24 @@ pub fn train_run(
             out.display()
         );
     }
-    gud_nn::set_threads(cfg.train.threads);
+    gud_nn::set_threads(crate::threads::torch(cfg.train.threads));
     let mut trainer = Trainer::new(design, data, &cfg.network, &cfg.train)
         .context("building the network and its trainer")?;
     let mut log: Vec<String> = Vec::new();
     if resume {
         let ckpt = Checkpoint::read(&ckpt_path)?;
+        check_resume_steps(out, ckpt.step, cfg.train.steps)?;
         trainer
             .resume(&ckpt)
             .with_context(|| format!("resuming from {}", ckpt_path.display()))?;
+        if ckpt.step == cfg.train.steps {
+            eprintln!(
+                "gud train: {} has finished its {} steps; nothing to do",
+                out.display(),
+                ckpt.step
+            );
+            return Ok(());
+        }
         if let Ok(text) = std::fs::read_to_string(&metrics_path) {
             log = text
                 .lines()
@@ -132,11 +162,13 @@ pub fn train_run(
     while trainer.step() < total {
         let s = trainer.train_step();
         if !s.loss.is_finite() {
-            save(&trainer, &log)?;
+            // the diverged state is not saved: the last checkpoint stays the last good one
             bail!(
-                "the loss became {} at step {} (lower train.lr?)",
+                "the loss became {} at step {} (lower train.lr?); {} keeps the last checkpoint \
+                 before it",
                 s.loss,
-                s.step
+                s.step,
+                out.display()
             );
         }
         since += 1;
@@ -161,13 +193,12 @@ pub fn train_run(
         if interrupted() {
             save(&trainer, &log)?;
             reporter.finish();
-            eprintln!(
-                "interrupted at step {}: checkpoint saved in {}; continue with `gud train --out {} --resume`",
+            return Err(crate::progress::interrupted_error(format!(
+                "checkpoint of step {} saved in {}; continue with `gud train --out {} --resume`",
                 s.step,
                 out.display(),
                 out.display()
-            );
-            std::process::exit(130);
+            )));
         }
     }
     reporter.finish();

@@ -521,17 +521,25 @@ impl Default for SamplerConfig {
     }
 }
 
-/// A whole config file.
+/// A whole config file. A section missing from a file takes that section's own documented
+/// default (`DataConfig::default()`, `ScoreConfig::default()` = `gaussian`, ...), never the
+/// values of the built-in phi^4 job ([`Config::default`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     pub data: DataConfig,
+    #[serde(default)]
     pub design: DesignConfig,
+    #[serde(default)]
     pub score: ScoreConfig,
+    #[serde(default)]
     pub sampler: SamplerConfig,
     /// The U-Net of the `neural` score (ignored by the analytic scores).
+    #[serde(default)]
     pub network: NetworkConfig,
     /// How the `neural` score is trained.
+    #[serde(default)]
     pub train: TrainConfig,
 }
 
@@ -749,6 +757,25 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_sections_take_their_own_defaults_not_the_phi4_jobs() {
+        // regression (issue 20): a file without [score], [network], [train] or [design] used to
+        // inherit the built-in phi^4 job's neural score, global head, Min-SNR and zero mean
+        let c: Config = toml::from_str("[data]\nkind = 'free-field'\n").unwrap();
+        assert_eq!(c.score, ScoreConfig::Gaussian {});
+        assert_eq!(c.network, NetworkConfig::default());
+        assert!(!c.network.global);
+        assert_eq!(c.train, TrainConfig::default());
+        assert_eq!(c.train.min_snr, None);
+        assert_eq!(c.train.stable_target, None);
+        assert_eq!(c.design, DesignConfig::default());
+        assert_eq!(c.design.mean, MeanMode::Estimate);
+        assert_eq!(c.sampler, SamplerConfig::default());
+        let empty: Config = toml::from_str("").unwrap();
+        assert_eq!(empty.data, DataConfig::default());
+        assert_eq!(empty.score, ScoreConfig::Gaussian {});
+    }
 
     #[test]
     fn the_phi4_example_is_the_built_in_default() {

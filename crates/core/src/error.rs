@@ -37,6 +37,12 @@ pub enum Error {
     },
     #[error("empty data set: {0}")]
     EmptyData(String),
+    #[error("{what} needs {needs} of memory; this machine has {has}")]
+    TooLarge {
+        what: String,
+        needs: String,
+        has: String,
+    },
     #[error("numerical failure in {what}: {reason}")]
     Numerical { what: String, reason: String },
 }
@@ -54,15 +60,49 @@ impl Error {
     }
 }
 
-/// Checks that a parameter is finite and lies in `[lo, hi]` (either bound may be infinite).
+/// Checks that a parameter is finite and lies in `[lo, hi]` (either bound may be infinite; a
+/// lower bound of `f64::MIN_POSITIVE` means "> 0").
 pub fn check_range(name: &str, value: f64, lo: f64, hi: f64) -> Result<f64> {
     if value.is_finite() && value >= lo && value <= hi {
         Ok(value)
     } else {
-        Err(Error::param(
-            name,
-            value,
-            &format!("a finite number in [{lo}, {hi}]"),
-        ))
+        Err(Error::param(name, value, &describe_range(lo, hi)))
+    }
+}
+
+/// "a finite number > 0", "a finite number in [0, 1]", ...: the range as a person writes it
+/// (regression, issue 20: "[2.2250738585072014e-308, inf]").
+pub fn describe_range(lo: f64, hi: f64) -> String {
+    let positive = lo == f64::MIN_POSITIVE;
+    match (positive, lo.is_finite(), hi.is_finite()) {
+        (true, _, false) => "a finite number > 0".into(),
+        (true, _, true) => format!("a finite number in (0, {hi}]"),
+        (false, true, false) => format!("a finite number >= {lo}"),
+        (false, false, true) => format!("a finite number <= {hi}"),
+        (false, false, false) => "a finite number".into(),
+        (false, true, true) => format!("a finite number in [{lo}, {hi}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_read_as_people_write_them() {
+        let e = check_range("prior.m2", -1.0, f64::MIN_POSITIVE, f64::INFINITY)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a finite number > 0") && !e.contains("e-308"),
+            "{e}"
+        );
+        assert_eq!(
+            describe_range(f64::MIN_POSITIVE, 1.0),
+            "a finite number in (0, 1]"
+        );
+        assert_eq!(describe_range(0.0, 1.0), "a finite number in [0, 1]");
+        assert_eq!(describe_range(1.0, f64::INFINITY), "a finite number >= 1");
+        assert!(check_range("x", f64::NAN, 0.0, 1.0).is_err());
     }
 }

@@ -18,7 +18,7 @@
 use crate::config::{SamplerConfig, ScheduleConfig};
 use crate::design::Design;
 use crate::error::{Error, Result};
-use crate::sampler::{final_jump, sample_rng, Plan, Projection, Sampler, StepInfo};
+use crate::sampler::{final_jump, Plan, Projection, Sampler, StepInfo};
 use crate::schedule::ordering::OrderingKind;
 use crate::score::ScoreModel;
 use rand_chacha::ChaCha8Rng;
@@ -149,6 +149,11 @@ pub fn extend(
     let periods = sliding.periods(width)?;
     let shape = design.shape();
     let (d, w, rows) = (design.dim(), shape.w, shape.c * shape.h);
+    crate::memory::check_alloc(
+        &format!("{count} extended samples of {rows} x {width}"),
+        &[count, rows, width],
+        8,
+    )?;
     let sampler = sampler_config.build();
     let projection = Projection::from_config(&sampler_config.projection)?;
     let plan = |t_hi: f64, t_lo: f64, steps: usize| {
@@ -168,13 +173,13 @@ pub fn extend(
     )?;
     let last_plan = plan(t_a, t_min, sliding.steps_last)?;
     let mut rngs: Vec<ChaCha8Rng> = (0..count as u64)
-        .map(|k| sample_rng(seed, first + k))
+        .map(|k| crate::rng::stream(seed, crate::rng::Purpose::Extension, first + k))
         .collect();
     let mut chi: Vec<f64> = Vec::with_capacity(count * d);
     for rng in rngs.iter_mut() {
         chi.extend((0..d).map(|_| normal(rng)));
     }
-    let mut out = vec![0.0; count * rows * width];
+    let mut out = crate::memory::zeros("the extended samples", &[count, rows, width])?;
     let mut on_step = |info: StepInfo| observer(ExtendEvent::Step(info));
     sampler.steps(&first_plan, score, &mut chi, &mut rngs, &mut on_step);
     let window = |offset, chi: &[f64], observer: &mut dyn FnMut(ExtendEvent<'_>)| {

@@ -5,8 +5,7 @@
 use crate::basis::{Basis, FourierBasis};
 use crate::error::{check_range, Error, Result};
 use crate::field::{Dataset, Shape};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use crate::rng::{stream, Purpose};
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
@@ -15,7 +14,7 @@ pub fn free_propagator(k_hat_sq: f64, m2: f64) -> f64 {
     1.0 / (2.0 * (k_hat_sq + m2))
 }
 
-/// `n` independent L x L free-field configurations; sample i uses ChaCha8 stream i of `seed`,
+/// `n` independent L x L free-field configurations; sample i uses the stream (seed, free-field data, i),
 /// so any sample can be regenerated alone.
 pub fn free_field_samples(l: usize, m2: f64, n: usize, seed: u64) -> Result<Dataset> {
     if l < 1 {
@@ -25,6 +24,8 @@ pub fn free_field_samples(l: usize, m2: f64, n: usize, seed: u64) -> Result<Data
     if n == 0 {
         return Err(Error::param("data.samples", n, "at least one sample"));
     }
+    let what = format!("the free-field data set ({n} samples of {l} x {l})");
+    let mut data = crate::memory::zeros(&what, &[n, l, l])?;
     let basis = FourierBasis::new(Shape::lattice(l));
     let std: Vec<f64> = basis
         .components()
@@ -32,10 +33,8 @@ pub fn free_field_samples(l: usize, m2: f64, n: usize, seed: u64) -> Result<Data
         .map(|c| free_propagator(c.momentum.map_or(0.0, |m| m.k_hat_sq), m2).sqrt())
         .collect();
     let d = l * l;
-    let mut data = vec![0.0; n * d];
     data.par_chunks_mut(d).enumerate().for_each(|(i, phi)| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(i as u64);
+        let mut rng = stream(seed, Purpose::FreeFieldData, i as u64);
         let chi: Vec<f64> = std
             .iter()
             .map(|s| {

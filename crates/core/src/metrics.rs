@@ -5,8 +5,6 @@
 use crate::basis::{Basis, FourierBasis};
 use crate::error::{Error, Result};
 use crate::field::{Dataset, Shape};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -99,7 +97,7 @@ pub fn sliced_wasserstein(a: &Dataset, b: &Dataset, directions: usize, seed: u64
         ));
     }
     let d = a.dim();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = crate::rng::stream(seed, crate::rng::Purpose::Metrics, 0);
     let dirs: Vec<Vec<f64>> = (0..directions)
         .map(|_| {
             let v: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();

@@ -110,9 +110,9 @@ fn finish(
 fn to_dataset(path: &Path, levels: Levels, scale: ImageScale) -> Result<Dataset> {
     let q = scale.quantization();
     let values = levels.pixels.iter().map(|&k| q.value(k as u32)).collect();
-    let core = |source| IoError::Core {
+    let core = |error| IoError::Core {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut ds = Dataset::new(levels.shape, values)
         .map_err(core)?
@@ -167,14 +167,22 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let count: usize = dims.iter().product();
     let body = b.len() - header;
-    if body != count {
+    // multiplied in 128 bits: a product that overflows is a corrupt header, not a wrap
+    let count = dims
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
+    if body as u128 != count {
         return Err(format_err(
             path,
             format!(
                 "the header promises {count} values of shape {dims:?}, the file holds {body}{}",
-                if body < count { " (truncated)" } else { "" }
+                if (body as u128) < count {
+                    " (truncated)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -237,8 +245,8 @@ fn hwc_to_chw(v: &[u8], s: Shape) -> Vec<u8> {
 /// A uint8 .npy (N, H, W) or (N, C, H, W) as levels; None for other dtypes.
 fn read_npy_levels(path: &Path) -> Result<Option<Levels>> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .map_err(|e| format_err(path, format!("not a valid .npy file (bad header: {e})")))?;
+    crate::npy::check_header(path, &bytes)?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| crate::npy::bad_header(path, &e))?;
     let is_u8 = matches!(npy.dtype(), npyz::DType::Plain(ts)
         if ts.type_char() == npyz::TypeChar::Uint && ts.size_field() == 1);
     if !is_u8 {
@@ -255,7 +263,7 @@ fn read_npy_levels(path: &Path) -> Result<Option<Levels>> {
             ))
         }
     };
-    let count: usize = dims.iter().product();
+    let count = crate::npy::checked_count(path, &dims, 1, &bytes)?;
     let pixels = npy.into_vec::<u8>().map_err(|e| {
         format_err(
             path,

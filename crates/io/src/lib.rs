@@ -14,19 +14,18 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum IoError {
-    #[error("{path}: {source}")]
+    // the OS error is part of the message, not a `source` (that printed its text twice)
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Core {
         path: PathBuf,
-        #[source]
-        source: gud_core::Error,
+        error: gud_core::Error,
     },
     #[error("figure {path}: {reason}")]
     Figure { path: PathBuf, reason: String },
@@ -35,9 +34,9 @@ pub enum IoError {
 pub type Result<T, E = IoError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
-    move |source| IoError::Io {
+    move |error| IoError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

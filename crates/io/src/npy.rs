@@ -18,8 +18,8 @@ pub struct Array {
 /// Reads any float32/float64 C-order array.
 pub fn read_array(path: &Path) -> Result<Array> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let npy = NpyFile::new(&bytes[..])
-        .map_err(|e| format_err(path, format!("not a valid .npy file (bad header: {e})")))?;
+    check_header(path, &bytes)?;
+    let npy = NpyFile::new(&bytes[..]).map_err(|e| bad_header(path, &e))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
     if npy.order() != npyz::Order::C {
         return Err(format_err(
@@ -43,7 +43,7 @@ pub fn read_array(path: &Path) -> Result<Array> {
             ))
         }
     };
-    let count: usize = shape.iter().product();
+    let count = checked_count(path, &shape, size as usize, &bytes)?;
     let truncated = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             format_err(
@@ -53,7 +53,7 @@ pub fn read_array(path: &Path) -> Result<Array> {
         } else {
             IoError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             }
         }
     };
@@ -76,6 +76,121 @@ pub fn read_array(path: &Path) -> Result<Array> {
         ));
     }
     Ok(Array { shape, data })
+}
+
+/// The element count of `shape`, checked (regression, issue 20: a shape whose product
+/// overflows used to wrap, e.g. (2^58 + 2, 8, 8) read as 2 samples): multiplied in 128 bits and
+/// compared with the bytes the file actually holds after its header.
+pub(crate) fn checked_count(
+    path: &Path,
+    shape: &[usize],
+    item: usize,
+    bytes: &[u8],
+) -> Result<usize> {
+    let have = data_bytes(bytes);
+    let count = shape
+        .iter()
+        .try_fold(1u128, |acc, &s| acc.checked_mul(s as u128));
+    let need = count.and_then(|c| c.checked_mul(item as u128));
+    match (count, need) {
+        (Some(c), Some(b)) if b <= have as u128 => Ok(c as usize),
+        (Some(c), Some(b)) => Err(format_err(
+            path,
+            format!(
+                "file is truncated: the header promises {c} values of shape {shape:?} ({b} \
+                 bytes), the file holds {have} bytes after the header"
+            ),
+        )),
+        _ => Err(format_err(
+            path,
+            format!(
+                "corrupt header: shape {shape:?} has more values than any file can hold (the \
+                 file holds {have} bytes after the header)"
+            ),
+        )),
+    }
+}
+
+/// The shape of a .npy header read without npyz (which multiplies the shape out in 64 bits and
+/// overflows on a corrupt header before any check of ours could run); None when the header does
+/// not have the usual `'shape': (...)` form (npyz then reports it).
+fn header_shape(bytes: &[u8]) -> Option<Vec<u128>> {
+    let (start, len): (usize, usize) = match bytes.get(6)? {
+        1 => (
+            10,
+            u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?) as usize,
+        ),
+        _ => (
+            12,
+            u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize,
+        ),
+    };
+    let text = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let at = text.find("'shape'").or_else(|| text.find("\"shape\""))?;
+    let rest = &text[at..];
+    let open = rest.find('(')?;
+    let close = rest[open..].find(')')? + open;
+    rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.trim_end_matches('L').parse::<u128>().ok())
+        .collect()
+}
+
+/// "not a valid .npy file" with the first line of npyz's reason (its parser's report spans
+/// several lines of ASCII art).
+pub(crate) fn bad_header(path: &Path, e: &std::io::Error) -> crate::IoError {
+    let reason = e.to_string();
+    let first = reason
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(':');
+    format_err(
+        path,
+        format!("not a valid .npy file (bad header: {first}); expected numpy's .npy format"),
+    )
+}
+
+/// Refuses a header whose shape does not fit the bytes of the file, before npyz sees it.
+pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(shape) = header_shape(bytes) else {
+        return Ok(());
+    };
+    let have = data_bytes(bytes) as u128;
+    let count = shape.iter().try_fold(1u128, |a, &s| a.checked_mul(s));
+    // npyz's strides multiply the non-zero dimensions even of an empty array
+    let strides = shape
+        .iter()
+        .try_fold(1u128, |a, &s| a.checked_mul(s.max(1)));
+    // at least one byte per value, whatever the dtype
+    if count.is_none_or(|c| c > have) || strides.is_none_or(|p| p > u64::MAX as u128) {
+        return Err(format_err(
+            path,
+            format!(
+                "corrupt or truncated file: the header's shape {shape:?} has more values than \
+                 the {have} bytes after the header can hold"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes after the .npy header (magic, version, header length, header).
+fn data_bytes(bytes: &[u8]) -> usize {
+    let header_end = match bytes.get(6) {
+        Some(1) => bytes
+            .get(8..10)
+            .map(|b| 10 + u16::from_le_bytes([b[0], b[1]]) as usize),
+        Some(_) => bytes
+            .get(8..12)
+            .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        None => None,
+    };
+    bytes
+        .len()
+        .saturating_sub(header_end.unwrap_or(bytes.len()))
 }
 
 fn dtype_name(d: &DType) -> String {
@@ -102,9 +217,9 @@ pub fn read_dataset(path: &Path) -> Result<Dataset> {
             ))
         }
     };
-    Dataset::new(shape, arr.data).map_err(|source| IoError::Core {
+    Dataset::new(shape, arr.data).map_err(|error| IoError::Core {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

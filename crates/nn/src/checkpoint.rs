@@ -6,14 +6,16 @@
 
 use crate::{Error, Result};
 use gud_core::config::NetworkConfig;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::HashMap;
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
 
 /// The checkpoint's file name inside a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-const FORMAT: &str = "gud-nn/1";
+const FORMAT: &str = "gud-nn/2";
+/// Checkpoints written before the checksum (read without one).
+const FORMAT_V1: &str = "gud-nn/1";
 
 /// Named tensors of one group (e.g. the weights), in a fixed order.
 pub type Named = [(String, Tensor)];
@@ -34,6 +36,10 @@ fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
 }
 
 /// Writes `groups` (prefix, tensors) and the metadata atomically to `path`.
+///
+/// The file is laid out deterministically (tensors and metadata keys in name order), so that
+/// identical states give byte-identical files, and the metadata `checksum` is the CRC-32 of
+/// the whole tensor data, verified by [`Checkpoint::read`].
 pub fn save(
     path: &Path,
     step: u64,
@@ -41,48 +47,70 @@ pub fn save(
     design: (&[f64], &[f64]),
     groups: &[(&str, &Named)],
 ) -> Result<()> {
-    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut owned: BTreeMap<String, (&'static str, Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (prefix, tensors) in groups {
         for (name, t) in tensors.iter() {
             let shape = t.size().iter().map(|&s| s as usize).collect();
-            owned.push((format!("{prefix}.{name}"), shape, f32_bytes(t)?));
+            owned.insert(format!("{prefix}.{name}"), ("F32", shape, f32_bytes(t)?));
         }
     }
     for (name, values) in [("design.sigma_data", design.0), ("design.scale", design.1)] {
         let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        owned.push((name.into(), vec![values.len()], bytes));
+        owned.insert(name.into(), ("F64", vec![values.len()], bytes));
     }
-    let mut views = Vec::new();
-    for (name, shape, bytes) in &owned {
-        let dtype = if name.starts_with("design.") {
-            Dtype::F64
-        } else {
-            Dtype::F32
-        };
-        let view = TensorView::new(dtype, shape.clone(), bytes)
-            .map_err(|e| Error::checkpoint(path, format!("tensor {name}: {e}")))?;
-        views.push((name.clone(), view));
+    let mut data = Vec::new();
+    let mut header = serde_json::Map::new();
+    for (name, (dtype, shape, bytes)) in &owned {
+        let begin = data.len();
+        data.extend_from_slice(bytes);
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [begin, data.len()] }),
+        );
     }
-    let meta = HashMap::from([
-        ("format".to_string(), FORMAT.to_string()),
-        ("step".to_string(), step.to_string()),
+    let meta: BTreeMap<&str, String> = BTreeMap::from([
+        ("checksum", format!("crc32:{:08x}", crc32fast::hash(&data))),
+        ("format", FORMAT.to_string()),
+        ("step", step.to_string()),
         (
-            "network".to_string(),
+            "network",
             serde_json::to_string(network).expect("the network config serialises"),
         ),
     ]);
-    let bytes = safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    // serde_json's map keeps keys sorted (no preserve_order feature): a canonical header
+    let mut text = serde_json::to_string(&header).expect("the header serialises");
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + text.len() + data.len());
+    bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend_from_slice(&data);
+    // the reader of every other tool must accept it
+    SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::checkpoint(path, format!("writing a valid file: {e}")))?;
     gud_io::atomic::write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// The tensor data of a safetensors file (everything after its header).
+fn tensor_data(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| bytes.get(8usize.saturating_add(n)..))
+        .unwrap_or(&[])
 }
 
 impl Checkpoint {
     /// Reads and validates the header of a checkpoint file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
             Error::checkpoint(
@@ -101,11 +129,25 @@ impl Checkpoint {
                 )
             })
         };
-        if get("format")? != FORMAT {
+        let format = get("format")?;
+        if format != FORMAT && format != FORMAT_V1 {
             return Err(Error::checkpoint(
                 path,
-                format!("format `{}`, expected `{FORMAT}`", get("format")?),
+                format!("format `{format}`, expected `{FORMAT}`"),
             ));
+        }
+        if format == FORMAT {
+            let want = get("checksum")?;
+            let got = format!("crc32:{:08x}", crc32fast::hash(tensor_data(&bytes)));
+            if *want != got {
+                return Err(Error::checkpoint(
+                    path,
+                    format!(
+                        "the tensor data do not match the checksum of the metadata ({got}, \
+                         expected {want}): the file is corrupt"
+                    ),
+                ));
+            }
         }
         let step = get("step")?
             .parse()
@@ -158,12 +200,42 @@ impl Checkpoint {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
                 .collect();
+            // regression (issue 20): a diverged state used to be resumed and saved again
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!(
+                        "tensor `{key}` holds a non-finite value ({}) at index {i}: the state \
+                         diverged before it was saved; start a new run (lower train.lr?)",
+                        values[i]
+                    ),
+                ));
+            }
             let src = Tensor::from_slice(&values)
                 .view(var.size().as_slice())
                 .to_device(var.device());
             tch::no_grad(|| var.shallow_clone().copy_(&src));
         }
         Ok(())
+    }
+
+    /// Fails unless the checkpoint's network is the one `network` describes (regression, issue
+    /// 20: a run whose config.toml said width 16 sampled with the checkpoint's width 8 and wrote
+    /// width 16 beside the samples).
+    pub fn check_network(&self, network: &NetworkConfig) -> Result<()> {
+        if &self.network == network {
+            return Ok(());
+        }
+        let show = |n: &NetworkConfig| serde_json::to_string(n).expect("serialises");
+        Err(Error::checkpoint(
+            &self.path,
+            format!(
+                "its network {} differs from the config's [network] {}: the config beside it \
+                 was edited after training",
+                show(&self.network),
+                show(network)
+            ),
+        ))
     }
 
     /// Fails unless the checkpoint was trained on a design with this Sigma and prior scale S.
@@ -180,12 +252,21 @@ impl Checkpoint {
         } else {
             Err(Error::checkpoint(
                 &self.path,
-                format!(
-                    "trained on a design with {} components and another Sigma or prior scale; this config's \
-                     design has {} (data, basis or prior changed since training?)",
-                    self.sigma_data.len(),
-                    sigma_data.len()
-                ),
+                if self.sigma_data.len() == sigma_data.len() {
+                    format!(
+                        "trained on a design of {} components whose data variances Sigma or prior \
+                         scale S differ from this config's (data, basis or prior changed since \
+                         training?)",
+                        sigma_data.len()
+                    )
+                } else {
+                    format!(
+                        "trained on a design of {} components; this config's design has {} \
+                         (another data shape)",
+                        self.sigma_data.len(),
+                        sigma_data.len()
+                    )
+                },
             ))
         }
     }

@@ -11,8 +11,6 @@
 use crate::{Error, Result};
 use gud_core::{Dataset, Shape};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
@@ -143,7 +141,7 @@ impl Classifier {
         let mut opt = nn::Adam::default().build(&model.vs, opts.lr)?;
         let n = train.len();
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let mut rng = gud_core::rng::stream(opts.seed, gud_core::rng::Purpose::Classifier, 0);
         let per_epoch = (n / opts.batch.max(1)).max(1);
         for step in 0..opts.steps {
             if step % per_epoch == 0 {

@@ -11,8 +11,8 @@
 //! where the data term is weak.
 //!
 //! Every random draw is a function of (seed, step): the epoch's permutation of the training
-//! set comes from ChaCha8 stream 2 e + 1, sample b of step s from stream 2 s + 2 at word
-//! b 2^32 (the stable target's extra reference samples at b = B .. R - 1). With the weights, EMA and AdamW moments restored from a checkpoint, a resumed run is
+//! set comes from the stream (seed, train-epoch, e), sample b of step s from (seed, train-step,
+//! s) at word b 2^32 (the stable target's extra reference samples at b = B .. R - 1). With the weights, EMA and AdamW moments restored from a checkpoint, a resumed run is
 //! the uninterrupted run, bit for bit (at a fixed number of libtorch threads).
 
 use crate::checkpoint::{self, Checkpoint, Named};
@@ -20,9 +20,10 @@ use crate::encode::Encoder;
 use crate::unet::UNet;
 use crate::{Error, Result};
 use gud_core::config::{NetworkConfig, TrainConfig};
+use gud_core::rng::{stream, Purpose};
 use gud_core::{Dataset, Design, Field};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -216,6 +217,7 @@ impl<'a> Trainer<'a> {
     /// Continues from a checkpoint of the same config and design.
     pub fn resume(&mut self, ckpt: &Checkpoint) -> Result<()> {
         ckpt.check_design(self.encoder.design())?;
+        ckpt.check_network(&self.network)?;
         ckpt.load_into("net", &self.vars)?;
         ckpt.load_into("ema", &self.ema)?;
         ckpt.load_into("adam_m", &self.adam_m)?;
@@ -260,8 +262,7 @@ impl<'a> Trainer<'a> {
         let per_epoch = (n / b).max(1) as u64;
         let (epoch, pos) = (step / per_epoch, (step % per_epoch) as usize);
         let mut perm: Vec<usize> = (0..n).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed);
-        rng.set_stream(2 * epoch + 1);
+        let mut rng = stream(self.cfg.seed, Purpose::TrainEpoch, epoch);
         perm.shuffle(&mut rng);
         let (encoder, data, cfg) = (&self.encoder, self.data, &self.cfg);
         let design = encoder.design();
@@ -394,8 +395,7 @@ impl<'a> Trainer<'a> {
 /// The random stream of step `step`, positioned at slot k: slot k < B draws example k,
 /// slots B.. the extra reference samples of the stable target.
 fn step_rng(seed: u64, step: u64, k: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(2 * step + 2);
+    let mut rng = stream(seed, Purpose::TrainStep, step);
     rng.set_word_pos((k as u128) << 32);
     rng
 }
@@ -447,7 +447,7 @@ fn init_weights(vars: &Named, seed: u64) {
         .filter(|(_, t)| t.dim() >= 2)
         .filter_map(|(n, t)| Some((n.strip_suffix(".weight")?, t.size()[1..].iter().product())))
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = stream(seed, Purpose::NetworkInit, 0);
     for (name, t) in vars {
         let layer = name.rsplit_once('.').map_or("", |(l, _)| l);
         let Some(&fan) = fan_in.get(layer) else {

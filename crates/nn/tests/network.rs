@@ -300,7 +300,7 @@ fn bad_checkpoints_give_clear_errors() {
     .unwrap();
     let e = wide.resume(&ckpt).err().unwrap().to_string();
     assert!(
-        e.contains("checkpoint.safetensors") && e.contains("needs F32"),
+        e.contains("checkpoint.safetensors") && e.contains("differs from the config's [network]"),
         "{e}"
     );
 
@@ -310,7 +310,7 @@ fn bad_checkpoints_give_clear_errors() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("another Sigma or prior scale"), "{e}");
+    assert!(e.contains("Sigma or prior scale S differ"), "{e}");
 
     // An unwritable place: the parent is a file; nothing is written, the old file is intact.
     let blocked = dir
@@ -319,6 +319,62 @@ fn bad_checkpoints_give_clear_errors() {
         .join("x.safetensors");
     assert!(trainer.save(&blocked).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn checkpoints_are_byte_reproducible_checksummed_and_never_resume_nan() {
+    gud_nn::set_threads(Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(32, 7);
+    let design = design(&data, "fourier");
+    let trainer = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    trainer.save(&a).unwrap();
+    trainer.save(&b).unwrap();
+    let bytes = std::fs::read(&a).unwrap();
+    // regression (issue 20): the metadata's key order changed between saves
+    assert_eq!(
+        bytes,
+        std::fs::read(&b).unwrap(),
+        "identical states, identical files"
+    );
+    // the other tools' reader takes it
+    safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    Checkpoint::read(&a).unwrap();
+
+    // regression (issue 20): a flipped bit in the tensor data loaded silently
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x10;
+    let f = dir.path().join("flipped.safetensors");
+    std::fs::write(&f, &flipped).unwrap();
+    let e = Checkpoint::read(&f).err().unwrap().to_string();
+    assert!(
+        e.contains("flipped.safetensors") && e.contains("checksum"),
+        "{e}"
+    );
+
+    // regression (issue 20): a NaN EMA was resumed, trained on and saved again
+    let nan_ema: Vec<(String, Tensor)> = trainer
+        .ema()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    tch::no_grad(|| {
+        let _ = nan_ema[0].1.shallow_clone().fill_(f64::NAN);
+    });
+    let n = dir.path().join("nan.safetensors");
+    trainer.save(&n).unwrap();
+    let ckpt = Checkpoint::read(&n).unwrap();
+    let mut fresh = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
+    let e = fresh.resume(&ckpt).err().unwrap().to_string();
+    assert!(
+        e.contains("non-finite") && e.contains("nan.safetensors"),
+        "{e}"
+    );
 }
 
 /// A NeuralScore with every weight of a fresh network moved by N(0, 0.2^2) (non-zero output).

@@ -86,6 +86,8 @@ impl Lattice {
         if l < 2 {
             return Err(invalid("L", l, "a lattice size L >= 2"));
         }
+        // a field, its momentum and the force per chain lane: refuse what cannot be held
+        gud_core::memory::check_alloc(&format!("a {l} x {l} lattice"), &[l, l], 3 * 8)?;
         Ok(Lattice { l, couplings })
     }
 

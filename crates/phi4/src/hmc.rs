@@ -414,6 +414,12 @@ pub fn sample(
     check(cfg, n)?;
     let start = Instant::now();
     let v = lat.volume();
+    // the saved configurations, and the caller's copy of them
+    gud_core::memory::check_alloc(
+        &format!("{n} configurations of {} x {}", lat.l, lat.l),
+        &[2, n, v],
+        8,
+    )?;
     let steps = cfg.leapfrog_steps;
     let mut chains = make_blocks(cfg.chains, v, cfg.seed);
 

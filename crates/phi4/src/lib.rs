@@ -33,6 +33,9 @@ pub enum Phi4Error {
     BadConfigurations(String),
     #[error("interrupted")]
     Interrupted,
+    /// A size beyond this machine's memory (checked before allocating).
+    #[error(transparent)]
+    TooLarge(#[from] gud_core::Error),
 }
 
 pub type Result<T, E = Phi4Error> = std::result::Result<T, E>;

@@ -19,7 +19,8 @@
 use crate::config::{PosteriorVariance, TimeGrid};
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
-use crate::sampler::{sample_rng, time_grid};
+use crate::rng::{stream, Purpose};
+use crate::sampler::time_grid;
 use crate::schedule::Schedule;
 use crate::score::{gaussian_posterior_variance, ScoreModel};
 use rand_chacha::ChaCha8Rng;
@@ -81,7 +82,7 @@ pub fn negative_elbo(
         .map(|&t| NoisingState::at(schedule, t))
         .collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..n as u64)
-        .map(|b| sample_rng(opts.seed, first + b))
+        .map(|b| stream(opts.seed, Purpose::Elbo, first + b))
         .collect();
     let mut terms: Vec<ElboTerms> = chi0
         .chunks_exact(d)

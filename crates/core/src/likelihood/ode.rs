@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
-use crate::sampler::sample_rng;
+use crate::rng::{stream, Purpose};
 use crate::schedule::Schedule;
 use crate::score::ScoreModel;
 use rand::Rng;
@@ -97,6 +97,10 @@ pub fn ode_log_likelihood(
             got: format!("score {}, {} values", score.dim(), chi0.len()),
         });
     }
+    // regression (issue 20): a zero tolerance used to surface as "non-finite drift"
+    for (name, tol) in [("tol (rtol)", opts.rtol), ("tol (atol)", opts.atol)] {
+        crate::error::check_range(name, tol, f64::MIN_POSITIVE, 1.0)?;
+    }
     let n = chi0.len() / d;
     let k = match opts.divergence {
         Divergence::Exact => 1,
@@ -151,7 +155,7 @@ pub fn ode_log_likelihood(
 fn rademacher(n: usize, k: usize, d: usize, seed: u64, first: u64) -> Vec<f64> {
     let mut v = Vec::with_capacity(n * k * d);
     for b in 0..n as u64 {
-        let mut rng = sample_rng(seed ^ 0x4875_7463_6869_6e73, first + b);
+        let mut rng = stream(seed, Purpose::OdeProbes, first + b);
         v.extend((0..k * d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }));
     }
     v

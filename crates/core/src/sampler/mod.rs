@@ -24,17 +24,14 @@ use crate::error::{Error, Result};
 use crate::process::NoisingState;
 use crate::schedule::Schedule;
 use crate::score::{chi0_from_eps, ScoreModel};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
 
-/// The random stream of sample k: ChaCha8 seeded with `seed`, stream k.
+/// The random stream of sample k: (seed, sampler, k) of [`crate::rng::stream`].
 pub fn sample_rng(seed: u64, k: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(k);
-    rng
+    crate::rng::stream(seed, crate::rng::Purpose::Sampler, k)
 }
 
 /// The grid of `points` times from t_max down to t_min, uniform in t or in mean gamma.
@@ -437,6 +434,14 @@ pub fn generate(
     if config.batch == 0 {
         return Err(Error::param("sampler.batch", 0, "at least 1"));
     }
+    // regression (issue 20): a first index near 2^64 used to wrap around to sample 0
+    if first.checked_add(count as u64).is_none() {
+        return Err(Error::param(
+            "first",
+            first,
+            &format!("a first sample index with first + {count} samples below 2^64"),
+        ));
+    }
     if config.kind == SamplerKind::Exp && !(1..=MAX_ORDER).contains(&config.order) {
         return Err(Error::param(
             "sampler.order",
@@ -445,7 +450,13 @@ pub fn generate(
         ));
     }
     let sampler = config.build();
-    let mut out = vec![0.0; count * d];
+    // the output, and the caller's phi-space copy of it
+    crate::memory::check_alloc(
+        &format!("{count} samples of {d} components"),
+        &[2, count, d],
+        8,
+    )?;
+    let mut out = crate::memory::zeros(&format!("{count} samples of {d} components"), &[count, d])?;
     for (b, chunk) in out.chunks_mut(config.batch * d).enumerate() {
         let start = first + (b * config.batch) as u64;
         let mut rngs: Vec<ChaCha8Rng> = (0..chunk.len() / d)

@@ -17,8 +17,6 @@
 use super::{active_or_all, eps_from_chi0, ScoreModel};
 use crate::error::{check_range, Error, Result};
 use crate::process::NoisingState;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
@@ -248,7 +246,7 @@ impl SmoothedScore {
         if count == 0 {
             return Err(Error::param("score.perturbations", 0, "at least 1"));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::rng::stream(seed, crate::rng::Purpose::Smoothing, 0);
         let perturbations = (0..count * inner.d)
             .map(|_| {
                 let z: f64 = StandardNormal.sample(&mut rng);
