@@ -152,10 +152,11 @@ pub fn run(
     samples: usize,
     nfe: &[usize],
 ) -> Result<()> {
+    // the config and its data first: a bad config leaves no directory behind
+    let (mut cfg, ds, design) = fit(config, None)?;
     ensure_writable_dir(out)?;
     let _lock = gud_io::atomic::lock_dir(out)?;
     let mut outputs = outputs_for(config, &[]);
-    let (mut cfg, ds, design) = fit(config, None)?;
     // A neural config: resolve its training and check --out before anything is written.
     let neural = cfg.score == (ScoreConfig::Neural {});
     let run_dir = out.join("train");

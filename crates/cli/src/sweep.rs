@@ -60,8 +60,6 @@ pub struct SweepPoint {
 }
 
 pub fn sweep(a: &SweepArgs) -> Result<()> {
-    ensure_writable_dir(&a.out)?;
-    let _lock = gud_io::atomic::lock_dir(&a.out)?;
     let mut outputs = crate::commands::outputs_for(a.config.as_deref(), &[]);
     if a.a.is_empty() || a.a.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
         bail!("--a needs positive softness values");
@@ -70,6 +68,8 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         bail!("--r needs values in [0, 1]");
     }
     let (mut cfg, train, design) = fit(a.config.as_deref(), None)?;
+    ensure_writable_dir(&a.out)?;
+    let _lock = gud_io::atomic::lock_dir(&a.out)?;
     let range = |v: &[f64]| {
         [
             v.iter().copied().fold(f64::INFINITY, f64::min),

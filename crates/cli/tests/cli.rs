@@ -1360,3 +1360,788 @@ fn image_example_configs_parse() {
     }
     assert!(n >= 2);
 }
+
+// ---- issue 20: reliability regressions, each named after the failure it fixes ----
+
+/// A small analytic config (free field, L = 4, gaussian score) in `dir`.
+fn tiny_gaussian_config(dir: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("g.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 64\n\
+         [design]\nmean = 'zero'\nbasis = { kind = 'fourier' }\nprior = { kind = 'free' }\n\
+         [score]\nkind = 'gaussian'\n[sampler]\nkind = 'exp'\nsteps = 4\n",
+    )
+    .unwrap();
+    cfg
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn issue20_absurd_sizes_are_errors_that_say_how_much_memory_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let out = dir.path().join("x.npy");
+    let o_ = out.to_str().unwrap();
+    let o = gud(&[
+        "sample",
+        "--config",
+        c,
+        "--samples",
+        "1000000000000",
+        "--out",
+        o_,
+    ]);
+    assert_clean_failure(&o, &["1000000000000 samples", "memory", "TiB"]);
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "[data]\nkind = 'free-field'\nsize = 1000000\n").unwrap();
+    let o = gud(&["sample", "--config", big.to_str().unwrap(), "--out", o_]);
+    assert_clean_failure(&o, &["big.toml", "1000000 x 1000000", "memory"]);
+    let phi4 = |size: &str, samples: &str| {
+        gud(&[
+            "phi4",
+            "sample",
+            "--size",
+            size,
+            "--m2",
+            "-4",
+            "--lam",
+            "8",
+            "--samples",
+            samples,
+            "--out",
+            o_,
+        ])
+    };
+    assert_clean_failure(
+        &phi4("1000000", "10"),
+        &["1000000 x 1000000 lattice", "memory"],
+    );
+    assert_clean_failure(
+        &phi4("8", "1000000000000"),
+        &["1000000000000 configurations", "memory"],
+    );
+    let cols = dir.path().join("cols.toml");
+    std::fs::write(
+        &cols,
+        "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 16\n\
+         [design]\nmean = 'zero'\nbasis = { kind = 'pixel' }\nprior = { kind = 'white' }\n\
+         schedule = { kind = 'sequential', ordering = 'column', softness = 1.5 }\n",
+    )
+    .unwrap();
+    let o = gud(&[
+        "extend",
+        "--config",
+        cols.to_str().unwrap(),
+        "--width",
+        "1000000000",
+        "--stride",
+        "1",
+        "--samples",
+        "100000",
+        "--out",
+        o_,
+    ]);
+    assert_clean_failure(&o, &["--width 1000000000", "memory"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn issue20_first_near_2_pow_64_is_refused_not_wrapped_to_sample_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("x.npy");
+    let o = gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--first",
+        "18446744073709551615",
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["first", "18446744073709551615"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn issue20_free_field_training_data_and_sampler_noise_are_independent_streams() {
+    // gud run used to report "memorised 100%": data sample k and sampler draw k were the same
+    // ChaCha8 stream, and the gaussian score maps a draw to exactly that free-field sample
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("run");
+    let o = gud(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let m = &report["runs"][0]["memorisation"];
+    let fraction = m["memorised_fraction"].as_f64().unwrap();
+    assert!(fraction < 0.5, "samples copy the training set: {m}");
+    assert!(m["median_relative_distance"].as_f64().unwrap() > 0.1, "{m}");
+}
+
+#[test]
+fn issue20_missing_sections_take_the_documented_defaults() {
+    // examples/free_field.toml names no [score]: the documented default is `gaussian` (it used
+    // to be the phi^4 job's `neural`, which cannot be sampled without a run)
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/free_field.toml");
+    let out = dir.path().join("s.npy");
+    let o = gud(&[
+        "sample",
+        "--config",
+        example.to_str().unwrap(),
+        "--samples",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved = std::fs::read_to_string(dir.path().join("s.config.toml")).unwrap();
+    let v: toml::Table = toml::from_str(&resolved).unwrap();
+    assert_eq!(v["score"]["kind"].as_str(), Some("gaussian"), "{resolved}");
+    assert_eq!(v["network"]["global"].as_bool(), Some(false), "{resolved}");
+    assert!(v["train"].get("min_snr").is_none(), "{resolved}");
+    assert!(v["train"].get("stable_target").is_none(), "{resolved}");
+}
+
+#[test]
+fn issue20_an_output_never_overwrites_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let data = dir.path().join("a.npy");
+    let values: Vec<f64> = (0..64).map(|i| (i as f64 * 0.37).sin()).collect();
+    write_npy(&data, &[4, 4, 4], &values);
+    let before = std::fs::read(&data).unwrap();
+    let cfg_before = std::fs::read(&cfg).unwrap();
+    let (c, d) = (cfg.to_str().unwrap(), data.to_str().unwrap());
+    for args in [
+        vec![
+            "sample",
+            "--config",
+            c,
+            "--data",
+            d,
+            "--samples",
+            "2",
+            "--out",
+            d,
+        ],
+        vec![
+            "sample",
+            "--config",
+            c,
+            "--samples",
+            "2",
+            "--out",
+            "x.npy",
+            "--grid",
+            c,
+        ],
+        vec!["eval", "--samples", d, "--reference", d, "--grid", d],
+        vec!["schedule", "--config", c, "--out", c],
+    ] {
+        let o = gud(&args);
+        assert_clean_failure(&o, &["also an input"]);
+    }
+    assert_eq!(std::fs::read(&data).unwrap(), before);
+    assert_eq!(std::fs::read(&cfg).unwrap(), cfg_before);
+    assert!(!Path::new("x.npy").exists());
+}
+
+#[test]
+fn issue20_a_failing_command_leaves_its_outputs_as_they_were() {
+    // o.npy used to be replaced before the failing o.config.toml was written
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("o.npy");
+    std::fs::write(&out, b"the previous result").unwrap();
+    std::fs::create_dir(dir.path().join("o.config.toml")).unwrap();
+    let o = gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["o.config.toml", "directory"]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"the previous result");
+    assert_eq!(dir_names(dir.path()), ["g.toml", "o.config.toml", "o.npy"]);
+}
+
+#[test]
+fn issue20_a_254_byte_output_name_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(format!("{}.npy", "p".repeat(250)));
+    let o = gud(&[
+        "phi4",
+        "sample",
+        "--size",
+        "4",
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--samples",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--chains",
+        "4",
+        "--therm",
+        "10",
+        "--sep",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_npy(&out).0, vec![8, 4, 4]);
+}
+
+/// Starts gud with `args`, waits until `ready` exists (or `wait_ms` passed), sends `signal`.
+fn signal_midway(args: &[&str], ready: Option<&Path>, wait_ms: u64, signal: &str) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(args)
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let waited = start.elapsed().as_millis() as u64 >= wait_ms;
+        if ready.map_or(waited, |p| p.exists() || start.elapsed().as_secs() > 120) {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn issue20_sigterm_and_sigint_stop_sampling_and_hmc_cleanly_with_130_or_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("s.npy");
+    let args = [
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--samples",
+        "20000000",
+        "--batch",
+        "256",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = signal_midway(&args, None, 1500, "-TERM");
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let hmc_out = dir.path().join("h.npy");
+    let args = [
+        "phi4",
+        "sample",
+        "--size",
+        "32",
+        "--m2",
+        "-4",
+        "--lam",
+        "8",
+        "--samples",
+        "100000",
+        "--out",
+        hmc_out.to_str().unwrap(),
+    ];
+    // phi4 sample used to exit 1 on Ctrl-C where every other command exits 130
+    let o = signal_midway(&args, None, 1000, "-INT");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let o = signal_midway(&args, None, 1000, "-TERM");
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert_eq!(dir_names(dir.path()), ["g.toml"], "nothing written");
+}
+
+#[test]
+fn issue20_threads_flag_is_accepted_everywhere_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("s.npy");
+    let (c, o_) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+    let o = gud(&[
+        "--threads",
+        "0",
+        "sample",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--out",
+        o_,
+    ]);
+    assert_clean_failure(&o, &["--threads"]);
+    let o = gud(&[
+        "sample",
+        "--threads",
+        "1",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--out",
+        o_,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = std::fs::read(&out).unwrap();
+    let o = gud(&[
+        "sample",
+        "--threads",
+        "2",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--out",
+        o_,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        one,
+        "analytic samples do not depend on threads"
+    );
+    let o = gud(&[
+        "sample",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--batch",
+        "3",
+        "--out",
+        o_,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        one,
+        "nor on the batch (README, guarantees)"
+    );
+}
+
+#[test]
+fn issue20_messages_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    // nll --tol 0 said "non-finite drift"
+    let o = gud(&[
+        "nll",
+        "--config",
+        c,
+        "--method",
+        "ode",
+        "--tol",
+        "0",
+        "--samples",
+        "4",
+    ]);
+    assert_clean_failure(&o, &["tol", "(0, 1]"]);
+    // an OS error's text is printed once
+    let missing = dir.path().join("missing.toml");
+    let o = gud(&[
+        "sample",
+        "--config",
+        missing.to_str().unwrap(),
+        "--out",
+        "x.npy",
+    ]);
+    assert_clean_failure(&o, &["missing.toml", "No such file"]);
+    assert_eq!(
+        stderr(&o).matches("No such file").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    // ranges print as a person writes them, not 2.2250738585072014e-308
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[data]\nkind = 'free-field'\nsize = 4\nm2 = -1.0\n").unwrap();
+    let o = gud(&[
+        "sample",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        "x.npy",
+    ]);
+    assert_clean_failure(&o, &["bad.toml", "data.m2", "> 0"]);
+    assert!(!stderr(&o).contains("e-308"), "{}", stderr(&o));
+    // an error inside [data] names the key and its line (it pointed at line 1)
+    std::fs::write(&bad, "# c\n[data]\nkind = 'free-field'\nsize = 'eight'\n").unwrap();
+    let o = gud(&[
+        "sample",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        "x.npy",
+    ]);
+    assert_clean_failure(&o, &["bad.toml", "`size`", "line 4"]);
+}
+
+#[test]
+#[cfg(feature = "nn")]
+fn issue20_training_runs_refuse_what_would_lose_or_misdescribe_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 4);
+    let run = dir.path().join("run");
+    let (c, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    // --steps 0 exited 0 and wrote no checkpoint
+    let o = gud(&["train", "--config", c, "--out", r, "--steps", "0"]);
+    assert_clean_failure(&o, &["--steps 0"]);
+    let o = gud(&["train", "--config", c, "--out", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config_before = std::fs::read(run.join("config.toml")).unwrap();
+    // --resume --steps below the checkpoint's step did nothing, exited 0, rewrote config.toml
+    let o = gud(&["train", "--out", r, "--resume", "--steps", "2"]);
+    assert_clean_failure(&o, &["at step 4", "--steps"]);
+    assert_eq!(
+        std::fs::read(run.join("config.toml")).unwrap(),
+        config_before
+    );
+    // a config.toml edited after training (width 8 -> 16) sampled with the checkpoint's network
+    let edited = String::from_utf8(config_before.clone())
+        .unwrap()
+        .replace("width = 8", "width = 16");
+    std::fs::write(run.join("config.toml"), edited).unwrap();
+    let out = dir.path().join("s.npy");
+    let o = gud(&[
+        "sample",
+        "--run",
+        r,
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(
+        &o,
+        &[
+            "checkpoint.safetensors",
+            "differs from the config's [network]",
+        ],
+    );
+    assert!(!out.exists());
+    // classifier --lr nan printed a C++ stack trace
+    let o = gud(&[
+        "classifier",
+        "--config",
+        c,
+        "--out",
+        "clf.safetensors",
+        "--lr",
+        "NaN",
+    ]);
+    assert_clean_failure(&o, &["--lr"]);
+    assert!(!stderr(&o).contains("Exception"), "{}", stderr(&o));
+}
+
+#[test]
+#[cfg(feature = "nn")]
+fn issue20_a_run_directory_is_locked_and_sigterm_leaves_a_resumable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 100000);
+    let run = dir.path().join("run");
+    let (c, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(["train", "--config", c, "--out", r])
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = run.join("checkpoint.safetensors");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // two runs into one directory: the second is refused (both used to exit 0, one lost)
+    let o = gud(&["train", "--out", r, "--resume"]);
+    assert_clean_failure(&o, &["in use by another gud process"]);
+    // SIGTERM (Slurm, systemd, timeout) saved nothing; now it checkpoints like Ctrl-C
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let step = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+        h["__metadata__"]["step"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let at = step(&ckpt);
+    assert!(at >= 4, "the checkpoint holds step {at}");
+    let o = gud(&[
+        "train",
+        "--out",
+        r,
+        "--resume",
+        "--steps",
+        &(at + 2).to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(step(&ckpt), at + 2);
+}
+
+/// Every file under `dir` with its bytes (to check that no input changed).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The commands that read a file of this corpus entry, with `{}` for it; `{out}` is an output
+/// in an empty directory, `{good}` a valid data set, `{cfg}` a valid config, `{run}` a run
+/// directory whose checkpoint is the entry.
+fn commands_reading(name: &str) -> Vec<Vec<&'static str>> {
+    let data = vec![
+        vec!["eval", "--samples", "{}", "--reference", "{good}"],
+        vec![
+            "eval",
+            "--samples",
+            "{good}",
+            "--reference",
+            "{}",
+            "--grid",
+            "{out}/g.png",
+        ],
+        vec![
+            "sample",
+            "--config",
+            "{cfg}",
+            "--data",
+            "{}",
+            "--out",
+            "{out}/s.npy",
+        ],
+        vec!["phi4", "observe", "{}"],
+        vec!["schedule", "--data", "{}", "--out", "{out}/s.png"],
+        vec![
+            "nll",
+            "--config",
+            "{cfg}",
+            "--data",
+            "{}",
+            "--out",
+            "{out}/n.json",
+        ],
+    ];
+    let configs = vec![
+        vec![
+            "sample",
+            "--config",
+            "{}",
+            "--samples",
+            "4",
+            "--out",
+            "{out}/s.npy",
+        ],
+        vec!["schedule", "--config", "{}", "--out", "{out}/s.png"],
+        vec!["noise", "--config", "{}", "--out", "{out}/n.png"],
+        vec!["run", "{}", "--out", "{out}/run", "--samples", "4"],
+        vec![
+            "nll",
+            "--config",
+            "{}",
+            "--samples",
+            "4",
+            "--out",
+            "{out}/n.json",
+        ],
+        vec![
+            "extend",
+            "--config",
+            "{}",
+            "--width",
+            "8",
+            "--samples",
+            "2",
+            "--out",
+            "{out}/e.npy",
+        ],
+        #[cfg(feature = "nn")]
+        vec![
+            "train",
+            "--config",
+            "{}",
+            "--out",
+            "{out}/train",
+            "--steps",
+            "1",
+        ],
+    ];
+    let checkpoints = vec![
+        #[cfg(feature = "nn")]
+        vec![
+            "sample",
+            "--run",
+            "{run}",
+            "--samples",
+            "4",
+            "--out",
+            "{out}/s.npy",
+        ],
+        #[cfg(feature = "nn")]
+        vec![
+            "eval",
+            "--samples",
+            "{good}",
+            "--reference",
+            "{good}",
+            "--classifier",
+            "{}",
+        ],
+    ];
+    match name.split('_').next() {
+        Some("cfg") => configs,
+        Some("st") => checkpoints,
+        _ => data,
+    }
+}
+
+#[test]
+fn bad_input_corpus_fails_cleanly_everywhere() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bad-inputs");
+    let manifest = std::fs::read_to_string(corpus.join("expected.txt")).unwrap();
+    let before = snapshot(&corpus);
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.npy");
+    let values: Vec<f64> = (0..8 * 16).map(|i| (i as f64 * 0.61).sin()).collect();
+    write_npy(&good, &[8, 4, 4], &values);
+    let cfg = tiny_gaussian_config(dir.path());
+    // (entry, expectation, command template, run directory)
+    let mut jobs = Vec::new();
+    let mut listed = 0;
+    for line in manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, expect) = line.split_once('\t').expect("name<TAB>expectation");
+        assert!(
+            corpus.join(name).exists(),
+            "{name} is in expected.txt, not in the corpus"
+        );
+        listed += 1;
+        let run = dir.path().join(format!("run-{name}"));
+        if name.starts_with("st_") {
+            // a run directory whose config is fine and whose checkpoint is this file
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::copy(tiny_neural_config(dir.path(), 4), run.join("config.toml")).unwrap();
+            std::fs::copy(corpus.join(name), run.join("checkpoint.safetensors")).unwrap();
+        }
+        for template in commands_reading(name) {
+            jobs.push((name, expect, template, run.clone()));
+        }
+    }
+    let check = |k: usize, (name, expect, template, run): &(&str, &str, Vec<&str>, _)| {
+        let out = dir.path().join(format!("out-{k}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let run: &std::path::PathBuf = run;
+        let args: Vec<String> = template
+            .iter()
+            .map(|a| {
+                a.replace("{out}", out.to_str().unwrap())
+                    .replace("{good}", good.to_str().unwrap())
+                    .replace("{cfg}", cfg.to_str().unwrap())
+                    .replace("{run}", run.to_str().unwrap())
+                    .replace("{}", corpus.join(name).to_str().unwrap())
+            })
+            .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = gud(&argv);
+        let e = stderr(&o);
+        let what = format!("`gud {}` on {name}", template.join(" "));
+        assert!(!o.status.success(), "{what} succeeded: {e}");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what}: not a clean error exit: {e}"
+        );
+        assert!(!e.contains("panicked"), "{what} panicked: {e}");
+        let shown = if name.starts_with("st_") && template.contains(&"{run}") {
+            "checkpoint.safetensors"
+        } else {
+            name
+        };
+        assert!(
+            e.contains(shown),
+            "{what}: the message does not name the file: {e}"
+        );
+        assert!(
+            expect.split('|').any(|x| e.contains(x)),
+            "{what}: the message lacks `{expect}`: {e}"
+        );
+        assert_eq!(
+            snapshot(&out),
+            Vec::new(),
+            "{what} wrote {:?}",
+            dir_names(&out)
+        );
+    };
+    // four at a time: most of a run is the process starting
+    std::thread::scope(|scope| {
+        for lane in 0..4 {
+            let (jobs, check) = (&jobs, &check);
+            scope.spawn(move || {
+                for (k, job) in jobs.iter().enumerate().skip(lane).step_by(4) {
+                    check(k, job);
+                }
+            });
+        }
+    });
+    let entries = std::fs::read_dir(&corpus).unwrap().count() - 1; // less expected.txt
+    assert_eq!(
+        listed, entries,
+        "every corpus entry is listed in expected.txt"
+    );
+    assert!(jobs.len() >= 150, "only {} command runs", jobs.len());
+    assert_eq!(snapshot(&corpus), before, "an input of the corpus changed");
+}

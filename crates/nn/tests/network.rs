@@ -737,3 +737,47 @@ fn stable_target_is_the_denoiser_of_a_reference_holding_the_batch() {
         .to_string();
     assert!(err.contains("train.stable_target"), "{err}");
 }
+
+mod checkpoint_reader {
+    //! Property test (issue 20): a checkpoint with random truncations and byte edits (header
+    //! or tensor data) is an error or loads the original tensors, never a panic or other values.
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_damaged_checkpoint_is_an_error_or_the_original(
+            edits in prop::collection::vec((any::<Index>(), any::<u8>(), any::<bool>()), 0..3),
+            keep in prop::option::of(any::<Index>()),
+        ) {
+            gud_nn::set_threads(Some(1));
+            let data = data(32, 7);
+            let design = design(&data, "fourier");
+            let trainer = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.safetensors");
+            trainer.save(&path).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            for (at, v, in_header) in &edits {
+                // half of the edits inside the length and JSON header, half anywhere
+                let i = if *in_header { at.index(header) } else { at.index(bytes.len()) };
+                bytes[i] = *v;
+            }
+            if let Some(k) = keep {
+                bytes.truncate(k.index(bytes.len() + 1));
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            if let Ok(ckpt) = Checkpoint::read(&path) {
+                let mut fresh = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
+                if fresh.resume(&ckpt).is_ok() {
+                    assert_same(fresh.ema(), trainer.ema(), "the EMA of a damaged checkpoint");
+                    assert_same(fresh.weights(), trainer.weights(), "its weights");
+                }
+            }
+        }
+    }
+}
