@@ -166,11 +166,14 @@ pub(crate) fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
         .try_fold(1u128, |a, &s| a.checked_mul(s.max(1)));
     // at least one byte per value, whatever the dtype
     if count.is_none_or(|c| c > have) || strides.is_none_or(|p| p > u64::MAX as u128) {
+        let promised = count.map_or("more values than any file holds".into(), |c| {
+            format!("{c} values")
+        });
         return Err(format_err(
             path,
             format!(
-                "corrupt or truncated file: the header's shape {shape:?} has more values than \
-                 the {have} bytes after the header can hold"
+                "corrupt or truncated file: the header's shape {shape:?} promises {promised}, \
+                 the file holds {have} bytes after the header"
             ),
         ));
     }
