@@ -22,6 +22,9 @@ pub fn kebab<T: DeserializeOwned>(s: &str) -> Result<T, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScoreKind {
     Gaussian,
+    /// The analytic base with fitted per-component mixtures (`[score]` or `[design] base`
+    /// settings; default: K = 2 for the zero mode).
+    Mixture,
     Empirical,
     Smoothed,
     Els,
@@ -101,6 +104,7 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
         let same = matches!(
             (kind, &cfg.score),
             (ScoreKind::Gaussian, ScoreConfig::Gaussian {})
+                | (ScoreKind::Mixture, ScoreConfig::Mixture(_))
                 | (ScoreKind::Empirical, ScoreConfig::Empirical {})
                 | (ScoreKind::Smoothed, ScoreConfig::Smoothed { .. })
                 | (ScoreKind::Els, ScoreConfig::Els { .. })
@@ -108,6 +112,12 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
         );
         if !same {
             cfg.score = toml_score(kind)?;
+            // the mixture score of a design with a mixture base: that base's settings
+            if let (ScoreConfig::Mixture(_), gud_core::config::BaseConfig::Mixture(m)) =
+                (&cfg.score, &cfg.design.base)
+            {
+                cfg.score = ScoreConfig::Mixture(m.clone());
+            }
         }
     }
     match &mut cfg.score {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::field::{Comp, Dataset, Field, Shape, Whitened};
 use crate::process::NoisingState;
 use crate::schedule::{Schedule, ScheduleContext};
+use crate::score::{fit_base, AnalyticBase};
 
 /// Relative floor of component variances (components of zero variance in the training data
 /// would make log Sigma and the matched prior singular).
@@ -25,6 +26,7 @@ pub struct Design {
     scale: Vec<f64>,
     sigma_data: Vec<f64>,
     schedule: Box<dyn Schedule>,
+    base: AnalyticBase,
 }
 
 impl Design {
@@ -96,8 +98,23 @@ impl Design {
             log_sigma: &log_sigma,
         };
         let schedule = config.schedule.build(&ctx)?;
+        // the analytic base on the whitened data chi = chi_tilde / S (SPEC section 4)
+        let whitened: Vec<f64> = chi
+            .chunks_exact(d)
+            .flat_map(|row| row.iter().zip(&fitted.scale).map(|(c, s)| c / s))
+            .collect();
+        let symmetric = config.mean == MeanMode::Zero;
+        let (base, resolved_base) = fit_base(
+            &config.base,
+            basis.as_ref(),
+            shape,
+            &sigma_data,
+            &whitened,
+            symmetric,
+        )?;
         let resolved = DesignConfig {
             prior: fitted.resolved,
+            base: resolved_base,
             ..config.clone()
         };
         Ok(Design {
@@ -109,6 +126,7 @@ impl Design {
             scale: fitted.scale,
             sigma_data,
             schedule,
+            base,
         })
     }
 
@@ -139,6 +157,7 @@ impl Design {
             scale: self.scale.clone(),
             sigma_data: self.sigma_data.clone(),
             schedule,
+            base: self.base.clone(),
         })
     }
 
@@ -173,6 +192,10 @@ impl Design {
     /// Sigma_i = Var(chi_tilde_i) / S_i^2.
     pub fn sigma_data(&self) -> &[f64] {
         &self.sigma_data
+    }
+    /// The analytic base of the score (Gaussian, or with fitted mixtures; SPEC section 4).
+    pub fn base(&self) -> &AnalyticBase {
+        &self.base
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<()> {

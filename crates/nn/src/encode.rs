@@ -3,12 +3,11 @@
 //! Input image: `x = U^T (S chi_t) / s_rms` (the phi-space image of chi_t, mean not added,
 //! scaled by the root-mean-square prior scale so that inputs are O(1)), plus, for local bases,
 //! the channel `U^T gamma / 10`. Output: the network's image `y` is the correction in
-//! whitened components `U y`, so `eps_hat = eps_gaussian + U y` (SPEC section 4) and the
-//! training target is `U^T (eps - eps_gaussian)` (U orthogonal: the loss is the same).
+//! whitened components `U y`, so `eps_hat = eps_base + U y` (SPEC section 4; the base is
+//! Gaussian or the design's mixtures) and the training target is `U^T (eps - eps_base)` (U orthogonal: the loss is the same).
 
 use gud_core::basis::Basis;
 use gud_core::config::NetworkConfig;
-use gud_core::score::gaussian_eps;
 use gud_core::{Design, NoisingState};
 
 /// The fixed maps of one design.
@@ -68,12 +67,10 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// eps_gaussian of one sample (SPEC section 4, `gaussian`).
-    pub fn gaussian(&self, chi_t: &[f64], state: &NoisingState, eps_g: &mut [f64]) {
-        let (a2, s2, sd) = (state.alpha_sq(), state.sigma_sq(), self.design.sigma_data());
-        for i in 0..chi_t.len() {
-            eps_g[i] = gaussian_eps(chi_t[i], a2[i], s2[i], sd[i]);
-        }
+    /// The analytic base's eps of one sample (SPEC section 4: `gaussian`, or the design's
+    /// fitted mixtures).
+    pub fn base(&self, chi_t: &[f64], state: &NoisingState, eps_g: &mut [f64]) {
+        self.design.base().eps_row(chi_t, state, eps_g);
     }
 
     /// The training target U^T (eps - eps_gaussian) of one sample, written as f32 into `y`.

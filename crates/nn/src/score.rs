@@ -8,7 +8,7 @@ use crate::train::sorted_vars;
 use crate::unet::UNet;
 use crate::Result;
 use gud_core::config::NetworkConfig;
-use gud_core::score::{gaussian_eps_derivative, ScoreModel};
+use gud_core::score::ScoreModel;
 use gud_core::{Design, NoisingState};
 use std::sync::Mutex;
 use tch::nn::VarStore;
@@ -199,13 +199,13 @@ impl ScoreModel for NeuralScore<'_> {
                 .zip(out.chunks_exact_mut(d))
                 .zip(y.chunks_exact(d))
             {
-                self.encoder.gaussian(row, state, o);
+                self.encoder.base(row, state, o);
                 self.encoder.add_correction(yr, &mut scratch, o);
             }
         }
     }
 
-    /// u^T J v = u^T J_gaussian v + (U^T u)^T J_NN x_v, the network part by autograd.
+    /// u^T J v = u^T J_base v + (U^T u)^T J_NN x_v, the network part by autograd.
     fn jacobian_form(
         &self,
         chi_t: &[f64],
@@ -217,11 +217,8 @@ impl ScoreModel for NeuralScore<'_> {
     ) {
         let d = self.dim();
         let mut scratch = vec![0.0; d];
-        let (a2, s2, sd) = (
-            state.alpha_sq(),
-            state.sigma_sq(),
-            self.encoder.design().sigma_data(),
-        );
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        let analytic = self.encoder.design().base();
         let step = self.chunk * d;
         for (k, rows) in chi_t.chunks(step).enumerate() {
             let r = k * step..k * step + rows.len();
@@ -233,15 +230,16 @@ impl ScoreModel for NeuralScore<'_> {
                 .zip(y.chunks_exact(d))
                 .enumerate()
             {
-                self.encoder.gaussian(row, state, o);
+                self.encoder.base(row, state, o);
                 self.encoder.add_correction(yr, &mut scratch, o);
                 let base = r.start + b * d;
-                let gauss: f64 = (0..d)
+                // the analytic base's Jacobian is diagonal
+                let diag: f64 = (0..d)
                     .map(|i| {
-                        u[base + i] * v[base + i] * gaussian_eps_derivative(a2[i], s2[i], sd[i])
+                        u[base + i] * v[base + i] * analytic.eps_derivative(i, row[i], a2[i], s2[i])
                     })
                     .sum();
-                q[r.start / d + b] = gauss + form[b];
+                q[r.start / d + b] = diag + form[b];
             }
         }
     }

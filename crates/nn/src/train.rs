@@ -568,7 +568,7 @@ fn encode(encoder: &Encoder, cfg: &TrainConfig, n: &Noised, eps: &[f64]) -> Exam
     let mut x = vec![0f32; d * encoder.input_planes()];
     encoder.input(&n.chi_t, state.gamma(), &mut scratch, &mut x);
     let mut eps_g = vec![0.0; d];
-    encoder.gaussian(&n.chi_t, state, &mut eps_g);
+    encoder.base(&n.chi_t, state, &mut eps_g);
     let mut y = vec![0f32; d];
     encoder.target(eps, &eps_g, &mut scratch, &mut y);
     let gamma = state.gamma().iter().map(|&g| g as f32).collect();

@@ -96,6 +96,59 @@ fn untrained_and_zeroed_network_is_the_gaussian_score() {
 }
 
 #[test]
+fn with_a_mixture_base_the_untrained_network_is_the_mixture_score() {
+    // SPEC section 4: eps_hat = eps_base + NN; the data's sites are +-1, so every component
+    // is non-Gaussian and the base fits a mixture to each of them (modes = "all")
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 1);
+    let cfg: DesignConfig = toml::from_str(
+        "mean = \"zero\"\nbasis = { kind = \"fourier\" }\nprior = { kind = \"matched\" }\n\
+         base = { kind = \"mixture\", components = 2, modes = \"all\" }",
+    )
+    .unwrap();
+    let design = Design::fit(&cfg, &data).unwrap();
+    assert!(!design.base().is_gaussian());
+    let score = NeuralScore::with_weights(
+        &design,
+        &tiny(),
+        Trainer::new(&design, &data, &tiny(), &train_cfg())
+            .unwrap()
+            .ema(),
+        Device::Cpu,
+        5,
+    )
+    .unwrap();
+    let mixture = gud_core::score::MixtureScore::new(design.base().clone());
+    let gauss = GaussianScore::new(design.sigma_data().to_vec());
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let chi: Vec<f64> = (0..3 * 16)
+        .map(|_| rng.random::<f64>() * 4.0 - 2.0)
+        .collect();
+    let u: Vec<f64> = (0..3 * 16).map(|_| rng.random::<f64>() - 0.5).collect();
+    for t in [0.2, 0.6] {
+        let state = design.state(t);
+        let (mut a, mut b, mut g) = (vec![0.0; 48], vec![0.0; 48], vec![0.0; 48]);
+        mixture.eps_hat(&chi, &state, None, &mut a);
+        score.eps_hat(&chi, &state, None, &mut b);
+        gauss.eps_hat(&chi, &state, None, &mut g);
+        assert_eq!(
+            a, b,
+            "untrained network with a mixture base != the mixture score"
+        );
+        assert!(a != g, "the mixture base is not the Gaussian one");
+        let (mut qa, mut qb) = (vec![0.0; 3], vec![0.0; 3]);
+        mixture.jacobian_form(&chi, &state, &u, &u, &mut a, &mut qa);
+        score.jacobian_form(&chi, &state, &u, &u, &mut b, &mut qb);
+        for k in 0..3 {
+            assert!(
+                (qa[k] - qb[k]).abs() < 1e-9 * (1.0 + qa[k].abs()),
+                "{qa:?} vs {qb:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn gradient_of_the_loss_matches_finite_differences() {
     gud_nn::set_threads(Some(1));
     tch::manual_seed(3);

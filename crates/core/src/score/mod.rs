@@ -1,7 +1,8 @@
 //! Score models (SPEC section 4). Every model predicts `eps_hat(chi_t, gamma_t)` in whitened
 //! component space for a batch of states; the score is `grad_chi log p_t = -eps_hat / sigma`.
 //!
-//! Models: [`GaussianScore`] (exact for Gaussian data), [`EmpiricalScore`] (the optimal
+//! Models: [`GaussianScore`] (exact for Gaussian data), [`MixtureScore`] (the analytic base
+//! with fitted per-component mixtures), [`EmpiricalScore`] (the optimal
 //! denoiser of a finite training set, lecture 003), [`SmoothedScore`] (Scarvelis et al.: weights
 //! averaged over perturbations of the query) and [`ElsScore`] (Kamb & Ganguli's local
 //! equivariant patch machine). The trained network lives in its own crate and implements the
@@ -10,6 +11,7 @@
 mod els;
 mod empirical;
 mod gaussian;
+mod mixture;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +20,7 @@ pub use empirical::{EmpiricalScore, SmoothedScore};
 pub use gaussian::{
     gaussian_eps, gaussian_eps_derivative, gaussian_posterior_variance, GaussianScore,
 };
+pub use mixture::{fit_base, zero_modes, AnalyticBase, Mixture1d, MixtureScore};
 
 use crate::config::ScoreConfig;
 use crate::design::Design;
@@ -161,6 +164,19 @@ impl ScoreConfig {
                 *perturbations,
                 *seed,
             )?),
+            ScoreConfig::Mixture(m) => {
+                let chi = whitened_training_set(design, train)?;
+                let symmetric = design.resolved_config().mean == crate::config::MeanMode::Zero;
+                let (base, _) = fit_base(
+                    &crate::config::BaseConfig::Mixture(m.clone()),
+                    design.basis(),
+                    design.shape(),
+                    design.sigma_data(),
+                    &chi,
+                    symmetric,
+                )?;
+                Box::new(MixtureScore::new(base))
+            }
             ScoreConfig::Neural {} => {
                 return Err(crate::Error::param(
                     "score.kind",
