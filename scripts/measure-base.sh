@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Issue 17's measurement: the phi^4 default (gaussian base) against the same design with a
-# mixture base for the zero mode, 16384 samples against an independent HMC reference of 16384
+# Issue 17's measurement: the phi^4 default (mixture base for the zero mode) against the same
+# design with the Gaussian base, 16384 samples against an independent HMC reference of 16384
 # configurations (seed 1000), at 5/10/20/50 NFE (exp, order 3) and sampler seeds 0 and 100000.
-# Usage: scripts/measure-base.sh OUTDIR [CONFIG...]   (default configs: phi4.toml phi4_mixture.toml)
+# Usage: scripts/measure-base.sh OUTDIR [CONFIG...]   (default: phi4_gaussian.toml phi4.toml)
 set -euo pipefail
 out=${1:-out/base}
 shift || true
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(examples/phi4.toml examples/phi4_mixture.toml)
+[ ${#configs[@]} -gt 0 ] || configs=(examples/phi4_gaussian.toml examples/phi4.toml)
 gud=${GUD:-target/release/gud}
 mkdir -p "$out"
 ref="$out/hmc_L8_m2-4_lam8_n16384_seed1000.npy"

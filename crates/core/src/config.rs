@@ -805,13 +805,16 @@ impl Default for TrainConfig {
 
 impl Default for Config {
     /// The built-in default: phi^4 (L = 8, m2 = -4, lam = 8) with a mean of exactly zero (Z2
-    /// symmetry), fourier basis, free prior, RG schedule, the trained `neural` score with the
-    /// global head, Min-SNR-5 weights and the stable target (examples/phi4.toml).
+    /// symmetry), fourier basis, free prior, RG schedule, a two-Gaussian mixture base for the
+    /// zero mode, the trained `neural` score with the global head, Min-SNR-5 weights and the
+    /// stable target (examples/phi4.toml).
     fn default() -> Self {
         Config {
             data: DataConfig::default(),
+            // the zero mode's symmetric two-Gaussian mixture base (README: the mixture base)
             design: DesignConfig {
                 mean: MeanMode::Zero,
+                base: BaseConfig::Mixture(MixtureConfig::default()),
                 ..DesignConfig::default()
             },
             score: ScoreConfig::Neural {},
