@@ -143,16 +143,15 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
                 if let ExtendEvent::Step(_) = e {
                     done += 1;
                     reporter.report("extending", done, total);
-                    if interrupted() {
-                        reporter.finish();
-                        eprintln!("interrupted: nothing was written");
-                        // the sampler offers no way out of its callback (issue 18 adds one)
-                        std::process::exit(crate::progress::signal_exit_code().into());
-                    }
                 }
             },
         )?;
         images.extend(out);
+        // a signal stops at the next batch: the typed error, nothing written
+        if interrupted() {
+            reporter.finish();
+            return Err(crate::progress::interrupted_error("nothing was written"));
+        }
     }
     reporter.finish();
     let wall = start.elapsed().as_secs_f64();

@@ -263,8 +263,9 @@ fn neural_score<'a>(
     )?))
 }
 
-/// Samples `count` fields with the config's score and sampler (progress on stderr; Ctrl-C
-/// exits without writing).
+/// Samples `count` fields with the config's score and sampler (progress on stderr). One batch
+/// at a time (sample k uses stream k whatever the batching): SIGINT / SIGTERM stop at the next
+/// batch with the typed `Interrupted` error, and nothing is written.
 pub fn draw(
     cfg: &Config,
     design: &Design,
@@ -281,20 +282,42 @@ pub fn draw(
         cfg.sampler.grid,
         projection,
     )?;
-    let batches = count.div_ceil(cfg.sampler.batch.max(1));
-    let total = batches * plan.steps();
+    let d = design.dim();
+    gud_core::memory::check_alloc(
+        &format!("{count} samples of {d} components"),
+        &[2, count, d],
+        8,
+    )?;
+    if first.checked_add(count as u64).is_none() {
+        bail!("--first {first}: first + {count} samples must stay below 2^64");
+    }
+    let batch = cfg.sampler.batch.max(1);
+    let total = count.div_ceil(batch) * plan.steps();
     let reporter = Reporter::new("gud", "steps");
-    let mut done = 0;
-    let (chi0, report) = generate(&plan, score, &cfg.sampler, seed, first, count, &mut |_| {
-        done += 1;
-        reporter.report("sampling", done, total);
+    let (mut done, mut chi0, mut report) = (0, Vec::with_capacity(count * d), None);
+    for start in (0..count).step_by(batch) {
+        let n = batch.min(count - start);
+        let (part, r) = generate(
+            &plan,
+            score,
+            &cfg.sampler,
+            seed,
+            first + start as u64,
+            n,
+            &mut |_| {
+                done += 1;
+                reporter.report("sampling", done, total);
+            },
+        )?;
+        chi0.extend(part);
+        report = Some(r);
         if interrupted() {
             reporter.finish();
-            eprintln!("interrupted: nothing was written");
-            // the sampler offers no way out of its callback (issue 18 adds one)
-            std::process::exit(crate::progress::signal_exit_code().into());
+            return Err(crate::progress::interrupted_error("nothing was written"));
         }
-    })?;
+    }
     reporter.finish();
+    let mut report = report.expect("count >= 1");
+    report.samples = count;
     Ok((design.whitened_batch_to_fields(&chi0), report))
 }
