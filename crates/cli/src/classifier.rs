@@ -23,56 +23,48 @@ pub struct ClassifierArgs {
     pub seed: u64,
 }
 
+pub fn classifier(a: &ClassifierArgs) -> Result<()> {
+    let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
+    let model_out = outputs.stage(&a.out)?;
+    let start = std::time::Instant::now();
+    let monitor = crate::progress::Terminal::new("gud classifier");
+    let trained = gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
+    drop(monitor);
+    save(&trained, &model_out)?;
+    outputs.commit()?;
+    print_summary(a, &trained, start.elapsed().as_secs_f64())
+}
+
 #[cfg(not(feature = "nn"))]
-pub fn classifier(_: &ClassifierArgs) -> Result<()> {
-    Err(crate::without_nn("gud classifier"))
+fn save(_: &(), _: &std::path::Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(not(feature = "nn"))]
+fn print_summary(_: &ClassifierArgs, _: &(), _: f64) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(feature = "nn")]
-pub fn classifier(a: &ClassifierArgs) -> Result<()> {
-    use crate::progress::{interrupted, Reporter};
-    use anyhow::bail;
-    use gud_nn::{Classifier, ClassifierTraining};
-    if a.steps == 0 || a.batch == 0 {
-        bail!("--steps and --batch must be at least 1");
-    }
-    // regression (issue 20): a NaN learning rate reached libtorch and printed its stack trace
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        bail!("--lr must be a finite number > 0, got {}", a.lr);
-    }
-    let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
-    let model_out = outputs.stage(&a.out)?;
-    let mut cfg = crate::data::load_config(Some(&a.config))?;
-    let train = crate::data::load_data(&mut cfg, None)?;
-    let test = crate::data::test_data(&cfg, &train)?;
-    let opts = ClassifierTraining {
-        steps: a.steps,
-        batch: a.batch,
-        lr: a.lr,
-        seed: a.seed,
-    };
-    gud_nn::set_threads(crate::threads::torch(cfg.train.threads));
-    let reporter = Reporter::new("gud classifier", "steps");
-    let start = std::time::Instant::now();
-    let model = Classifier::train(&train, &test, &opts, &mut |step, loss| {
-        reporter.report_with("training", step, a.steps, &format!("loss {loss:.4}"));
-        !interrupted()
-    })?;
-    reporter.finish();
-    if interrupted() {
-        return Err(crate::progress::interrupted_error("nothing was written"));
-    }
-    model.save(&model_out)?;
-    outputs.commit()?;
+fn save(t: &gud::classifier::TrainedClassifier, path: &std::path::Path) -> Result<()> {
+    Ok(t.model.save(path)?)
+}
+
+#[cfg(feature = "nn")]
+fn print_summary(
+    a: &ClassifierArgs,
+    t: &gud::classifier::TrainedClassifier,
+    wall_s: f64,
+) -> Result<()> {
     let summary = serde_json::json!({
         "out": a.out.display().to_string(),
-        "shape": model.shape().to_string(),
-        "classes": model.classes(),
-        "train_images": train.len(),
-        "test_images": test.len(),
-        "test_accuracy": model.test_accuracy,
+        "shape": t.model.shape().to_string(),
+        "classes": t.model.classes(),
+        "train_images": t.train_images,
+        "test_images": t.test_images,
+        "test_accuracy": t.model.test_accuracy,
         "steps": a.steps,
-        "wall_s": start.elapsed().as_secs_f64(),
+        "wall_s": wall_s,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

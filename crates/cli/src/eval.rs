@@ -1,16 +1,11 @@
-//! `gud eval`: generated samples against a reference set (SPEC section 8).
+//! `gud eval`: generated samples against a reference set (SPEC section 8), with the library's
+//! [`gud::eval`].
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gud_core::metrics::{
-    log_ratio, memorisation, power_spectrum, sliced_wasserstein, Memorisation, Spectrum,
-};
+use gud::eval::{classifier_frechet, evaluate, EvalReport};
 use gud_core::Dataset;
 use gud_io::figures::{plot_lines, LinePanel, Series};
-use gud_phi4::observables::{compare, measure, z_score, Comparison};
-use gud_phi4::stats::Estimate;
-use gud_phi4::Couplings;
-use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -61,39 +56,6 @@ fn parse_couplings(s: &str) -> Result<(f64, f64), String> {
     Ok((m2, lam))
 }
 
-/// Everything eval reports.
-#[derive(Debug, Serialize)]
-pub struct EvalReport {
-    pub samples: usize,
-    pub reference: usize,
-    pub shape: String,
-    pub spectrum_radius: Vec<f64>,
-    pub spectrum_samples: Vec<f64>,
-    pub spectrum_reference: Vec<f64>,
-    pub spectrum_log_ratio: Vec<f64>,
-    pub max_abs_log_ratio: f64,
-    pub sliced_wasserstein: f64,
-    /// The same distance between the two halves of the reference: the noise floor.
-    pub sliced_wasserstein_floor: f64,
-    pub memorisation: Memorisation,
-    pub phi4: Option<Phi4Report>,
-    /// Frechet distance of the classifier's features (with `--classifier`).
-    pub classifier_frechet: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Phi4Report {
-    pub m2: f64,
-    pub lam: f64,
-    pub observables: Vec<Comparison>,
-    /// <M> of the samples against 0 (Z2 symmetry).
-    pub magnetisation: Estimate,
-    pub magnetisation_z: f64,
-    /// sum z^2 / number of observables.
-    pub chi2_per_observable: f64,
-    pub max_abs_z: f64,
-}
-
 fn read(path: &std::path::Path, what: &str, a: &EvalArgs) -> Result<Dataset> {
     if a.resize.as_ref().is_some_and(|r| r.len() != 2) {
         bail!("--resize needs H,W");
@@ -105,26 +67,6 @@ fn read(path: &std::path::Path, what: &str, a: &EvalArgs) -> Result<Dataset> {
     };
     gud_io::images::read_images(path, None, &opts)
         .with_context(|| format!("reading the {what} {}", path.display()))
-}
-
-/// Frechet distance between the classifier features of two image sets.
-#[cfg(not(feature = "nn"))]
-pub fn classifier_frechet(_: &std::path::Path, _: &Dataset, _: &Dataset) -> Result<f64> {
-    Err(crate::without_nn("--classifier"))
-}
-
-/// Frechet distance between the classifier features of two image sets.
-#[cfg(feature = "nn")]
-pub fn classifier_frechet(
-    path: &std::path::Path,
-    gen: &Dataset,
-    reference: &Dataset,
-) -> Result<f64> {
-    let c = gud_nn::Classifier::load(path)?;
-    let k = gud_nn::classifier::FEATURES;
-    let (mg, cg) = gud_core::metrics::gaussian_fit(&c.features(gen)?, k)?;
-    let (mr, cr) = gud_core::metrics::gaussian_fit(&c.features(reference)?, k)?;
-    Ok(gud_core::metrics::frechet_distance(&mg, &cg, &mr, &cr))
 }
 
 pub fn eval(a: &EvalArgs) -> Result<()> {
@@ -176,73 +118,6 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// All metrics of `gen` against `reference` (memorisation against `train`); `phi4` couplings
-/// (m2, lam) add the lattice observables.
-pub fn evaluate(
-    gen: &Dataset,
-    reference: &Dataset,
-    train: &Dataset,
-    directions: usize,
-    seed: u64,
-    phi4: Option<(f64, f64)>,
-) -> Result<EvalReport> {
-    let (sg, sr): (Spectrum, Spectrum) = (power_spectrum(gen), power_spectrum(reference));
-    let ratio = log_ratio(&sg, &sr);
-    let half = reference.len() / 2;
-    let d = reference.dim();
-    let floor = if half >= 1 {
-        let first = Dataset::new(reference.shape(), reference.as_slice()[..half * d].to_vec())?;
-        let second = Dataset::new(reference.shape(), reference.as_slice()[half * d..].to_vec())?;
-        sliced_wasserstein(&first, &second, directions, seed)?
-    } else {
-        f64::NAN
-    };
-    let phi4 = match phi4 {
-        Some((m2, lam)) => Some(phi4_report(gen, reference, m2, lam)?),
-        None => None,
-    };
-    Ok(EvalReport {
-        samples: gen.len(),
-        reference: reference.len(),
-        shape: gen.shape().to_string(),
-        max_abs_log_ratio: ratio.iter().fold(0.0, |m, r| m.max(r.abs())),
-        spectrum_radius: sg.radius.clone(),
-        spectrum_samples: sg.power,
-        spectrum_reference: sr.power,
-        spectrum_log_ratio: ratio,
-        sliced_wasserstein: sliced_wasserstein(gen, reference, directions, seed)?,
-        sliced_wasserstein_floor: floor,
-        memorisation: memorisation(gen, train)?,
-        phi4,
-        classifier_frechet: None,
-    })
-}
-
-fn phi4_report(gen: &Dataset, reference: &Dataset, m2: f64, lam: f64) -> Result<Phi4Report> {
-    let s = gen.shape();
-    if s.c != 1 || s.h != s.w {
-        bail!("--phi4 needs lattice configurations (N, L, L); the samples have shape {s}");
-    }
-    let c = Couplings::new(m2, lam)?;
-    let og = measure(gen.as_slice(), s.h, Some(c)).context("measuring the samples")?;
-    let or = measure(reference.as_slice(), s.h, Some(c)).context("measuring the reference")?;
-    let observables = compare(&og, &or);
-    let zero = Estimate {
-        value: 0.0,
-        error: 0.0,
-    };
-    let chi2 = observables.iter().map(|c| c.z * c.z).sum::<f64>() / observables.len() as f64;
-    Ok(Phi4Report {
-        m2,
-        lam,
-        max_abs_z: observables.iter().fold(0.0, |m, c| m.max(c.z.abs())),
-        chi2_per_observable: chi2,
-        magnetisation: og.m,
-        magnetisation_z: z_score(og.m, zero),
-        observables,
-    })
 }
 
 pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {

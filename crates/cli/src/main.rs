@@ -2,7 +2,6 @@
 
 mod classifier;
 mod commands;
-mod data;
 mod eval;
 mod extend;
 mod nll;
@@ -11,19 +10,10 @@ mod plots;
 mod progress;
 mod sample;
 mod sweep;
-mod threads;
 mod train;
 
 use clap::{Parser, Subcommand};
 
-/// The error of a command that needs the trained network in a gud built without it.
-#[cfg(not(feature = "nn"))]
-pub fn without_nn(what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} needs the neural network, and this gud was built without it: rebuild with the \
-         default cargo features (feature `nn`, which links libtorch; `make setup` installs it)"
-    )
-}
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,7 +106,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     progress::install_signal_handlers();
-    if let Err(e) = threads::init(cli.threads) {
+    if let Err(e) = gud::threads::init(cli.threads) {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -135,7 +125,11 @@ fn main() -> ExitCode {
             seed,
             samples,
             nfe,
-        } => commands::run(config.as_deref(), &out, seed, samples, &nfe),
+        } => commands::run(
+            config.as_deref(),
+            &out,
+            &gud::job::JobOptions { seed, samples, nfe },
+        ),
         Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {
             io,
@@ -147,7 +141,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(i) = e.downcast_ref::<progress::Interrupted>() {
+            let stop = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<gud::Error>()?.interrupted());
+            if let Some(i) = stop {
                 eprintln!("{i}");
                 return ExitCode::from(progress::signal_exit_code());
             }

@@ -1,6 +1,6 @@
 //! `gud phi4 sample` and `gud phi4 observe`: the lattice phi^4 generator and its observables.
 
-use crate::progress::{stop_flag, Reporter};
+use crate::progress::Terminal;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use gud_phi4::hmc::{sample, HmcConfig};
@@ -148,27 +148,11 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
     }
 }
 
-/// HMC with a progress bar; Ctrl-C stops it with an error (nothing written).
-pub fn hmc_with_progress(
-    lat: &Lattice,
-    samples: usize,
-    cfg: &HmcConfig,
-) -> Result<gud_phi4::HmcRun> {
-    let reporter = Reporter::new("phi4", "trajectories");
-    let result = sample(
-        lat,
-        samples,
-        cfg,
-        &|phase, done, total| reporter.report(phase, done, total),
-        stop_flag(),
-    );
-    reporter.finish();
-    match result {
-        Err(gud_phi4::Phi4Error::Interrupted) => {
-            Err(crate::progress::interrupted_error("nothing was written"))
-        }
-        r => Ok(r?),
-    }
+/// HMC with a progress bar; SIGINT / SIGTERM stop it with the typed interruption (nothing
+/// written).
+fn hmc_with_progress(lat: &Lattice, samples: usize, cfg: &HmcConfig) -> Result<gud_phi4::HmcRun> {
+    let run = sample(lat, samples, cfg, &Terminal::new("phi4"));
+    Ok(run.map_err(gud::Error::from)?)
 }
 
 /// Reads (N, L, L) or (N, 1, L, L) configurations.

@@ -55,42 +55,59 @@ pub fn signal_exit_code() -> u8 {
     }
 }
 
-/// The error of a command stopped by SIGINT or SIGTERM; `main` maps it to 130 or 143.
-#[derive(Debug)]
-pub struct Interrupted {
-    /// What was kept: "nothing was written", "checkpoint saved in RUN", ...
-    pub kept: String,
+/// The monitor of a command: progress on stderr (a bar on a terminal, plain lines with the
+/// rate otherwise), notes as lines prefixed with the command's name, and the SIGINT / SIGTERM
+/// flag as the stop request.
+pub struct Terminal {
+    reporter: Reporter,
+    name: &'static str,
 }
 
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "interrupted: {}", self.kept)
+impl Terminal {
+    /// The monitor of command `name` (e.g. "gud train").
+    pub fn new(name: &'static str) -> Self {
+        Terminal {
+            reporter: Reporter::new(name),
+            name,
+        }
     }
 }
 
-impl std::error::Error for Interrupted {}
+impl gud::Monitor for Terminal {
+    fn progress(&self, phase: &str, done: usize, total: usize, detail: &str) {
+        self.reporter.report(phase, done, total, detail);
+    }
 
-/// The [`Interrupted`] error, for `?` in a command.
-pub fn interrupted_error(kept: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Interrupted { kept: kept.into() })
+    fn should_stop(&self) -> bool {
+        interrupted()
+    }
+
+    fn note(&self, message: &str) {
+        self.reporter.println(&format!("{}: {message}", self.name));
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.reporter.finish();
+    }
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.
 pub struct Reporter {
     bar: Option<ProgressBar>,
-    last: Mutex<(String, std::time::Instant)>,
+    last: Mutex<(String, std::time::Instant, usize)>,
     what: &'static str,
-    unit: &'static str,
 }
 
 impl Reporter {
-    /// `what` prefixes log lines; `unit` names what is counted.
-    pub fn new(what: &'static str, unit: &'static str) -> Self {
+    /// `what` prefixes log lines.
+    pub fn new(what: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(1);
             b.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{msg:>8}} [{{bar:40}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{prefix}}"
+                    "{{msg:>8}} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{prefix}}"
                 ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -98,18 +115,13 @@ impl Reporter {
         });
         Reporter {
             bar,
-            last: Mutex::new((String::new(), std::time::Instant::now())),
+            last: Mutex::new((String::new(), std::time::Instant::now(), 0)),
             what,
-            unit,
         }
     }
 
-    pub fn report(&self, phase: &str, done: usize, total: usize) {
-        self.report_with(phase, done, total, "");
-    }
-
-    /// As [`Reporter::report`], with a detail (e.g. the current loss) shown beside the rate.
-    pub fn report_with(&self, phase: &str, done: usize, total: usize, detail: &str) {
+    /// `done` of `total` in `phase`, with a detail (e.g. the current loss) beside the rate.
+    pub fn report(&self, phase: &str, done: usize, total: usize, detail: &str) {
         if let Some(b) = &self.bar {
             b.set_prefix(detail.to_string());
             if b.message() != phase {
@@ -120,16 +132,28 @@ impl Reporter {
             b.set_position(done as u64);
         } else if let Ok(mut last) = self.last.lock() {
             let now = std::time::Instant::now();
-            if last.0 != phase || now.duration_since(last.1).as_secs_f64() > 5.0 || done == total {
-                eprintln!(
-                    "{} {phase}: {done}/{total} {} {detail}",
-                    self.what, self.unit
-                );
-                *last = (phase.to_string(), now);
+            let secs = now.duration_since(last.1).as_secs_f64();
+            if last.0 != phase || secs > 5.0 || done == total {
+                let rate = if last.0 == phase && secs > 0.0 {
+                    format!(" ({:.1}/s)", done.saturating_sub(last.2) as f64 / secs)
+                } else {
+                    String::new()
+                };
+                eprintln!("{} {phase}: {done}/{total}{rate} {detail}", self.what);
+                *last = (phase.to_string(), now, done);
             }
         }
     }
 
+    /// A line of text that does not break the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Clears the bar.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -1,16 +1,15 @@
 //! `gud sample`: draw samples with an analytic score model and any sampler (SPEC sections 4-5).
 
 use crate::commands::{config_beside, fit};
-use crate::progress::{interrupted, Reporter};
+use crate::progress::Terminal;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use gud::Run;
 use gud_core::config::{Config, PosteriorVariance, SamplerKind, ScoreConfig, TimeGrid};
-use gud_core::sampler::{generate, Plan, Projection};
 use gud_core::score::PatchRule;
-use gud_core::score::ScoreModel;
-use gud_core::{Dataset, Design};
+use gud_core::Dataset;
 use serde::de::DeserializeOwned;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Parses a kebab-case name of a serde unit enum (the spelling of the config files).
@@ -173,23 +172,33 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     if a.samples == 0 {
         bail!("--samples must be at least 1");
     }
-    let run_config = a.run.as_ref().map(|r| r.join("config.toml"));
+    let run = a.run.as_ref().map(Run::new);
+    let run_config = run.as_ref().map(Run::config_path);
     let config = run_config.as_deref().or(a.config.as_deref());
-    let checkpoint = a.run.as_ref().map(|r| r.join("checkpoint.safetensors"));
+    let checkpoint = run.as_ref().map(Run::checkpoint_path);
     let mut outputs =
         crate::commands::outputs_for(config, &[a.data.as_deref(), checkpoint.as_deref()]);
     let npy_out = outputs.stage(&a.out)?;
     let config_out = outputs.stage(&config_beside(&a.out))?;
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
-    let (mut cfg, train, mut design) = fit(config, a.data.as_deref())?;
+    let f = fit(config, a.data.as_deref())?;
+    let (mut cfg, train, mut design) = (f.config, f.data, f.design);
     apply_overrides(&mut cfg, a)?;
     if let Some(soft) = a.a {
         cfg.design.schedule = cfg.design.schedule.with_softness(soft, a.r)?;
         design = design.with_schedule(&cfg.design.schedule)?;
     }
     let start = Instant::now();
-    let score = build_score(&cfg, &design, &train, a.run.as_deref())?;
-    let (fields, report) = draw(&cfg, &design, score.as_ref(), a.seed, a.first, a.samples)?;
+    let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
+    let (fields, report) = gud::sample::draw(
+        &cfg,
+        &design,
+        score.as_ref(),
+        a.seed,
+        a.first,
+        a.samples,
+        &Terminal::new("gud"),
+    )?;
     let wall = start.elapsed().as_secs_f64();
     let out =
         Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
@@ -217,107 +226,4 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     summary["samples_per_s"] = serde_json::json!(a.samples as f64 / wall);
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
-}
-
-/// The config's score model; the `neural` one is the EMA network of the trained `run`.
-pub fn build_score<'a>(
-    cfg: &Config,
-    design: &'a Design,
-    train: &Dataset,
-    run: Option<&Path>,
-) -> Result<Box<dyn ScoreModel + 'a>> {
-    if cfg.score != (ScoreConfig::Neural {}) {
-        return cfg
-            .score
-            .build(design, train)
-            .context("building the score model");
-    }
-    neural_score(cfg, design, run)
-}
-
-#[cfg(not(feature = "nn"))]
-fn neural_score<'a>(
-    _: &Config,
-    _: &'a Design,
-    _: Option<&Path>,
-) -> Result<Box<dyn ScoreModel + 'a>> {
-    Err(crate::without_nn("the neural score"))
-}
-
-/// The EMA network of the trained run in `run`, evaluated in chunks of 64.
-#[cfg(feature = "nn")]
-fn neural_score<'a>(
-    cfg: &Config,
-    design: &'a Design,
-    run: Option<&Path>,
-) -> Result<Box<dyn ScoreModel + 'a>> {
-    let Some(run) = run else {
-        bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
-    };
-    gud_nn::set_threads(crate::threads::torch(cfg.train.threads));
-    let device = gud_nn::device(&cfg.train.device)?;
-    let ckpt = gud_nn::Checkpoint::read(&run.join(gud_nn::CHECKPOINT_FILE))?;
-    ckpt.check_network(&cfg.network)?;
-    Ok(Box::new(gud_nn::NeuralScore::from_checkpoint(
-        design, &ckpt, device, 64,
-    )?))
-}
-
-/// Samples `count` fields with the config's score and sampler (progress on stderr). One batch
-/// at a time (sample k uses stream k whatever the batching): SIGINT / SIGTERM stop at the next
-/// batch with the typed `Interrupted` error, and nothing is written.
-pub fn draw(
-    cfg: &Config,
-    design: &Design,
-    score: &dyn ScoreModel,
-    seed: u64,
-    first: u64,
-    count: usize,
-) -> Result<(Vec<f64>, gud_core::sampler::SampleReport)> {
-    let projection = Projection::from_config(&cfg.sampler.projection)?;
-    let plan = Plan::new(
-        design.schedule(),
-        design.sigma_data(),
-        cfg.sampler.steps,
-        cfg.sampler.grid,
-        projection,
-    )?;
-    let d = design.dim();
-    gud_core::memory::check_alloc(
-        &format!("{count} samples of {d} components"),
-        &[2, count, d],
-        8,
-    )?;
-    if first.checked_add(count as u64).is_none() {
-        bail!("--first {first}: first + {count} samples must stay below 2^64");
-    }
-    let batch = cfg.sampler.batch.max(1);
-    let total = count.div_ceil(batch) * plan.steps();
-    let reporter = Reporter::new("gud", "steps");
-    let (mut done, mut chi0, mut report) = (0, Vec::with_capacity(count * d), None);
-    for start in (0..count).step_by(batch) {
-        let n = batch.min(count - start);
-        let (part, r) = generate(
-            &plan,
-            score,
-            &cfg.sampler,
-            seed,
-            first + start as u64,
-            n,
-            &mut |_| {
-                done += 1;
-                reporter.report("sampling", done, total);
-            },
-        )?;
-        chi0.extend(part);
-        report = Some(r);
-        if interrupted() {
-            reporter.finish();
-            return Err(crate::progress::interrupted_error("nothing was written"));
-        }
-    }
-    reporter.finish();
-    let mut report = report.expect("count >= 1");
-    report.samples = count;
-    Ok((design.whitened_batch_to_fields(&chi0), report))
 }

@@ -2145,3 +2145,58 @@ fn bad_input_corpus_fails_cleanly_everywhere() {
     assert!(jobs.len() >= 150, "only {} command runs", jobs.len());
     assert_eq!(snapshot(&corpus), before, "an input of the corpus changed");
 }
+
+/// Removes every `wall_s` (timings differ between runs) from a report.
+fn without_timings(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("wall_s");
+            m.values_mut().for_each(without_timings);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(without_timings),
+        _ => {}
+    }
+}
+
+#[test]
+fn issue18_the_library_main_job_returns_the_binary_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let out = dir.path().join("run");
+    let o = gud(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "48",
+        "--seed",
+        "5",
+        "--nfe",
+        "3,6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let mut binary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fitted = gud::data::fit(Some(&cfg), None, &gud::Silent).unwrap();
+    let opts = gud::job::JobOptions {
+        seed: 5,
+        samples: 48,
+        nfe: vec![3, 6],
+    };
+    let report = gud::job::run(
+        &fitted,
+        &gud::Run::new(out.join("train")),
+        false,
+        &opts,
+        &gud::Silent,
+    )
+    .unwrap();
+    // through text as the binary's file, so that both see the same float parsing
+    let text = serde_json::to_string_pretty(&report.to_json()).unwrap();
+    let mut library: serde_json::Value = serde_json::from_str(&text).unwrap();
+    without_timings(&mut binary);
+    without_timings(&mut library);
+    assert_eq!(binary["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(binary, library);
+}

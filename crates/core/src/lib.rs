@@ -14,6 +14,7 @@ pub mod free_field;
 pub mod likelihood;
 pub mod memory;
 pub mod metrics;
+pub mod monitor;
 pub mod numerics;
 pub mod prior;
 pub mod process;

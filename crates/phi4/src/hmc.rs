@@ -13,12 +13,12 @@
 use crate::action::{Lattice, LANES};
 use crate::stats::{tau_int, TauInt};
 use crate::{invalid, Phi4Error, Result};
+use gud_core::monitor::{Monitor, Silent};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus as ChainRng;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// HMC settings; `None` means chosen by the protocol.
@@ -88,9 +88,6 @@ pub struct HmcRun {
     pub configs: Vec<f64>,
     pub summary: HmcSummary,
 }
-
-/// Progress report: phase name, trajectories done and planned (per chain).
-pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
 
 /// LANES chains advanced together: fields interleaved site-major (`phi[x * LANES + k]` is site
 /// x of lane k), so that every kernel runs over lanes in SIMD. Lane k of block j is chain
@@ -327,21 +324,21 @@ fn check(cfg: &HmcConfig, n: usize) -> Result<()> {
 }
 
 /// Runs `count` trajectories on every chain in parallel, calling `record` per chain and
-/// trajectory; checks `stop` between rounds of 10.
+/// trajectory; asks the monitor whether to stop between rounds of 10.
 fn advance(
     chains: &mut [Block],
     lat: &Lattice,
     eps: f64,
     steps: usize,
     count: usize,
-    stop: &AtomicBool,
+    monitor: &dyn Monitor,
     mut on_round: impl FnMut(usize),
     record: Option<&mut Vec<Vec<(f64, f64)>>>,
 ) -> Result<()> {
     let mut rec = record;
     let mut done = 0;
     while done < count {
-        if stop.load(Ordering::Relaxed) {
+        if monitor.should_stop() {
             return Err(Phi4Error::Interrupted);
         }
         let k = (count - done).min(10);
@@ -403,14 +400,12 @@ fn tau_of(series: &[Vec<(f64, f64)>]) -> (TauInt, TauInt) {
     (tau_int(&mr), tau_int(&ar))
 }
 
-/// Samples `n` configurations of `lat` by HMC.
-pub fn sample(
-    lat: &Lattice,
-    n: usize,
-    cfg: &HmcConfig,
-    progress: Progress<'_>,
-    stop: &AtomicBool,
-) -> Result<HmcRun> {
+/// Samples `n` configurations of `lat` by HMC. The monitor hears each phase (`tune`, `pilot`,
+/// `therm`, `sample`) in trajectories per chain; a stop request ends the run between rounds
+/// of 10 trajectories with [`Phi4Error::Interrupted`].
+pub fn sample(lat: &Lattice, n: usize, cfg: &HmcConfig, monitor: &dyn Monitor) -> Result<HmcRun> {
+    let progress =
+        |phase: &str, done: usize, total: usize| monitor.progress(phase, done, total, "");
     check(cfg, n)?;
     let start = Instant::now();
     let v = lat.volume();
@@ -428,7 +423,7 @@ pub fn sample(
     let mut round = 0;
     while round * 10 < cfg.tune {
         reset_counts(&mut chains);
-        advance(&mut chains, lat, eps, steps, 10, stop, |_| {}, None)?;
+        advance(&mut chains, lat, eps, steps, 10, monitor, |_| {}, None)?;
         round += 1;
         let acc = acceptance(&chains);
         eps *= ((acc - cfg.target_acceptance) * 2.0 / (round as f64).sqrt()).exp();
@@ -443,7 +438,7 @@ pub fn sample(
         eps,
         steps,
         cfg.pilot,
-        stop,
+        monitor,
         |d| progress("pilot", d, cfg.pilot),
         Some(&mut pilot),
     )?;
@@ -462,7 +457,7 @@ pub fn sample(
         eps,
         steps,
         extra,
-        stop,
+        monitor,
         |d| progress("therm", d, extra),
         None,
     )?;
@@ -484,7 +479,7 @@ pub fn sample(
             eps,
             steps,
             sep,
-            stop,
+            monitor,
             |_| {},
             Some(&mut series),
         )?;
@@ -535,9 +530,17 @@ pub fn run_fixed(
     seed: u64,
 ) -> (f64, f64) {
     let mut cs = make_blocks(chains, lat.volume(), seed);
-    let stop = AtomicBool::new(false);
     let t0 = Instant::now();
-    let _ = advance(&mut cs, lat, eps, steps, trajectories, &stop, |_| {}, None);
+    let _ = advance(
+        &mut cs,
+        lat,
+        eps,
+        steps,
+        trajectories,
+        &Silent,
+        |_| {},
+        None,
+    );
     (t0.elapsed().as_secs_f64(), acceptance(&cs))
 }
 

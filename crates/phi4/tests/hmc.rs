@@ -1,9 +1,9 @@
 //! HMC and observables against closed forms (SPEC section 7).
 
+use gud_core::monitor::Silent;
 use gud_phi4::hmc::{leapfrog, sample, HmcConfig};
 use gud_phi4::observables::{measure, momentum_propagator};
 use gud_phi4::{Couplings, Lattice};
-use std::sync::atomic::AtomicBool;
 
 fn k_hat_sq(l: usize, ky: usize, kx: usize) -> f64 {
     let k = |n: usize| 2.0 * std::f64::consts::PI * n as f64 / l as f64;
@@ -17,9 +17,7 @@ fn run(l: usize, m2: f64, lam: f64, n: usize, seed: u64) -> Vec<f64> {
         seed,
         ..HmcConfig::default()
     };
-    sample(&lat, n, &cfg, &|_, _, _| {}, &AtomicBool::new(false))
-        .unwrap()
-        .configs
+    sample(&lat, n, &cfg, &Silent).unwrap().configs
 }
 
 #[test]
@@ -178,13 +176,6 @@ fn bad_configurations_are_rejected() {
         chains: 0,
         ..HmcConfig::default()
     };
-    assert!(sample(&lat, 10, &bad, &|_, _, _| {}, &AtomicBool::new(false)).is_err());
-    assert!(sample(
-        &lat,
-        0,
-        &HmcConfig::default(),
-        &|_, _, _| {},
-        &AtomicBool::new(false)
-    )
-    .is_err());
+    assert!(sample(&lat, 10, &bad, &Silent).is_err());
+    assert!(sample(&lat, 0, &HmcConfig::default(), &Silent).is_err());
 }

@@ -1,0 +1,172 @@
+//! The main job (`gud run`): fit the design of a config, train its network when the score is
+//! `neural`, sample at one or more budgets, and evaluate the samples against an independent
+//! reference (for phi^4: HMC at another seed, every observable with z-scores).
+
+use crate::data::Fitted;
+use crate::error::Result;
+use crate::eval::EvalReport;
+use crate::run::Run;
+use crate::train::TrainReport;
+use gud_core::config::{SamplerKind, ScoreConfig};
+use gud_core::monitor::Monitor;
+use gud_core::sampler::SampleReport;
+use gud_core::Dataset;
+use serde::Serialize;
+use std::time::Instant;
+
+/// The settings of the main job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOptions {
+    /// Seed of the samples.
+    pub seed: u64,
+    /// Samples per budget.
+    pub samples: usize,
+    /// Sampling budgets (network evaluations per sample); empty: 5, 10, 20, 50 for the neural
+    /// score, the config's steps for the analytic ones.
+    pub nfe: Vec<usize>,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            seed: 0,
+            samples: 4096,
+            nfe: Vec::new(),
+        }
+    }
+}
+
+/// The training part of the job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobTraining {
+    /// `train.steps`.
+    pub steps: u64,
+    /// Seconds.
+    pub wall_s: f64,
+    /// The run directory.
+    pub run: std::path::PathBuf,
+    /// What the training call did.
+    #[serde(skip)]
+    pub report: TrainReport,
+}
+
+/// One sampling budget of the job.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// What the sampling cost.
+    pub sampling: SampleReport,
+    /// Seconds of sampling.
+    pub wall_s: f64,
+    /// The samples against the reference.
+    pub eval: EvalReport,
+    /// The samples (phi-space).
+    pub samples: Dataset,
+}
+
+/// What the main job did and measured.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// Training (a neural score only).
+    pub training: Option<JobTraining>,
+    /// One entry per budget, in the order asked.
+    pub runs: Vec<JobRun>,
+}
+
+impl JobReport {
+    /// The report as `gud run` writes it to report.json: `training` (null for an analytic
+    /// score) and `runs`, each the evaluation with its `sampling` report and wall time.
+    pub fn to_json(&self) -> serde_json::Value {
+        let runs: Vec<serde_json::Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                let mut j = serde_json::to_value(&r.eval).expect("the report serialises");
+                j["sampling"] = serde_json::to_value(&r.sampling).expect("the report serialises");
+                j["sampling"]["wall_s"] = serde_json::json!(r.wall_s);
+                j
+            })
+            .collect();
+        serde_json::json!({ "training": self.training, "runs": runs })
+    }
+}
+
+/// Grid points giving at most `nfe` network evaluations per sample (Heun: 2K - 1).
+pub fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
+    match kind {
+        SamplerKind::Ode => nfe.div_ceil(2).max(2),
+        SamplerKind::Sde | SamplerKind::Ancestral | SamplerKind::Exp => nfe.max(2),
+    }
+}
+
+/// True for a config whose score is the trained network.
+pub fn is_neural(fitted: &Fitted) -> bool {
+    fitted.config.score == (ScoreConfig::Neural {})
+}
+
+/// Resolves the training settings of a neural config and checks that `run` holds no run of
+/// another config; returns whether `run` is continued. Call before writing anything.
+pub fn prepare(fitted: &mut Fitted, run: &Run) -> Result<bool> {
+    if !is_neural(fitted) {
+        return Ok(false);
+    }
+    crate::train::resolve(&mut fitted.config);
+    run.continues(&fitted.config)
+}
+
+/// The main job on a fitted config ([`prepare`]d): trains into `run` when the score is neural
+/// (continuing it when `resume`), samples at each budget and evaluates against the
+/// independent reference set. The monitor hears every phase; a stop request returns
+/// [`crate::Error::Interrupted`] (training keeps its checkpoint).
+pub fn run(
+    fitted: &Fitted,
+    run: &Run,
+    resume: bool,
+    opts: &JobOptions,
+    monitor: &dyn Monitor,
+) -> Result<JobReport> {
+    let (cfg, design, ds) = (&fitted.config, &fitted.design, &fitted.data);
+    let neural = is_neural(fitted);
+    let mut training = None;
+    if neural {
+        let start = Instant::now();
+        let report = crate::train::train(run, cfg, design, ds, resume, monitor)?;
+        training = Some(JobTraining {
+            steps: cfg.train.steps,
+            wall_s: start.elapsed().as_secs_f64(),
+            run: run.dir().to_path_buf(),
+            report,
+        });
+    }
+    let score = crate::sample::build_score(cfg, design, ds, Some(run))?;
+    let budgets: Vec<Option<usize>> = match (opts.nfe.is_empty(), neural) {
+        (false, _) => opts.nfe.iter().map(|&n| Some(n)).collect(),
+        (true, true) => [5, 10, 20, 50].map(Some).to_vec(),
+        (true, false) => vec![None],
+    };
+    let (reference, couplings) = crate::data::reference_data(cfg, ds, monitor)?;
+    let mut runs = Vec::with_capacity(budgets.len());
+    for budget in &budgets {
+        let mut c = cfg.clone();
+        if let Some(n) = budget {
+            c.sampler.steps = grid_points(c.sampler.kind, *n);
+        }
+        let start = Instant::now();
+        let (gen, sampling) = crate::sample::draw_dataset(
+            &c,
+            design,
+            score.as_ref(),
+            opts.seed,
+            opts.samples,
+            monitor,
+        )?;
+        let wall_s = start.elapsed().as_secs_f64();
+        let eval = crate::eval::evaluate(&gen, &reference, ds, 128, opts.seed, couplings)?;
+        runs.push(JobRun {
+            sampling,
+            wall_s,
+            eval,
+            samples: gen,
+        });
+    }
+    Ok(JobReport { training, runs })
+}

@@ -1,0 +1,132 @@
+//! Sampling with any score of a config (SPEC sections 4-5): the analytic ones built from the
+//! design and the training data, the `neural` one from a trained [`Run`].
+
+use crate::error::{bail, Context, Result};
+use crate::run::Run;
+use gud_core::config::{Config, ScoreConfig};
+use gud_core::monitor::{Interrupted, Monitor};
+use gud_core::sampler::{generate, Plan, Projection, SampleReport};
+use gud_core::score::ScoreModel;
+use gud_core::{Dataset, Design};
+
+/// The config's score model; the `neural` one is the EMA network of the trained `run`.
+pub fn build_score<'a>(
+    cfg: &Config,
+    design: &'a Design,
+    train: &Dataset,
+    run: Option<&Run>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
+    if cfg.score != (ScoreConfig::Neural {}) {
+        return cfg
+            .score
+            .build(design, train)
+            .context("building the score model");
+    }
+    neural_score(cfg, design, run)
+}
+
+#[cfg(not(feature = "nn"))]
+fn neural_score<'a>(
+    _: &Config,
+    _: &'a Design,
+    _: Option<&Run>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
+    Err(crate::without_nn("the neural score"))
+}
+
+/// The EMA network of the trained run, evaluated in chunks of 64.
+#[cfg(feature = "nn")]
+fn neural_score<'a>(
+    cfg: &Config,
+    design: &'a Design,
+    run: Option<&Run>,
+) -> Result<Box<dyn ScoreModel + 'a>> {
+    let Some(run) = run else {
+        bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
+    };
+    gud_nn::set_threads(Some(crate::threads::torch(cfg.train.threads)));
+    let device = gud_nn::device(&cfg.train.device)?;
+    let ckpt = gud_nn::Checkpoint::read(&run.checkpoint_path())?;
+    ckpt.check_network(&cfg.network)?;
+    Ok(Box::new(gud_nn::NeuralScore::from_checkpoint(
+        design, &ckpt, device, 64,
+    )?))
+}
+
+/// Samples `first .. first + count` (phi-space fields, (count, d)) with the config's sampler
+/// and `score`. Sample k uses stream k of the seed whatever the batching, so any one
+/// regenerates alone. One batch of `sampler.batch` at a time: the monitor hears every step
+/// (phase `sampling`) and a stop request ends the draw after the current batch with
+/// [`crate::Error::Interrupted`].
+pub fn draw(
+    cfg: &Config,
+    design: &Design,
+    score: &dyn ScoreModel,
+    seed: u64,
+    first: u64,
+    count: usize,
+    monitor: &dyn Monitor,
+) -> Result<(Vec<f64>, SampleReport)> {
+    let projection = Projection::from_config(&cfg.sampler.projection)?;
+    let plan = Plan::new(
+        design.schedule(),
+        design.sigma_data(),
+        cfg.sampler.steps,
+        cfg.sampler.grid,
+        projection,
+    )?;
+    let d = design.dim();
+    gud_core::memory::check_alloc(
+        &format!("{count} samples of {d} components"),
+        &[2, count, d],
+        8,
+    )?;
+    if count == 0 {
+        bail!("the number of samples must be at least 1");
+    }
+    if first.checked_add(count as u64).is_none() {
+        bail!("--first {first}: first + {count} samples must stay below 2^64");
+    }
+    let batch = cfg.sampler.batch.max(1);
+    let total = count.div_ceil(batch) * plan.steps();
+    let (mut done, mut chi0, mut report) = (0, Vec::with_capacity(count * d), None);
+    for start in (0..count).step_by(batch) {
+        let n = batch.min(count - start);
+        let (part, r) = generate(
+            &plan,
+            score,
+            &cfg.sampler,
+            seed,
+            first + start as u64,
+            n,
+            &mut |_| {
+                done += 1;
+                monitor.progress("sampling", done, total, "");
+            },
+        )?;
+        chi0.extend(part);
+        report = Some(r);
+        if monitor.should_stop() && start + n < count {
+            return Err(Interrupted::new("nothing was written").into());
+        }
+    }
+    let mut report = report.expect("count >= 1");
+    report.samples = count;
+    Ok((design.whitened_batch_to_fields(&chi0), report))
+}
+
+/// [`draw`] as a data set of the design's shape (an error if the sampler produced a
+/// non-finite value).
+pub fn draw_dataset(
+    cfg: &Config,
+    design: &Design,
+    score: &dyn ScoreModel,
+    seed: u64,
+    count: usize,
+    monitor: &dyn Monitor,
+) -> Result<(Dataset, SampleReport)> {
+    let (fields, report) = draw(cfg, design, score, seed, 0, count, monitor)?;
+    let gen =
+        Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
+    Ok((gen, report))
+}
