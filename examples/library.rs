@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main_job() -> Result<()> {
     let toml = "[data]\nkind = 'free-field'\nsize = 8\nm2 = 0.5\nsamples = 512\n\
                 [score]\nkind = 'gaussian'\n[sampler]\nkind = 'exp'\nsteps = 8\n";
-    let cfg = gud_io::config::parse_toml(toml, Path::new("inline.toml"))?;
+    let cfg = gud::config::parse(toml, Path::new("inline.toml"))?;
     let fitted = data::fit_config(cfg, "inline.toml", None, &Silent)?;
     let opts = job::JobOptions {
         samples: 512,
@@ -45,7 +45,7 @@ fn custom_design() -> Result<()> {
         ..Default::default()
     };
     let design = Design::fit(&design_cfg, &train)?;
-    let mut cfg = gud_core::config::Config {
+    let mut cfg = gud::Config {
         score: ScoreConfig::Gaussian {},
         ..Default::default()
     };

@@ -3,10 +3,10 @@
 use crate::plots::{forward_strip, schedule_curves, spread_components};
 use crate::progress::Terminal;
 use anyhow::{bail, Result};
+use gud::config::Config;
 use gud::data::Fitted;
 use gud::job::{JobOptions, JobReport};
 use gud::Run;
-use gud_core::config::Config;
 use gud_core::Design;
 use gud_io::atomic::{ensure_writable_dir, Outputs};
 use gud_io::figures::{plot_panels, plot_schedule};
@@ -58,7 +58,7 @@ pub fn outputs_for(config: Option<&Path>, files: &[Option<&Path>]) -> gud_io::at
     let mut inputs: Vec<PathBuf> = files.iter().flatten().map(|p| p.to_path_buf()).collect();
     if let Some(c) = config {
         inputs.push(c.to_path_buf());
-        if let Ok(cfg) = gud_io::config::load_toml::<Config>(c) {
+        if let Ok(cfg) = gud::config::load(c) {
             inputs.extend(gud::data::data_inputs(&cfg));
         }
     }

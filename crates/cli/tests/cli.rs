@@ -1352,9 +1352,8 @@ fn image_example_configs_parse() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "toml") {
-            let cfg: gud_core::config::Config =
-                gud_io::config::load_toml(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(matches!(cfg.data, gud_core::config::DataConfig::Images(_)));
+            let cfg = gud::config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(matches!(cfg.data, gud::config::DataConfig::Images(_)));
             n += 1;
         }
     }

@@ -3,13 +3,17 @@
 //! `chi_tilde = U (phi - mu)`, `chi = S^-1 chi_tilde`; `Sigma_i = Var(chi_tilde_i) / S_i^2` is the
 //! data variance of the whitened component (1 for every component with the `matched` prior).
 
+use crate::basis::BasisConfig;
 use crate::basis::{forward_batch, Basis};
-use crate::config::{DesignConfig, MeanMode, ScheduleConfig};
 use crate::error::{Error, Result};
 use crate::field::{Comp, Dataset, Field, Shape, Whitened};
+use crate::prior::PriorConfig;
 use crate::process::NoisingState;
+use crate::schedule::{RgConfig, ScheduleConfig};
 use crate::schedule::{Schedule, ScheduleContext};
+use crate::score::BaseConfig;
 use crate::score::{fit_base, AnalyticBase};
+use serde::{Deserialize, Serialize};
 
 /// Relative floor of component variances (components of zero variance in the training data
 /// would make log Sigma and the matched prior singular).
@@ -268,5 +272,42 @@ impl Design {
     /// The noising state at time t.
     pub fn state(&self, t: f64) -> NoisingState {
         NoisingState::at(self.schedule.as_ref(), t)
+    }
+}
+
+/// How the data mean mu is obtained (SPEC section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeanMode {
+    /// The per-site mean of the training set.
+    Estimate,
+    /// Exactly zero (a Z2-symmetric lattice theory).
+    Zero,
+}
+
+/// One point of the design space: basis, prior and schedule (GUD section 4.1), and the
+/// analytic base of the score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DesignConfig {
+    pub mean: MeanMode,
+    pub basis: BasisConfig,
+    pub prior: PriorConfig,
+    pub schedule: ScheduleConfig,
+    pub base: BaseConfig,
+}
+
+impl Default for DesignConfig {
+    fn default() -> Self {
+        DesignConfig {
+            mean: MeanMode::Estimate,
+            basis: BasisConfig::Fourier {},
+            prior: PriorConfig::Free {
+                amplitude: None,
+                m2: None,
+            },
+            schedule: ScheduleConfig::Rg(RgConfig::default()),
+            base: BaseConfig::default(),
+        }
     }
 }

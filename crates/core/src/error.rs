@@ -6,47 +6,74 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    /// Two sizes or shapes that must agree do not.
     ShapeMismatch {
+        /// What was checked.
         what: String,
+        /// The size or shape expected.
         expected: String,
+        /// The size or shape found.
         got: String,
     },
     #[error("basis `{basis}` cannot take shape {shape}: {reason}")]
+    /// A basis that cannot represent fields of this shape.
     UnsupportedShape {
+        /// The basis's config name.
         basis: &'static str,
+        /// The shape asked for.
         shape: String,
+        /// Why it cannot.
         reason: String,
     },
     #[error("non-finite value ({value}) in {what} at flat index {index}")]
+    /// A NaN or infinity in data or a result.
     NonFinite {
+        /// Where it was found.
         what: String,
+        /// Its flat index.
         index: usize,
+        /// The value.
         value: f64,
     },
     #[error("invalid parameter `{name}` = {value}: expected {expected}")]
+    /// A parameter outside its valid range.
     InvalidParameter {
+        /// The parameter's config name.
         name: String,
+        /// Its value.
         value: String,
+        /// What it must be.
         expected: String,
     },
     #[error("{what} needs {needs}, which the `{basis}` basis does not provide")]
+    /// A design choice that needs component metadata the basis does not have (e.g. momenta).
     MissingMetadata {
+        /// What needs it.
         what: String,
+        /// The metadata needed.
         needs: &'static str,
+        /// The basis's config name.
         basis: &'static str,
     },
     #[error("empty data set: {0}")]
+    /// A data set without samples, or too few for the computation named.
     EmptyData(String),
     #[error("{what} needs {needs} of memory; this machine has {has}")]
+    /// A size beyond this machine's memory, checked before allocating.
     TooLarge {
+        /// What was to be allocated.
         what: String,
+        /// The memory it needs.
         needs: String,
+        /// The memory this machine has.
         has: String,
     },
     #[error("numerical failure in {what}: {reason}")]
+    /// A numerical failure (no convergence, a singular matrix).
     Numerical { what: String, reason: String },
 }
 
+/// The core's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

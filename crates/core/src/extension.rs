@@ -15,11 +15,12 @@
 //! The window is the design's shape; mean and prior scale are those of the window position a
 //! column occupies (exact for stationary statistics: zero mean and the `white` prior).
 
-use crate::config::{SamplerConfig, ScheduleConfig};
 use crate::design::Design;
 use crate::error::{Error, Result};
+use crate::sampler::SamplerConfig;
 use crate::sampler::{final_jump, Plan, Projection, Sampler, StepInfo};
 use crate::schedule::ordering::OrderingKind;
+use crate::schedule::ScheduleConfig;
 use crate::score::ScoreModel;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};

@@ -12,12 +12,16 @@ use std::fmt;
 /// The shape of one sample: C channels of H rows and W columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
+    /// Channels C.
     pub c: usize,
+    /// Rows H.
     pub h: usize,
+    /// Columns W.
     pub w: usize,
 }
 
 impl Shape {
+    /// C channels of H x W.
     pub fn new(c: usize, h: usize, w: usize) -> Self {
         Shape { c, h, w }
     }
@@ -45,18 +49,25 @@ macro_rules! space_vector {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq)]
-        pub struct $name(pub Vec<f64>);
+        pub struct $name(
+            /// The d values.
+            pub Vec<f64>,
+        );
 
         impl $name {
+            /// d zeros.
             pub fn zeros(d: usize) -> Self {
                 $name(vec![0.0; d])
             }
+            /// d.
             pub fn len(&self) -> usize {
                 self.0.len()
             }
+            /// True for d = 0.
             pub fn is_empty(&self) -> bool {
                 self.0.is_empty()
             }
+            /// The values.
             pub fn as_slice(&self) -> &[f64] {
                 &self.0
             }
@@ -82,8 +93,11 @@ space_vector!(
 /// at its centre. Uniform dequantisation draws a point of the bin (SPEC section 6).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quantization {
+    /// Number of levels k.
     pub levels: u32,
+    /// Width w of a bin.
     pub bin_width: f64,
+    /// Lower edge of level 0.
     pub origin: f64,
 }
 
@@ -168,9 +182,11 @@ impl Dataset {
         self.quantization = Some(q);
         self
     }
+    /// The class labels, one per sample, when known.
     pub fn labels(&self) -> Option<&[u32]> {
         self.labels.as_deref()
     }
+    /// The quantisation of the values, when they are levels.
     pub fn quantization(&self) -> Option<&Quantization> {
         self.quantization.as_ref()
     }
@@ -184,28 +200,36 @@ impl Dataset {
             quantization: self.quantization,
         }
     }
+    /// The shape of one sample.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// Number of samples N.
     pub fn len(&self) -> usize {
         self.data.len() / self.shape.dim()
     }
+    /// True without samples.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
+    /// d = C H W of one sample.
     pub fn dim(&self) -> usize {
         self.shape.dim()
     }
+    /// Sample n (d values).
     pub fn sample(&self, n: usize) -> &[f64] {
         let d = self.dim();
         &self.data[n * d..(n + 1) * d]
     }
+    /// All values, (N, d) row-major.
     pub fn as_slice(&self) -> &[f64] {
         &self.data
     }
+    /// All values, (N, d) row-major, taken.
     pub fn into_vec(self) -> Vec<f64> {
         self.data
     }
+    /// The samples in order.
     pub fn samples(&self) -> std::slice::ChunksExact<'_, f64> {
         self.data.chunks_exact(self.dim())
     }

@@ -4,6 +4,8 @@
 //! scalings ([`prior`]), component-wise noise schedules ([`schedule`]) and the forward process
 //! ([`process`]), tied together by a fitted [`design::Design`]. Pure Rust, no file formats.
 
+#![warn(missing_docs)]
+
 pub mod basis;
 pub mod config;
 pub mod design;

@@ -7,8 +7,8 @@
 //!   fitted to the data's power spectrum by least squares on log-power unless given.
 
 use crate::basis::Basis;
-use crate::config::PriorConfig;
 use crate::error::Result;
+use serde::{Deserialize, Serialize};
 
 /// The result of fitting a prior: S_i per component, and the config with every fitted value
 /// filled in (written to the resolved config of a run).
@@ -150,6 +150,32 @@ impl FreeFieldFit {
             amplitude,
             m2,
             rms_log_residual,
+        }
+    }
+}
+
+/// The prior scaling S.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PriorConfig {
+    White {},
+    Matched {},
+    Free {
+        /// A of S_k^2 = A / (|k_hat|^2 + m^2); fitted when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amplitude: Option<f64>,
+        /// m^2; fitted when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        m2: Option<f64>,
+    },
+}
+
+impl PriorConfig {
+    pub fn build(&self) -> Box<dyn Prior> {
+        match *self {
+            PriorConfig::White {} => Box::new(WhitePrior),
+            PriorConfig::Matched {} => Box::new(MatchedPrior),
+            PriorConfig::Free { amplitude, m2 } => Box::new(FreeFieldPrior { amplitude, m2 }),
         }
     }
 }

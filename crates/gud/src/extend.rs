@@ -2,8 +2,8 @@
 //! fig. 7), with the seam metric: the mean squared difference of adjacent columns at the
 //! window joins over the same quantity inside training images (1.0 = seamless).
 
+use crate::config::Config;
 use crate::error::{bail, Context, Result};
-use gud_core::config::Config;
 use gud_core::extension::{extend as slide, ExtendEvent, Sliding};
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::score::ScoreModel;

@@ -6,6 +6,8 @@
 //! stop returns [`Error::Interrupted`] after the last consistent state is saved.
 //!
 //! A tour:
+//! - [`config`]: a config file as a whole ([`Config`]: data, design, score, sampler,
+//!   network, training; the built-in default is the phi^4 job);
 //! - [`data`]: a config (TOML or the built-in phi^4 default), its data set (phi^4 by HMC,
 //!   cached; free field; npy; images) and the fitted design ([`data::fit`] -> [`Fitted`]);
 //! - [`run`]: the run directory of a trained network ([`Run`]: config, checkpoint, metrics);
@@ -35,7 +37,7 @@
 //!     kind = "ode"
 //!     steps = 20
 //! "#;
-//! let cfg = gud_io::config::parse_toml(toml, "doc.toml".as_ref())?;
+//! let cfg = gud::config::parse(toml, "doc.toml".as_ref())?;
 //! let fitted = data::fit_config(cfg, "doc.toml", None, &Silent)?;
 //! let opts = job::JobOptions { samples: 256, ..Default::default() };
 //! let report = job::run(&fitted, &Run::new("unused"), false, &opts, &Silent)?;
@@ -46,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod classifier;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -58,6 +61,7 @@ pub mod sweep;
 pub mod threads;
 pub mod train;
 
+pub use config::Config;
 pub use data::Fitted;
 pub use error::{Error, Result};
 pub use gud_core::monitor::{Interrupted, Monitor, Silent, StopAfter};

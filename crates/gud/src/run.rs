@@ -7,8 +7,8 @@
 //! RUN/.gud.lock                held while a process trains in it
 //! ```
 
+use crate::config::Config;
 use crate::error::{bail, Result};
-use gud_core::config::Config;
 use std::path::{Path, PathBuf};
 
 /// The checkpoint's file name inside a run directory.
@@ -62,7 +62,7 @@ impl Run {
 
     /// The run's resolved config.
     pub fn config(&self) -> Result<Config> {
-        Ok(gud_io::config::load_toml(&self.config_path())?)
+        Ok(crate::config::load(&self.config_path())?)
     }
 
     /// Creates the directory if needed and locks it for this process (released on drop); an

@@ -1,9 +1,10 @@
 //! Sampling with any score of a config (SPEC sections 4-5): the analytic ones built from the
 //! design and the training data, the `neural` one from a trained [`Run`].
 
+use crate::config::Config;
 use crate::error::{bail, Context, Result};
 use crate::run::Run;
-use gud_core::config::{Config, ScoreConfig};
+use gud_core::config::ScoreConfig;
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::sampler::{generate, Plan, Projection, SampleReport};
 use gud_core::score::ScoreModel;

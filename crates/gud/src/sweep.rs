@@ -5,11 +5,13 @@
 //! Frechet distance), as in GUD figs. 3 and 5. Analytic scores are swept the same way, without
 //! training.
 
+use crate::config::Config;
 use crate::data::Fitted;
 use crate::error::{bail, Result};
 use crate::run::Run;
-use gud_core::config::{Config, FamilyConfig, ScoreConfig};
+use gud_core::config::ScoreConfig;
 use gud_core::monitor::{Interrupted, Monitor};
+use gud_nn::config::FamilyConfig;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -3,11 +3,12 @@
 //! NaN guard, and resumption that continues the run that would have happened without the
 //! interruption, bit for bit.
 
+use crate::config::{Config, DataConfig};
 #[cfg(feature = "nn")]
 use crate::error::bail;
 use crate::error::Result;
 use crate::run::Run;
-use gud_core::config::{Config, DataConfig, ScoreConfig};
+use gud_core::config::ScoreConfig;
 use gud_core::monitor::Monitor;
 use gud_core::{Dataset, Design};
 use serde::Serialize;

@@ -4,11 +4,11 @@
 
 use gud::data::{self, Fitted};
 use gud::nll::{Method, NllOptions};
-use gud::{Monitor, Silent, StopAfter};
+use gud::{Silent, StopAfter};
 use std::path::Path;
 
 fn fitted(toml: &str) -> Fitted {
-    let cfg = gud_io::config::parse_toml(toml, Path::new("test.toml")).unwrap();
+    let cfg = gud::config::parse(toml, Path::new("test.toml")).unwrap();
     data::fit_config(cfg, "test.toml", None, &Silent).unwrap()
 }
 
@@ -115,7 +115,7 @@ fn tiny_neural(steps: u64) -> Fitted {
 fn a_stop_request_checkpoints_training_and_the_resumed_run_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let f = tiny_neural(12);
-    let train = |run: &gud::Run, resume: bool, m: &dyn Monitor| {
+    let train = |run: &gud::Run, resume: bool, m: &dyn gud::Monitor| {
         gud::train::train(run, &f.config, &f.design, &f.data, resume, m)
     };
     let full = gud::Run::new(dir.path().join("full"));

@@ -5,10 +5,10 @@
 //! that likelihoods can dequantise (SPEC section 6).
 
 use crate::{format_err, io_err, IoError, Result};
-use gud_core::config::{ImageDataConfig, ImageScale};
 use gud_core::{Dataset, Shape};
 use image::imageops::FilterType;
 use image::GrayImage;
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -410,4 +410,55 @@ fn transform(path: &Path, levels: Levels, opts: &ImageOptions) -> Result<Levels>
         pixels,
         labels: levels.labels,
     })
+}
+
+/// How 8-bit image levels k are mapped to reals (bin centres, SPEC section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageScale {
+    /// x = (k + 1/2) / 128 - 1, in (-1, 1).
+    #[default]
+    Symmetric,
+    /// x = (k + 1/2) / 256, in (0, 1).
+    Unit,
+}
+
+impl ImageScale {
+    pub fn quantization(self) -> gud_core::Quantization {
+        match self {
+            ImageScale::Symmetric => gud_core::Quantization::eight_bit_symmetric(),
+            ImageScale::Unit => gud_core::Quantization {
+                levels: 256,
+                bin_width: 1.0 / 256.0,
+                origin: 0.0,
+            },
+        }
+    }
+}
+
+/// Real images: an IDX file (MNIST format, raw or .gz), a folder of PNGs (gray or RGB; class
+/// subfolders give labels) or a .npy of uint8 levels (or floats, used as they are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDataConfig {
+    pub train: PathBuf,
+    /// IDX labels of the training images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_labels: Option<PathBuf>,
+    /// Held-out images (for `gud nll` and the metrics); the training set when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_labels: Option<PathBuf>,
+    /// Use only the first N images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Centre crop to [H, W] (before resizing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<[usize; 2]>,
+    /// Resize to [H, W] (bilinear with antialiasing, rounded back to 8-bit levels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<[usize; 2]>,
+    #[serde(default)]
+    pub scale: ImageScale,
 }

@@ -3,6 +3,8 @@
 //! NumPy `.npy` arrays ([`npy`]), image data sets (IDX, PNG folders: [`images`]), TOML configs ([`config`]), atomic writes ([`atomic`]) and
 //! PNG figures ([`figures`]). Every error names the file and what was expected.
 
+#![warn(missing_docs)]
+
 pub mod atomic;
 pub mod config;
 pub mod figures;

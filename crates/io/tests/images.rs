@@ -1,7 +1,7 @@
 //! Image loaders (issue 7): the committed fixtures load with the right shape, range, count and
 //! labels; damaged files give errors that name the file and what was expected.
 
-use gud_core::config::ImageScale;
+use gud_io::images::ImageScale;
 use gud_io::images::{read_idx, read_images, ImageOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,10 @@
 //! fixed batch) and sampling evaluations/s (chunks of 64), all cores. Beside it, the same model
 //! and step in PyTorch: `python3 bench/unet_pytorch.py` (`make bench` runs both).
 
-use gud_core::config::{DesignConfig, NetworkConfig, TrainConfig};
+use gud_core::config::DesignConfig;
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design, Shape};
+use gud_nn::config::{NetworkConfig, TrainConfig};
 use gud_nn::{NeuralScore, Trainer};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;

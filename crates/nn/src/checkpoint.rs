@@ -4,8 +4,8 @@
 //! design). Written atomically (temp file + rename); read with errors that name the file and
 //! the tensor at fault.
 
+use crate::config::NetworkConfig;
 use crate::{Error, Result};
-use gud_core::config::NetworkConfig;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;

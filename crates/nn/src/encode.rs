@@ -6,8 +6,8 @@
 //! whitened components `U y`, so `eps_hat = eps_base + U y` (SPEC section 4; the base is
 //! Gaussian or the design's mixtures) and the training target is `U^T (eps - eps_base)` (U orthogonal: the loss is the same).
 
+use crate::config::NetworkConfig;
 use gud_core::basis::Basis;
-use gud_core::config::NetworkConfig;
 use gud_core::{Design, NoisingState};
 
 /// The fixed maps of one design.

@@ -10,24 +10,40 @@
 //!
 //! This is the only crate of the workspace on libtorch (tch); nothing in gud-core depends on it.
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "torch")]
 pub mod checkpoint;
+#[cfg(feature = "torch")]
 pub mod classifier;
+pub mod config;
+#[cfg(feature = "torch")]
 pub mod encode;
+#[cfg(feature = "torch")]
 mod error;
+#[cfg(feature = "torch")]
 pub mod score;
+#[cfg(feature = "torch")]
 pub mod train;
+#[cfg(feature = "torch")]
 pub mod unet;
 
+#[cfg(feature = "torch")]
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
+#[cfg(feature = "torch")]
 pub use classifier::{Classifier, ClassifierTraining};
+#[cfg(feature = "torch")]
 pub use error::{Error, Result};
+#[cfg(feature = "torch")]
 pub use score::NeuralScore;
+#[cfg(feature = "torch")]
 pub use train::{StepStats, Trainer};
+#[cfg(feature = "torch")]
 pub use unet::UNet;
 
 /// The libtorch device named by a config (`cpu` or `cuda`).
+#[cfg(feature = "torch")]
 pub fn device(name: &str) -> Result<tch::Device> {
     match name {
         "cpu" => Ok(tch::Device::Cpu),
@@ -51,6 +67,7 @@ pub fn device(name: &str) -> Result<tch::Device> {
 }
 
 /// Sets libtorch's intra-op threads (all cores when `None`).
+#[cfg(feature = "torch")]
 pub fn set_threads(threads: Option<usize>) {
     let n = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()

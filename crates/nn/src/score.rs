@@ -3,11 +3,11 @@
 //! faster per sample at moderate batch sizes than at large ones).
 
 use crate::checkpoint::{Checkpoint, Named};
+use crate::config::NetworkConfig;
 use crate::encode::Encoder;
 use crate::train::sorted_vars;
 use crate::unet::UNet;
 use crate::Result;
-use gud_core::config::NetworkConfig;
 use gud_core::score::ScoreModel;
 use gud_core::{Design, NoisingState};
 use std::sync::Mutex;

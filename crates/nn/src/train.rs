@@ -16,10 +16,10 @@
 //! the uninterrupted run, bit for bit (at a fixed number of libtorch threads).
 
 use crate::checkpoint::{self, Checkpoint, Named};
+use crate::config::{NetworkConfig, TrainConfig};
 use crate::encode::Encoder;
 use crate::unet::UNet;
 use crate::{Error, Result};
-use gud_core::config::{NetworkConfig, TrainConfig};
 use gud_core::rng::{stream, Purpose};
 use gud_core::{Dataset, Design, Field};
 use rand::seq::SliceRandom;

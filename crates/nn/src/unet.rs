@@ -13,8 +13,8 @@
 //! the zero mode (the magnetisation of a lattice field), a function of global moments that the
 //! group norms of the convolutional path normalise away. Its last layer starts at zero too.
 
+use crate::config::{NetworkConfig, Padding};
 use crate::{Error, Result};
-use gud_core::config::{NetworkConfig, Padding};
 use gud_core::Shape;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};

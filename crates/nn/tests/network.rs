@@ -2,9 +2,10 @@
 //! network == Gaussian score, checkpoint round trip, bit-exact resume, circular equivariance,
 //! bad checkpoints.
 
-use gud_core::config::{DesignConfig, MeanMode, NetworkConfig, Padding, TrainConfig};
+use gud_core::config::{DesignConfig, MeanMode};
 use gud_core::score::{GaussianScore, ScoreModel};
 use gud_core::{Dataset, Design, Shape};
+use gud_nn::config::{NetworkConfig, Padding, TrainConfig};
 use gud_nn::{Checkpoint, NeuralScore, Trainer, UNet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -518,7 +519,7 @@ fn jacobian_form_matches_finite_differences_and_hutchinson_is_unbiased() {
 
 #[test]
 fn a_schedule_family_draws_gamma_from_its_members() {
-    use gud_core::config::FamilyConfig;
+    use gud_nn::config::FamilyConfig;
     gud_nn::set_threads(Some(1));
     let data = data(64, 1);
     let cfg: DesignConfig = toml::from_str(

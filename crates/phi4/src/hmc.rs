@@ -23,10 +23,15 @@ use std::time::Instant;
 
 /// HMC settings; `None` means chosen by the protocol.
 #[derive(Debug, Clone, PartialEq)]
+/// The settings of an HMC run.
 pub struct HmcConfig {
+    /// Independent chains run in parallel.
     pub chains: usize,
+    /// Leapfrog steps per trajectory.
     pub leapfrog_steps: usize,
+    /// Acceptance rate the step-size tuning aims at.
     pub target_acceptance: f64,
+    /// Leapfrog step size before tuning.
     pub initial_step_size: f64,
     /// Trajectories of step-size tuning.
     pub tune: usize,
@@ -36,6 +41,7 @@ pub struct HmcConfig {
     pub therm: Option<usize>,
     /// Trajectories between saved configurations; automatic when None.
     pub sep: Option<usize>,
+    /// Seed (chain k uses stream k).
     pub seed: u64,
 }
 
@@ -58,24 +64,37 @@ impl Default for HmcConfig {
 /// What a run did, printed as its JSON summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct HmcSummary {
+    /// Lattice size L.
     pub l: usize,
+    /// m^2 of the action.
     pub m2: f64,
+    /// lambda of the action.
     pub lam: f64,
+    /// Configurations saved.
     pub samples: usize,
+    /// Chains.
     pub chains: usize,
+    /// Seed.
     pub seed: u64,
+    /// Leapfrog steps per trajectory.
     pub leapfrog_steps: usize,
+    /// The tuned step size.
     pub step_size: f64,
     /// Acceptance rate over production trajectories.
     pub acceptance: f64,
+    /// Thermalisation trajectories per chain.
     pub therm: usize,
+    /// Trajectories between saved configurations.
     pub sep: usize,
     /// tau_int of |M| and of S in trajectories, measured on the production trajectories.
     pub tau_int_abs_m: TauInt,
+    /// tau_int of the action.
     pub tau_int_action: TauInt,
     /// tau_int measured by the pilot (what chose therm and sep).
     pub pilot_tau_int: f64,
+    /// All trajectories of a chain.
     pub trajectories_per_chain: usize,
+    /// Seconds.
     pub wall_s: f64,
     /// Leapfrog steps x sites x chains per second.
     pub site_updates_per_s: f64,
@@ -85,7 +104,9 @@ pub struct HmcSummary {
 /// and the summary.
 #[derive(Debug, Clone)]
 pub struct HmcRun {
+    /// The configurations, (N, L, L) chain-major.
     pub configs: Vec<f64>,
+    /// What the run did.
     pub summary: HmcSummary,
 }
 

@@ -11,6 +11,8 @@
 //! chains, [`observables`] measures it with binned-jackknife errors and integrated
 //! autocorrelation times ([`stats`]).
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod hmc;
 pub mod observables;
@@ -22,22 +24,30 @@ pub use hmc::{HmcConfig, HmcRun};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+/// Errors of the lattice crate.
 pub enum Phi4Error {
     #[error("invalid parameter `{name}` = {value}: expected {expected}")]
+    /// A parameter outside its valid range.
     InvalidParameter {
+        /// The parameter.
         name: String,
+        /// Its value.
         value: String,
+        /// What it must be.
         expected: String,
     },
     #[error("configurations: {0}")]
+    /// Configurations that cannot be measured.
     BadConfigurations(String),
     #[error("interrupted")]
+    /// The monitor asked the run to stop.
     Interrupted,
     /// A size beyond this machine's memory (checked before allocating).
     #[error(transparent)]
     TooLarge(#[from] gud_core::Error),
 }
 
+/// The lattice crate's result.
 pub type Result<T, E = Phi4Error> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(name: &str, value: impl ToString, expected: &str) -> Phi4Error {

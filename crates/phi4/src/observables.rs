@@ -15,26 +15,41 @@ use serde::Serialize;
 /// Every observable of SPEC section 7 for one ensemble.
 #[derive(Debug, Clone, Serialize)]
 pub struct Observables {
+    /// Configurations N.
     pub n: usize,
+    /// Lattice size L.
     pub l: usize,
     /// Samples per jackknife bin and number of bins.
     pub bin_size: usize,
+    /// Jackknife bins.
     pub bins: usize,
+    /// <|M|>, M the magnetisation per site.
     pub abs_m: Estimate,
+    /// <M>.
     pub m: Estimate,
+    /// <M^2>.
     pub m2: Estimate,
+    /// Susceptibility V (<M^2> - <|M|>^2).
     pub chi: Estimate,
+    /// Two-point susceptibility V <M^2>.
     pub chi_2pt: Estimate,
+    /// Binder cumulant 1 - <M^4> / (3 <M^2>^2).
     pub binder: Estimate,
+    /// <phi^2> per site.
     pub phi2: Estimate,
+    /// <phi^4> per site.
     pub phi4: Estimate,
+    /// <S> / V (with the couplings).
     pub action_density: Option<Estimate>,
+    /// Zero-momentum correlator C(t), t = 0 .. L - 1.
     pub c_t: Vec<Estimate>,
     /// m_eff(t) for t = 1 .. L/2 - 1 (None where the cosh argument is below 1).
     pub m_eff: Vec<Option<Estimate>>,
     /// tau_int in units of the spacing of the configurations, in file order.
     pub tau_int_abs_m: TauInt,
+    /// tau_int of phi^2.
     pub tau_int_phi2: TauInt,
+    /// tau_int of the action (with the couplings).
     pub tau_int_action: Option<TauInt>,
 }
 
@@ -178,8 +193,11 @@ pub fn momentum_propagator(configs: &[f64], l: usize) -> (Vec<f64>, Vec<f64>) {
 /// One observable of two ensembles and their difference in units of the combined error.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// The observable.
     pub name: &'static str,
+    /// Its value in the first ensemble.
     pub a: Estimate,
+    /// Its value in the second ensemble.
     pub b: Estimate,
     /// (a - b) / sqrt(err_a^2 + err_b^2)
     pub z: f64,

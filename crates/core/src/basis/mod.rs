@@ -6,6 +6,8 @@
 //! `c * H * W + j` is spatial component `j` of channel `c`. Every component carries metadata
 //! ([`ComponentInfo`]) from which schedules build their ordering variables.
 
+mod config;
+pub use config::BasisConfig;
 mod fourier;
 mod haar;
 mod pca;

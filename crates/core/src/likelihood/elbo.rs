@@ -16,11 +16,11 @@
 //! Gaussian posterior variance: `p(chi0 | chi_t0) = N(chi0_hat, v_t0)`. Every expectation over
 //! eps is one draw per step from the sample's own stream.
 
-use crate::config::{PosteriorVariance, TimeGrid};
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
 use crate::rng::{stream, Purpose};
 use crate::sampler::time_grid;
+use crate::sampler::{PosteriorVariance, TimeGrid};
 use crate::schedule::Schedule;
 use crate::score::{gaussian_posterior_variance, ScoreModel};
 use rand_chacha::ChaCha8Rng;

@@ -10,8 +10,8 @@
 //! Sigma_i sigma_t^2 / (alpha_t^2 Sigma_i + sigma_t^2) (`gaussian`), with which the kernel is
 //! the exact p(chi_s | chi_t) for Gaussian data at any number of steps.
 
+use super::PosteriorVariance;
 use super::{per_sample, Plan, Sampler, StepInfo};
-use crate::config::PosteriorVariance;
 use crate::process::Transition;
 use crate::score::{active_or_all, chi0_from_eps, gaussian_posterior_variance, ScoreModel};
 use rand_chacha::ChaCha8Rng;

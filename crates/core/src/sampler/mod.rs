@@ -7,6 +7,7 @@
 //! sample can be regenerated alone.
 
 mod ancestral;
+mod config;
 mod exponential;
 mod ode;
 pub(crate) use ode::velocity;
@@ -15,11 +16,11 @@ mod sde;
 mod tests;
 
 pub use ancestral::AncestralSampler;
+pub use config::{PosteriorVariance, ProjectionConfig, SamplerConfig, SamplerKind, TimeGrid};
 pub use exponential::{rho, ExponentialSampler, MAX_ORDER};
 pub use ode::OdeSampler;
 pub use sde::SdeSampler;
 
-use crate::config::{PosteriorVariance, ProjectionConfig, SamplerConfig, SamplerKind, TimeGrid};
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
 use crate::schedule::Schedule;

@@ -9,8 +9,10 @@
 //! so that min_i log SNR_i(0) = -g_denoise and max_i log SNR_i(1) = -g_noise (eq. 19), with
 //! log SNR_i(t) = -g_denoise - a (l_i - l_max) - t dgamma: ordered by l at every t.
 
+use super::ordering::{OrderingKind, OrderingParams};
 use super::Schedule;
 use crate::error::{check_range, Error, Result};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
 pub struct LinearSchedule {
@@ -62,5 +64,49 @@ impl Schedule for LinearSchedule {
     }
     fn dgamma_dt(&self, _t: f64, out: &mut [f64]) {
         out.fill(self.dgamma);
+    }
+}
+
+/// `linear` (GUD eq. 18-20): gamma_i(t) = gamma_min_i + t dgamma.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearConfig {
+    pub ordering: OrderingKind,
+    /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
+    pub r: f64,
+    /// `level`: column softness b of a l_i = a level + b column / W (GUD 5.3).
+    pub b: f64,
+    /// `log-momentum`: m_L^2 of l = log(|k_hat|^2 + m_L^2).
+    pub mass_sq: f64,
+    /// Inverse softness a > 0 (large: autoregressive; small: no hierarchy).
+    pub a: f64,
+    /// -min_i log SNR_i(0).
+    pub g_denoise: f64,
+    /// -max_i log SNR_i(1).
+    pub g_noise: f64,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        LinearConfig {
+            ordering: OrderingKind::Frequency,
+            r: 1.0,
+            b: 0.0,
+            mass_sq: 1.0,
+            a: 1.0,
+            g_denoise: -7.0,
+            g_noise: 9.0,
+        }
+    }
+}
+
+impl LinearConfig {
+    pub fn ordering_params(&self) -> OrderingParams {
+        OrderingParams {
+            kind: self.ordering,
+            r: self.r,
+            column_weight: self.b / self.a,
+            mass_sq: self.mass_sq,
+        }
     }
 }

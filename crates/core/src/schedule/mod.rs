@@ -7,20 +7,20 @@
 //! Convention for every ordering: **smaller l is generated first**: its SNR is higher at every
 //! t (it is noised last in the forward process and denoised first in the reverse process).
 
+mod config;
 mod linear;
 pub mod ordering;
 mod rg;
 mod sequential;
 mod standard;
 
-pub use linear::LinearSchedule;
-pub use rg::RgSchedule;
-pub use sequential::SequentialSchedule;
-pub use standard::{CosineSchedule, VpLinearSchedule};
+pub use config::ScheduleConfig;
+pub use linear::{LinearConfig, LinearSchedule};
+pub use rg::{Regulator, RgConfig, RgSchedule};
+pub use sequential::{SequentialConfig, SequentialSchedule};
+pub use standard::{CosineConfig, CosineSchedule, VpLinearConfig, VpLinearSchedule};
 
 use crate::basis::Basis;
-use crate::config::ScheduleConfig;
-use crate::error::Result;
 
 /// A component-wise noise schedule.
 pub trait Schedule: Send + Sync + std::fmt::Debug {
@@ -46,38 +46,6 @@ pub struct ScheduleContext<'a> {
     pub basis: &'a dyn Basis,
     pub var_comp: &'a [f64],
     pub log_sigma: &'a [f64],
-}
-
-impl ScheduleConfig {
-    pub fn build(&self, ctx: &ScheduleContext<'_>) -> Result<Box<dyn Schedule>> {
-        let d = ctx.basis.dim();
-        Ok(match self {
-            ScheduleConfig::VpLinear(c) => {
-                Box::new(VpLinearSchedule::new(d, c.beta_min, c.beta_max)?)
-            }
-            ScheduleConfig::Cosine(c) => Box::new(CosineSchedule::new(d, c.s)?),
-            ScheduleConfig::Linear(c) => {
-                let l =
-                    ordering::ordering_values(&c.ordering_params(), ctx, "the linear schedule")?;
-                Box::new(LinearSchedule::new(
-                    &l,
-                    ctx.log_sigma,
-                    c.a,
-                    c.g_denoise,
-                    c.g_noise,
-                )?)
-            }
-            ScheduleConfig::Sequential(c) => {
-                let l = ordering::ordering_values(
-                    &c.ordering_params(),
-                    ctx,
-                    "the sequential schedule",
-                )?;
-                Box::new(SequentialSchedule::new(&l, c.softness, c.g_lo, c.g_hi)?)
-            }
-            ScheduleConfig::Rg(c) => Box::new(RgSchedule::new(c, ctx)?),
-        })
-    }
 }
 
 /// `gamma(t)` as a new vector.

@@ -2,7 +2,6 @@
 //! Smaller l is generated first.
 
 use super::ScheduleContext;
-use crate::config::OrderingParams;
 use crate::error::{check_range, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -141,4 +140,16 @@ pub fn ordering_values(
                 .collect::<Result<Vec<f64>>>()?
         }
     })
+}
+
+/// Ordering variables l_i with their parameters, shared by `linear` and `sequential`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrderingParams {
+    pub kind: OrderingKind,
+    /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
+    pub r: f64,
+    /// `level`: column weight of l = level + c * column / W.
+    pub column_weight: f64,
+    /// `log-momentum`: m_L^2 of l = log(|k_hat|^2 + m_L^2).
+    pub mass_sq: f64,
 }

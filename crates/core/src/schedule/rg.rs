@@ -11,8 +11,8 @@
 //! zero mode is noised too.
 
 use super::{Schedule, ScheduleContext};
-use crate::config::{Regulator, RgConfig};
 use crate::error::{check_range, Error, Result};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
 pub struct RgSchedule {
@@ -119,5 +119,40 @@ impl Schedule for RgSchedule {
             Regulator::Massive => -2.0 * (self.cut_ir - self.cut_uv),
         };
         out.fill(slope);
+    }
+}
+
+/// The RG regulator of the cutoff kernel K_Lambda(k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regulator {
+    /// K = sigmoid((Lambda - |k|) / width), Lambda linear in t (slides).
+    Sigmoid,
+    /// K = Lambda^2 / (Lambda^2 + |k|^2 + m_L^2), Lambda geometric in t (RGDM).
+    Massive,
+}
+
+/// `rg`: the RG cutoff-kernel schedule on the fourier basis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RgConfig {
+    pub regulator: Regulator,
+    /// `sigmoid`: width w of the kernel edge in |k| (equivalent to a = 1 / w).
+    pub width: f64,
+    /// `massive`: m_L^2.
+    pub mass_sq: f64,
+    pub g_denoise: f64,
+    pub g_noise: f64,
+}
+
+impl Default for RgConfig {
+    fn default() -> Self {
+        RgConfig {
+            regulator: Regulator::Sigmoid,
+            width: 0.5,
+            mass_sq: 1.0,
+            g_denoise: -7.0,
+            g_noise: 9.0,
+        }
     }
 }

@@ -9,8 +9,10 @@
 //! Where clipped, dgamma_dt = 0 exactly, hence beta = 0: the component is frozen (finished at
 //! g_lo, not yet started at g_hi). Smaller l has the larger offset and finishes first.
 
+use super::ordering::{OrderingKind, OrderingParams};
 use super::Schedule;
 use crate::error::{check_range, Error, Result};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
 pub struct SequentialSchedule {
@@ -86,6 +88,50 @@ impl Schedule for SequentialSchedule {
             } else {
                 0.0
             };
+        }
+    }
+}
+
+/// `sequential` (GUD 5.2): clipped linear schedule with per-component time offsets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SequentialConfig {
+    pub ordering: OrderingKind,
+    /// `frequency`: mix r in [0, 1].
+    pub r: f64,
+    /// `level`: column weight c of l = level + c column / W.
+    pub b: f64,
+    /// `log-momentum`: m_L^2.
+    pub mass_sq: f64,
+    /// tau_max = min(1 / softness, 0.99).
+    pub softness: f64,
+    /// gamma of a finished component.
+    pub g_lo: f64,
+    /// gamma of a component not yet started.
+    pub g_hi: f64,
+}
+
+impl Default for SequentialConfig {
+    fn default() -> Self {
+        SequentialConfig {
+            ordering: OrderingKind::Column,
+            r: 1.0,
+            b: 0.0,
+            mass_sq: 1.0,
+            softness: 2.0,
+            g_lo: -7.0,
+            g_hi: 9.0,
+        }
+    }
+}
+
+impl SequentialConfig {
+    pub fn ordering_params(&self) -> OrderingParams {
+        OrderingParams {
+            kind: self.ordering,
+            r: self.r,
+            column_weight: self.b,
+            mass_sq: self.mass_sq,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use super::Schedule;
 use crate::error::{check_range, Error, Result};
+use serde::{Deserialize, Serialize};
 use std::f64::consts::FRAC_PI_2;
 
 #[derive(Debug, Clone)]
@@ -105,5 +106,35 @@ impl Schedule for CosineSchedule {
     }
     fn t_range(&self) -> (f64, f64) {
         (1e-3, 1.0 - 1e-3)
+    }
+}
+
+/// `vp-linear` (Song et al. 2021): beta(t) = beta_min + t (beta_max - beta_min).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VpLinearConfig {
+    pub beta_min: f64,
+    pub beta_max: f64,
+}
+
+impl Default for VpLinearConfig {
+    fn default() -> Self {
+        VpLinearConfig {
+            beta_min: 0.1,
+            beta_max: 20.0,
+        }
+    }
+}
+
+/// `cosine` (Nichol & Dhariwal 2021) with offset s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CosineConfig {
+    pub s: f64,
+}
+
+impl Default for CosineConfig {
+    fn default() -> Self {
+        CosineConfig { s: 0.008 }
     }
 }

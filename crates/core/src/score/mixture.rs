@@ -14,7 +14,6 @@
 //! and v = Sigma is exactly the Gaussian base.
 
 use crate::basis::Basis;
-use crate::config::{BaseConfig, FittedMixture, MixtureConfig, MixtureModes, ModeSet};
 use crate::error::{Error, Result};
 use crate::field::Shape;
 use crate::process::NoisingState;
@@ -581,6 +580,76 @@ pub fn fit_base(
         AnalyticBase::with_mixtures(sigma_data.to_vec(), fitted)?,
         resolved,
     ))
+}
+
+/// Which components get a mixture base: the zero mode(s), all, or the N of largest |excess
+/// kurtosis| of the whitened data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MixtureModes {
+    /// The N components of largest |excess kurtosis|.
+    Count(usize),
+    /// `"zero"` or `"all"`.
+    Named(ModeSet),
+}
+
+/// The named sets of [`MixtureModes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeSet {
+    /// The constant (zero-momentum) component of each channel: the magnetisation of a lattice.
+    Zero,
+    /// Every component.
+    All,
+}
+
+/// A fitted mixture of one component (written into the resolved config, so that a run
+/// reproduces its base without refitting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FittedMixture {
+    pub component: usize,
+    pub weights: Vec<f64>,
+    pub means: Vec<f64>,
+    pub variances: Vec<f64>,
+}
+
+/// A K-Gaussian mixture base for the chosen components (SPEC section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MixtureConfig {
+    /// K, the Gaussians per component (K = 1 is the Gaussian base, refitted).
+    pub components: usize,
+    pub modes: MixtureModes,
+    /// The fitted mixtures; fitted by EM (maximum likelihood) when absent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fitted: Vec<FittedMixture>,
+}
+
+impl Default for MixtureConfig {
+    fn default() -> Self {
+        MixtureConfig {
+            components: 2,
+            modes: MixtureModes::Named(ModeSet::Zero),
+            fitted: Vec::new(),
+        }
+    }
+}
+
+/// The analytic base that the `neural` score adds its correction to (SPEC section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BaseConfig {
+    /// eps_i = sigma_i chi_i / (alpha_i^2 Sigma_i + sigma_i^2) for every component.
+    Gaussian {},
+    /// A fitted K-Gaussian mixture for the chosen components, Gaussian elsewhere.
+    Mixture(MixtureConfig),
+}
+
+impl Default for BaseConfig {
+    fn default() -> Self {
+        BaseConfig::Gaussian {}
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! equivariant patch machine). The trained network lives in its own crate and implements the
 //! same trait.
 
+mod config;
 mod els;
 mod empirical;
 mod gaussian;
@@ -15,17 +16,17 @@ mod mixture;
 #[cfg(test)]
 mod tests;
 
+pub use config::{whitened_training_set, ScoreConfig};
 pub use els::{ElsScore, PatchRule};
 pub use empirical::{EmpiricalScore, SmoothedScore};
 pub use gaussian::{
     gaussian_eps, gaussian_eps_derivative, gaussian_posterior_variance, GaussianScore,
 };
-pub use mixture::{fit_base, zero_modes, AnalyticBase, Mixture1d, MixtureScore};
+pub use mixture::{
+    fit_base, zero_modes, AnalyticBase, BaseConfig, FittedMixture, Mixture1d, MixtureConfig,
+    MixtureModes, MixtureScore, ModeSet,
+};
 
-use crate::config::ScoreConfig;
-use crate::design::Design;
-use crate::error::Result;
-use crate::field::Dataset;
 use crate::process::NoisingState;
 
 /// A model of `eps_hat(chi_t, gamma_t)` in whitened component space.
@@ -119,90 +120,5 @@ impl Iterator for ActiveIter<'_> {
             ActiveIter::Listed(it) => it.next().copied(),
             ActiveIter::All(r) => r.next(),
         }
-    }
-}
-
-/// The training set in whitened coordinates, chi^n = S^-1 U (phi^n - mu), (N, d) row-major.
-pub fn whitened_training_set(design: &Design, data: &Dataset) -> Result<Vec<f64>> {
-    let d = design.dim();
-    if data.shape() != design.shape() {
-        return Err(crate::Error::ShapeMismatch {
-            what: "training set".into(),
-            expected: format!("samples of shape {}", design.shape()),
-            got: format!("shape {}", data.shape()),
-        });
-    }
-    if data.is_empty() {
-        return Err(crate::Error::EmptyData(
-            "the score model needs at least one training sample".into(),
-        ));
-    }
-    let mut out = vec![0.0; data.len() * d];
-    for (s, o) in data.samples().zip(out.chunks_exact_mut(d)) {
-        let chi = design.field_to_whitened(&crate::Field(s.to_vec()))?;
-        o.copy_from_slice(chi.as_slice());
-    }
-    Ok(out)
-}
-
-impl ScoreConfig {
-    /// Builds the model for `design`; `train` is the training set (empirical, smoothed, els).
-    pub fn build(&self, design: &Design, train: &Dataset) -> Result<Box<dyn ScoreModel>> {
-        Ok(match self {
-            ScoreConfig::Gaussian {} => Box::new(GaussianScore::new(design.sigma_data().to_vec())),
-            ScoreConfig::Empirical {} => Box::new(EmpiricalScore::new(
-                design.dim(),
-                whitened_training_set(design, train)?,
-            )?),
-            ScoreConfig::Smoothed {
-                scale,
-                perturbations,
-                seed,
-            } => Box::new(SmoothedScore::new(
-                EmpiricalScore::new(design.dim(), whitened_training_set(design, train)?)?,
-                *scale,
-                *perturbations,
-                *seed,
-            )?),
-            ScoreConfig::Mixture(m) => {
-                let chi = whitened_training_set(design, train)?;
-                let symmetric = design.resolved_config().mean == crate::config::MeanMode::Zero;
-                let (base, _) = fit_base(
-                    &crate::config::BaseConfig::Mixture(m.clone()),
-                    design.basis(),
-                    design.shape(),
-                    design.sigma_data(),
-                    &chi,
-                    symmetric,
-                )?;
-                Box::new(MixtureScore::new(base))
-            }
-            ScoreConfig::Neural {} => {
-                return Err(crate::Error::param(
-                    "score.kind",
-                    "neural",
-                    "an analytic score here: the neural score is loaded from a trained run \
-                     (`gud train`, then `gud sample --run RUN`)",
-                ))
-            }
-            ScoreConfig::Els { patch } => {
-                if design.basis().name() != "pixel" {
-                    return Err(crate::Error::param(
-                        "score.kind",
-                        "els",
-                        &format!(
-                            "the pixel basis (the local patch machine works on pixels; this \
-                             design uses the `{}` basis)",
-                            design.basis().name()
-                        ),
-                    ));
-                }
-                Box::new(ElsScore::new(
-                    design.shape(),
-                    whitened_training_set(design, train)?,
-                    patch.clone(),
-                )?)
-            }
-        })
     }
 }
