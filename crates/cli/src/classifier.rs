@@ -23,39 +23,24 @@ pub struct ClassifierArgs {
     pub seed: u64,
 }
 
+/// Without the network: the library's clear error.
+#[cfg(not(feature = "nn"))]
+pub fn classifier(a: &ClassifierArgs) -> Result<()> {
+    let monitor = crate::progress::Terminal::new("gud classifier");
+    gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
+    Ok(())
+}
+
+#[cfg(feature = "nn")]
 pub fn classifier(a: &ClassifierArgs) -> Result<()> {
     let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
     let model_out = outputs.stage(&a.out)?;
     let start = std::time::Instant::now();
     let monitor = crate::progress::Terminal::new("gud classifier");
-    let trained = gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
+    let t = gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
     drop(monitor);
-    save(&trained, &model_out)?;
+    t.model.save(&model_out)?;
     outputs.commit()?;
-    print_summary(a, &trained, start.elapsed().as_secs_f64())
-}
-
-#[cfg(not(feature = "nn"))]
-fn save(_: &(), _: &std::path::Path) -> Result<()> {
-    Ok(())
-}
-
-#[cfg(not(feature = "nn"))]
-fn print_summary(_: &ClassifierArgs, _: &(), _: f64) -> Result<()> {
-    Ok(())
-}
-
-#[cfg(feature = "nn")]
-fn save(t: &gud::classifier::TrainedClassifier, path: &std::path::Path) -> Result<()> {
-    Ok(t.model.save(path)?)
-}
-
-#[cfg(feature = "nn")]
-fn print_summary(
-    a: &ClassifierArgs,
-    t: &gud::classifier::TrainedClassifier,
-    wall_s: f64,
-) -> Result<()> {
     let summary = serde_json::json!({
         "out": a.out.display().to_string(),
         "shape": t.model.shape().to_string(),
@@ -64,7 +49,7 @@ fn print_summary(
         "test_images": t.test_images,
         "test_accuracy": t.model.test_accuracy,
         "steps": a.steps,
-        "wall_s": wall_s,
+        "wall_s": start.elapsed().as_secs_f64(),
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

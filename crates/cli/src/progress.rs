@@ -106,9 +106,9 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(1);
             b.set_style(
-                ProgressStyle::with_template(&format!(
-                    "{{msg:>8}} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{prefix}}"
-                ))
+                ProgressStyle::with_template(
+                    "{msg:>8} [{bar:40}] {pos}/{len} {per_sec} eta {eta} {prefix}",
+                )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b

@@ -169,15 +169,19 @@ impl Design {
     pub fn resolved_config(&self) -> &DesignConfig {
         &self.resolved
     }
+    /// The shape of one field.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// Number of components d.
     pub fn dim(&self) -> usize {
         self.shape.dim()
     }
+    /// The fitted basis U.
     pub fn basis(&self) -> &dyn Basis {
         self.basis.as_ref()
     }
+    /// The fitted schedule.
     pub fn schedule(&self) -> &dyn Schedule {
         self.schedule.as_ref()
     }
@@ -290,10 +294,15 @@ pub enum MeanMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DesignConfig {
+    /// How the data mean is obtained.
     pub mean: MeanMode,
+    /// The basis U.
     pub basis: BasisConfig,
+    /// The prior scaling S.
     pub prior: PriorConfig,
+    /// The component-wise schedule.
     pub schedule: ScheduleConfig,
+    /// The analytic base of the score.
     pub base: BaseConfig,
 }
 

@@ -70,7 +70,12 @@ pub enum Error {
     },
     #[error("numerical failure in {what}: {reason}")]
     /// A numerical failure (no convergence, a singular matrix).
-    Numerical { what: String, reason: String },
+    Numerical {
+        /// The computation.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// The core's result.

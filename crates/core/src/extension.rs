@@ -31,14 +31,19 @@ use serde::Serialize;
 pub struct Sliding {
     /// Window width W and the shift s per period.
     pub window: usize,
+    /// Columns the window moves per period.
     pub stride: usize,
     /// tau_max, the time per column Delta, and the period's end time t_a.
     pub tau_max: f64,
+    /// Time offset between adjacent columns.
     pub delta: f64,
+    /// The time at which a column enters the window.
     pub t_a: f64,
     /// Sampler steps per period, before the first shift and after the last.
     pub steps_per_period: usize,
+    /// Sampler steps before the first period.
     pub steps_first: usize,
+    /// Sampler steps after the last period.
     pub steps_last: usize,
 }
 
@@ -125,11 +130,15 @@ impl Sliding {
 /// What the observer of an extension hears: every sampler step, and the window after the
 /// first stretch and after every period.
 pub enum ExtendEvent<'a> {
+    /// A sampler step of a window.
     Step(StepInfo),
     /// The absolute column of window column 0, the time (t_a), the window states (n, d).
     Window {
+        /// Column offset of the window.
         offset: usize,
+        /// Time of the window's state.
         t: f64,
+        /// The window's state (whitened, (n, d)).
         chi: &'a [f64],
     },
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 pub struct Spectrum {
     /// |n| of each bin (the bin's mean mode radius).
     pub radius: Vec<f64>,
+    /// Mean power per radial bin.
     pub power: Vec<f64>,
 }
 
@@ -140,8 +141,11 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Distances of each sample to its nearest and second-nearest training points.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Neighbours {
+    /// Index of the nearest training sample.
     pub nearest: usize,
+    /// Distance to the nearest training sample.
     pub d1: f64,
+    /// Distance to the second nearest.
     pub d2: f64,
 }
 
@@ -184,13 +188,17 @@ pub fn nearest_neighbours(samples: &Dataset, train: &Dataset) -> Result<Vec<Neig
 /// (Yoon et al. 2023).
 #[derive(Debug, Clone, Serialize)]
 pub struct Memorisation {
+    /// Mean of d1 / d2.
     pub mean_ratio: f64,
+    /// Median of d1 / d2.
     pub median_ratio: f64,
+    /// Fraction of samples with d1 / d2 < 1/3.
     pub memorised_fraction: f64,
     /// Median of d1 / |nearest training point| (relative distance to the copy).
     pub median_relative_distance: f64,
 }
 
+/// Nearest-neighbour ratios d1 / d2 of `samples` against `train` (Yoon et al. 2023).
 pub fn memorisation(samples: &Dataset, train: &Dataset) -> Result<Memorisation> {
     let nb = nearest_neighbours(samples, train)?;
     let mut ratios: Vec<f64> = nb

@@ -14,27 +14,34 @@ use serde::{Deserialize, Serialize};
 /// filled in (written to the resolved config of a run).
 #[derive(Debug, Clone)]
 pub struct FittedPrior {
+    /// S_i per component.
     pub scale: Vec<f64>,
+    /// The config with every fitted value filled in.
     pub resolved: PriorConfig,
 }
 
 /// A prior scaling, fitted to the component variances of the data.
 pub trait Prior: Send + Sync + std::fmt::Debug {
+    /// The config name (`white`, `matched`, `free`).
     fn name(&self) -> &'static str;
     /// `var_comp[i] = Var(chi_tilde_i)` over the data.
     fn fit(&self, basis: &dyn Basis, var_comp: &[f64]) -> Result<FittedPrior>;
 }
 
 #[derive(Debug, Clone, Copy)]
+/// S = 1.
 pub struct WhitePrior;
 
 #[derive(Debug, Clone, Copy)]
+/// S_i = std of component i.
 pub struct MatchedPrior;
 
 /// The free-field prior; `None` parameters are fitted.
 #[derive(Debug, Clone, Copy)]
 pub struct FreeFieldPrior {
+    /// Amplitude A; fitted to the data when absent.
     pub amplitude: Option<f64>,
+    /// Mass squared m^2; fitted to the data when absent.
     pub m2: Option<f64>,
 }
 
@@ -94,7 +101,9 @@ impl Prior for FreeFieldPrior {
 /// Least-squares fit of `log P_k = log A - log(|k_hat|^2 + m^2)` to measured powers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FreeFieldFit {
+    /// The fitted amplitude A.
     pub amplitude: f64,
+    /// The fitted m^2.
     pub m2: f64,
     /// Root mean square residual in log-power.
     pub rms_log_residual: f64,
@@ -158,8 +167,11 @@ impl FreeFieldFit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum PriorConfig {
+    /// S = 1: the components keep their variances.
     White {},
+    /// S_i = the standard deviation of component i (every component whitened).
     Matched {},
+    /// The free-field spectrum S_i^2 = A / (k_i^2 + m^2), fitted when absent.
     Free {
         /// A of S_k^2 = A / (|k_hat|^2 + m^2); fitted when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +183,7 @@ pub enum PriorConfig {
 }
 
 impl PriorConfig {
+    /// The prior it names.
     pub fn build(&self) -> Box<dyn Prior> {
         match *self {
             PriorConfig::White {} => Box::new(WhitePrior),

@@ -55,9 +55,11 @@ impl NoisingState {
         Self::new(t, gamma, dgamma)
     }
 
+    /// The time t.
     pub fn t(&self) -> f64 {
         self.t
     }
+    /// Number of components d.
     pub fn dim(&self) -> usize {
         self.gamma.len()
     }
@@ -65,6 +67,7 @@ impl NoisingState {
     pub fn gamma(&self) -> &[f64] {
         &self.gamma
     }
+    /// d gamma_i / dt.
     pub fn dgamma_dt(&self) -> &[f64] {
         &self.dgamma_dt
     }
@@ -84,9 +87,11 @@ impl NoisingState {
     pub fn log_sigma_sq(&self, i: usize) -> f64 {
         -softplus(-self.gamma[i])
     }
+    /// alpha_i = sqrt(alpha_i^2).
     pub fn alpha(&self, i: usize) -> f64 {
         self.alpha_sq[i].sqrt()
     }
+    /// sigma_i = sqrt(sigma_i^2).
     pub fn sigma(&self, i: usize) -> f64 {
         self.sigma_sq[i].sqrt()
     }
@@ -136,7 +141,9 @@ pub fn forward_sample(state: &NoisingState, chi0: &Whitened, rng: &mut impl Rng)
 /// alpha_{t|s} = alpha_t / alpha_s, sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
+    /// alpha_t per component.
     pub alpha_ts: Vec<f64>,
+    /// sigma_t^2 per component.
     pub sigma_ts_sq: Vec<f64>,
 }
 

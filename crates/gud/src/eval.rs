@@ -52,9 +52,9 @@ pub struct Phi4Report {
     pub lam: f64,
     /// Each observable of both sets with the z-score of their difference.
     pub observables: Vec<Comparison>,
-    /// <M> of the samples against 0 (Z2 symmetry).
+    /// `<M>` of the samples against 0 (Z2 symmetry).
     pub magnetisation: Estimate,
-    /// z of <M> against 0.
+    /// z of `<M>` against 0.
     pub magnetisation_z: f64,
     /// sum z^2 / number of observables.
     pub chi2_per_observable: f64,

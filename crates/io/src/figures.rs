@@ -55,9 +55,13 @@ fn render_png(
 /// One component's curves over the time grid.
 #[derive(Debug, Clone)]
 pub struct ScheduleCurve {
+    /// Legend label.
     pub label: String,
+    /// sigma_i(t).
     pub sigma: Vec<f64>,
+    /// gamma_i(t).
     pub gamma: Vec<f64>,
+    /// log SNR_i(t).
     pub log_snr: Vec<f64>,
 }
 
@@ -138,10 +142,15 @@ pub fn plot_schedule(path: &Path, title: &str, t: &[f64], curves: &[ScheduleCurv
 /// One image of a strip: C x H x W values and a caption.
 #[derive(Debug, Clone)]
 pub struct Panel {
+    /// Caption under the image.
     pub caption: String,
+    /// Channels.
     pub channels: usize,
+    /// Rows.
     pub height: usize,
+    /// Columns.
     pub width: usize,
+    /// Values, (C, H, W).
     pub data: Vec<f64>,
 }
 
@@ -264,18 +273,24 @@ mod tests {
 /// One labelled line of a [`LinePanel`].
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Legend label.
     pub label: String,
+    /// Abscissae.
     pub x: Vec<f64>,
+    /// Ordinates.
     pub y: Vec<f64>,
 }
 
 /// A chart of lines side by side with others (e.g. power spectra and their log-ratio).
 #[derive(Debug, Clone)]
 pub struct LinePanel {
+    /// Panel title.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
     /// Plot log10(y) (only positive values are drawn).
     pub log_y: bool,
+    /// The lines.
     pub series: Vec<Series>,
 }
 
@@ -351,11 +366,15 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
 /// A heat map of one quantity on a grid (GUD figs. 3 and 5).
 #[derive(Debug, Clone)]
 pub struct HeatMap {
+    /// Map title.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
     /// Tick labels of the columns and rows.
     pub xs: Vec<String>,
+    /// Row labels.
     pub ys: Vec<String>,
     /// values[row][column]; non-finite cells are drawn grey.
     pub values: Vec<Vec<f64>>,

@@ -15,13 +15,18 @@ use std::path::{Path, PathBuf};
 /// What to do to the images after reading them.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ImageOptions {
+    /// Use only the first N images.
     pub limit: Option<usize>,
+    /// Centre crop to H, W.
     pub crop: Option<[usize; 2]>,
+    /// Resize to H, W (after the crop).
     pub resize: Option<[usize; 2]>,
+    /// How levels map to reals.
     pub scale: ImageScale,
 }
 
 impl ImageOptions {
+    /// The options of an image data config.
     pub fn of(c: &ImageDataConfig) -> Self {
         ImageOptions {
             limit: c.limit,
@@ -35,8 +40,11 @@ impl ImageOptions {
 /// 8-bit images, channel-first (N, C, H, W), with optional labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Levels {
+    /// Shape of one image.
     pub shape: Shape,
+    /// The levels, (N, C, H, W).
     pub pixels: Vec<u8>,
+    /// Class labels.
     pub labels: Option<Vec<u32>>,
 }
 
@@ -424,6 +432,7 @@ pub enum ImageScale {
 }
 
 impl ImageScale {
+    /// The quantisation of this scale.
     pub fn quantization(self) -> gud_core::Quantization {
         match self {
             ImageScale::Symmetric => gud_core::Quantization::eight_bit_symmetric(),
@@ -441,6 +450,7 @@ impl ImageScale {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageDataConfig {
+    /// Training images.
     pub train: PathBuf,
     /// IDX labels of the training images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,6 +459,7 @@ pub struct ImageDataConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Labels of the test images.
     pub test_labels: Option<PathBuf>,
     /// Use only the first N images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,5 +471,6 @@ pub struct ImageDataConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<[usize; 2]>,
     #[serde(default)]
+    /// How levels map to reals.
     pub scale: ImageScale,
 }

@@ -11,7 +11,9 @@ use std::path::Path;
 /// A raw array: shape and values as f64.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
+    /// The shape.
     pub shape: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<f64>,
 }
 

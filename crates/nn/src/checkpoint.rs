@@ -24,9 +24,13 @@ pub type Named = [(String, Tensor)];
 pub struct Checkpoint {
     path: std::path::PathBuf,
     bytes: Vec<u8>,
+    /// Optimisation steps done.
     pub step: u64,
+    /// The network's architecture.
     pub network: NetworkConfig,
+    /// Sigma_i of the design it was trained on.
     pub sigma_data: Vec<f64>,
+    /// Prior scales S_i of that design.
     pub scale: Vec<f64>,
 }
 

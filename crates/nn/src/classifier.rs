@@ -23,6 +23,7 @@ const WIDTHS: [i64; 3] = [32, 64, 128];
 /// The feature dimension.
 pub const FEATURES: usize = 128;
 
+/// A small convolutional image classifier (features for the Frechet distance).
 pub struct Classifier {
     vs: nn::VarStore,
     convs: Vec<nn::Conv2D>,
@@ -36,9 +37,13 @@ pub struct Classifier {
 /// How a classifier is trained.
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifierTraining {
+    /// AdamW steps.
     pub steps: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Learning rate.
     pub lr: f64,
+    /// Seed.
     pub seed: u64,
 }
 
@@ -77,9 +82,11 @@ impl Classifier {
         }
     }
 
+    /// The image shape.
     pub fn shape(&self) -> Shape {
         self.shape
     }
+    /// Number of classes.
     pub fn classes(&self) -> usize {
         self.classes
     }

@@ -29,6 +29,7 @@ pub struct NetworkConfig {
     pub groups: usize,
     /// Size of the noising-state embedding.
     pub embedding: usize,
+    /// Padding of the convolutions.
     pub padding: Padding,
     /// Feed U^T gamma as an extra input channel; by default on for local bases (pixel, haar).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,16 +59,23 @@ impl Default for NetworkConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Optimisation steps.
     pub steps: u64,
+    /// Samples per step.
     pub batch: usize,
+    /// Peak learning rate.
     pub lr: f64,
     /// Final learning rate of the cosine decay, as a fraction of `lr`.
     pub lr_final: f64,
+    /// Warm-up steps.
     pub warmup: u64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
     /// Gradients are rescaled to at most this global norm.
     pub clip: f64,
+    /// EMA decay of the weights.
     pub ema: f64,
+    /// Seed of initialisation and batches.
     pub seed: u64,
     /// Checkpoint every this many steps (and at the end, and at Ctrl-C).
     pub checkpoint_every: u64,
@@ -109,8 +117,10 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FamilyConfig {
+    /// The softness range [lo, hi].
     pub a: [f64; 2],
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The ordering mix range [lo, hi].
     pub r: Option<[f64; 2]>,
 }
 

@@ -18,6 +18,7 @@ pub struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
+    /// The encoder of `design` for `network`.
     pub fn new(design: &'a Design, network: &NetworkConfig) -> Self {
         let s = design.scale();
         let s_rms = (s.iter().map(|v| v * v).sum::<f64>() / s.len() as f64).sqrt();
@@ -29,9 +30,11 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// The design.
     pub fn design(&self) -> &'a Design {
         self.design
     }
+    /// Whether gamma is an input channel.
     pub fn gamma_channel(&self) -> bool {
         self.gamma_channel
     }

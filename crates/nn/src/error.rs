@@ -4,22 +4,41 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    /// The design space.
     Core(#[from] gud_core::Error),
     #[error("invalid `{field}`: {reason}")]
-    Config { field: String, reason: String },
+    /// A bad setting.
+    Config {
+        /// The config field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     #[error("checkpoint {}: {reason}", path.display())]
-    Checkpoint { path: PathBuf, reason: String },
-    #[error("{}: {error}", path.display())]
-    Io {
+    /// A checkpoint that does not fit.
+    Checkpoint {
+        /// The file.
         path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    #[error("{}: {error}", path.display())]
+    /// An OS error.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
         error: std::io::Error,
     },
     #[error(transparent)]
+    /// A file format.
     File(#[from] gud_io::IoError),
     #[error("libtorch: {0}")]
+    /// libtorch.
     Torch(#[from] tch::TchError),
 }
 
+/// The network crate's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -9,6 +9,19 @@
 //! against a target computed in Rust ([`encode`]).
 //!
 //! This is the only crate of the workspace on libtorch (tch); nothing in gud-core depends on it.
+//! A tour: [`config`] (the `[network]` and `[train]` settings, built without libtorch when the
+//! feature `torch` is off), [`unet`] (the network), [`encode`] (chi_t and gamma_t to images,
+//! the output back to eps), [`train`] (the loss of SPEC section 4, AdamW, EMA, checkpoints in
+//! [`checkpoint`]), [`score`] (the trained score as a `ScoreModel`) and [`classifier`]. The
+//! pipeline (`gud::train`) drives training; the settings round-trip through TOML:
+//!
+//! ```
+//! use gud_nn::config::{NetworkConfig, Padding};
+//! let net = NetworkConfig { width: 16, padding: Padding::Zeros, ..Default::default() };
+//! let back: NetworkConfig = toml::from_str(&toml::to_string(&net)?)?;
+//! assert_eq!(back, net);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

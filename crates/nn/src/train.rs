@@ -42,9 +42,13 @@ const ADAM_EPS: f64 = 1e-8;
 /// One training batch on the device: inputs (B, C_in, H, W), gamma (B, d), targets (B, C, H, W)
 /// and, with `train.min_snr`, the loss weights of the components (B, d).
 pub struct Batch {
+    /// Input images.
     pub x: Tensor,
+    /// Noising states.
     pub gamma: Tensor,
+    /// Targets.
     pub target: Tensor,
+    /// Loss weights (Min-SNR).
     pub weight: Option<Tensor>,
 }
 
@@ -55,6 +59,7 @@ pub struct StepStats {
     pub step: u64,
     /// Loss per dimension, sum_i (eps_hat_i - eps_i)^2 / d, averaged over the batch.
     pub loss: f64,
+    /// Learning rate of the step.
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
@@ -195,6 +200,7 @@ impl<'a> Trainer<'a> {
     pub fn step(&self) -> u64 {
         self.step
     }
+    /// The training settings.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
     }
@@ -206,6 +212,7 @@ impl<'a> Trainer<'a> {
     pub fn weights(&self) -> &Named {
         &self.vars
     }
+    /// The network being trained.
     pub fn network(&self) -> &UNet {
         &self.net
     }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 /// Couplings of S = sum_x [ sum_mu (phi_{x+mu} - phi_x)^2 + m2 phi_x^2 + lam phi_x^4 ].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Couplings {
+    /// m^2.
     pub m2: f64,
+    /// lambda.
     pub lam: f64,
 }
 
@@ -77,11 +79,14 @@ impl KickCoefficients {
 /// An L x L periodic lattice with its couplings; fields are row-major slices of length L^2.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lattice {
+    /// Lattice size L.
     pub l: usize,
+    /// The couplings.
     pub couplings: Couplings,
 }
 
 impl Lattice {
+    /// An L x L periodic lattice with these couplings.
     pub fn new(l: usize, couplings: Couplings) -> Result<Self> {
         if l < 2 {
             return Err(invalid("L", l, "a lattice size L >= 2"));
@@ -91,11 +96,12 @@ impl Lattice {
         Ok(Lattice { l, couplings })
     }
 
+    /// V = L^2.
     pub fn volume(&self) -> usize {
         self.l * self.l
     }
 
-    /// S[phi] (forward differences: every link once). Row by row with zipped slices.
+    /// `S[phi]` (forward differences: every link once). Row by row with zipped slices.
     pub fn action(&self, phi: &[f64]) -> f64 {
         let l = self.l;
         let Couplings { m2, lam } = self.couplings;
@@ -156,7 +162,7 @@ impl Lattice {
         }
     }
 
-    /// S[phi] of LANES interleaved fields (`phi[x * LANES + k]` is site x of field k): the
+    /// `S[phi]` of LANES interleaved fields (`phi[x * LANES + k]` is site x of field k): the
     /// same sums as [`Lattice::action`], lane by lane, in vector-friendly order.
     pub fn action_lanes(&self, phi: &[f64]) -> [f64; LANES] {
         let l = self.l;
@@ -186,7 +192,7 @@ impl Lattice {
     }
 
     /// [`Lattice::kick_lanes`] fused with the energies of the end of a trajectory: returns
-    /// (S[phi], 1/2 |mom|^2) per lane after the kick, in one pass over the lattice. The sums run
+    /// `(S[phi], 1/2 |mom|^2)` per lane after the kick, in one pass over the lattice. The sums run
     /// in the order of [`Lattice::action_lanes`] and of a site-ordered kinetic sum, so the
     /// results are the same bits as the separate passes.
     #[inline(always)]

@@ -1,5 +1,5 @@
 //! Hybrid Monte Carlo for lattice phi^4 (SPEC section 7): Gaussian momenta, leapfrog
-//! integration of H = p^2/2 + S[phi] with a jittered step size, Metropolis accept/reject on
+//! integration of H = p^2/2 + `S[phi]` with a jittered step size, Metropolis accept/reject on
 //! exp(-dH). Many independent
 //! chains run in parallel, in interleaved blocks of 8 (SIMD over chains); chain c uses
 //! Xoshiro256++ seeded from the seed and advanced by c jumps of 2^128 (a fast normal source:

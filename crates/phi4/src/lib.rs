@@ -10,6 +10,18 @@
 //! converts the hopping-parameter convention exactly. [`hmc`] samples it with many parallel
 //! chains, [`observables`] measures it with binned-jackknife errors and integrated
 //! autocorrelation times ([`stats`]).
+//!
+//! ```
+//! use gud_core::monitor::Silent;
+//! use gud_phi4::{hmc, observables, Couplings, HmcConfig, Lattice};
+//! let couplings = Couplings::new(-4.0, 8.0)?;
+//! let lattice = Lattice::new(4, couplings)?;
+//! let cfg = HmcConfig { chains: 8, ..Default::default() };
+//! let run = hmc::sample(&lattice, 64, &cfg, &Silent)?;
+//! let obs = observables::measure(&run.configs, 4, Some(couplings))?;
+//! assert!(obs.abs_m.value > 0.0 && obs.binder.value < 2.0 / 3.0 + 1e-12);
+//! # Ok::<(), gud_phi4::Phi4Error>(())
+//! ```
 
 #![warn(missing_docs)]
 

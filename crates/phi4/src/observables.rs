@@ -25,7 +25,7 @@ pub struct Observables {
     pub bins: usize,
     /// <|M|>, M the magnetisation per site.
     pub abs_m: Estimate,
-    /// <M>.
+    /// `<M>`.
     pub m: Estimate,
     /// <M^2>.
     pub m2: Estimate,
@@ -39,7 +39,7 @@ pub struct Observables {
     pub phi2: Estimate,
     /// <phi^4> per site.
     pub phi4: Estimate,
-    /// <S> / V (with the couplings).
+    /// `<S> / V` (with the couplings).
     pub action_density: Option<Estimate>,
     /// Zero-momentum correlator C(t), t = 0 .. L - 1.
     pub c_t: Vec<Estimate>,

@@ -8,6 +8,7 @@ use serde::Serialize;
 pub struct TauInt {
     /// tau_int = 1/2 + sum_{t=1}^{W} rho(t), in units of the series' spacing (>= 1/2).
     pub tau: f64,
+    /// The summation window W.
     pub window: usize,
     /// Madras-Sokal error tau sqrt(2 (2W + 1) / N).
     pub error: f64,
@@ -65,7 +66,9 @@ pub fn tau_int(series: &[&[f64]]) -> TauInt {
 /// A value with its statistical error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
+    /// The estimate.
     pub value: f64,
+    /// Its standard error.
     pub error: f64,
 }
 
@@ -102,6 +105,7 @@ impl Binned {
         Binned { p, nb, bins, total }
     }
 
+    /// Number of bins.
     pub fn bins(&self) -> usize {
         self.nb
     }

@@ -9,9 +9,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum BasisConfig {
+    /// The identity: components are pixels or lattice sites.
     Pixel {},
+    /// The real orthonormal Fourier basis (momenta, for the free prior and RG schedules).
     Fourier {},
+    /// Principal components of the training data.
     Pca {},
+    /// The orthonormal Haar wavelets.
     Haar {
         /// Decomposition steps; all the way to 1 x 1 when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]

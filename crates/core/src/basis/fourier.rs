@@ -31,6 +31,7 @@ struct Mode {
     part: Part,
 }
 
+/// The real orthonormal Fourier basis of a periodic C x H x W field (SPEC section 2).
 pub struct FourierBasis {
     shape: Shape,
     modes: Vec<Mode>,
@@ -48,6 +49,7 @@ impl std::fmt::Debug for FourierBasis {
 }
 
 impl FourierBasis {
+    /// The basis of fields of `shape`.
     pub fn new(shape: Shape) -> Self {
         let (h, w) = (shape.h, shape.w);
         let mut modes = Vec::with_capacity(h * w);

@@ -29,6 +29,7 @@ pub enum Orientation {
 }
 
 #[derive(Debug, Clone)]
+/// The orthonormal Haar wavelet basis (SPEC section 2).
 pub struct HaarBasis {
     shape: Shape,
     /// Block size (h, w) each decomposition step works on, finest first.

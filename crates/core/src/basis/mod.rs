@@ -42,21 +42,27 @@ impl Momentum {
 /// Wavelet level (0 = coarsest) and orientation of a Haar component.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WaveletInfo {
+    /// Decomposition level (1 = finest).
     pub level: usize,
+    /// Which detail (or the approximation).
     pub orientation: Orientation,
 }
 
 /// What is known about one component of a basis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ComponentInfo {
+    /// The channel the component lives in.
     pub channel: usize,
     /// Position (row, column) in pixel units, where the component is localised.
     pub position: Option<[f64; 2]>,
+    /// The momentum of a Fourier component.
     pub momentum: Option<Momentum>,
+    /// The level and orientation of a wavelet component.
     pub wavelet: Option<WaveletInfo>,
 }
 
 impl ComponentInfo {
+    /// A component of `channel` without further metadata.
     pub fn plain(channel: usize) -> Self {
         ComponentInfo {
             channel,
@@ -71,6 +77,7 @@ impl ComponentInfo {
 pub trait Basis: Send + Sync + std::fmt::Debug {
     /// The config name (`pixel`, `fourier`, `pca`, `haar`).
     fn name(&self) -> &'static str;
+    /// The shape of the fields.
     fn shape(&self) -> Shape;
     /// Metadata of the d components, in component order.
     fn components(&self) -> &[ComponentInfo];
@@ -79,6 +86,7 @@ pub trait Basis: Send + Sync + std::fmt::Debug {
     /// `phi = U^T chi_tilde` for one sample; both slices have length d.
     fn inverse(&self, chi: &[f64], phi: &mut [f64]);
 
+    /// Number of components d.
     fn dim(&self) -> usize {
         self.shape().dim()
     }

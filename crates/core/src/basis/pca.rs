@@ -8,6 +8,7 @@ use crate::field::{Dataset, Shape};
 use nalgebra::DMatrix;
 
 #[derive(Debug, Clone)]
+/// Principal components of the training data (SPEC section 2), by decreasing variance.
 pub struct PcaBasis {
     shape: Shape,
     /// Row i is eigenvector i (p x p, row-major).

@@ -4,12 +4,14 @@ use super::{Basis, ComponentInfo};
 use crate::field::Shape;
 
 #[derive(Debug, Clone)]
+/// The identity basis: components are pixels or lattice sites.
 pub struct PixelBasis {
     shape: Shape,
     info: Vec<ComponentInfo>,
 }
 
 impl PixelBasis {
+    /// The identity on fields of `shape`.
     pub fn new(shape: Shape) -> Self {
         let mut info = Vec::with_capacity(shape.dim());
         for c in 0..shape.c {

@@ -29,23 +29,31 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
+/// The settings of the discrete-time ELBO.
 pub struct ElboOptions {
     /// Steps T of the hierarchy between t_min and t_max (T + 1 score evaluations per sample).
     pub steps: usize,
+    /// The time grid of the hierarchy.
     pub grid: TimeGrid,
+    /// The reverse kernels' posterior variance.
     pub posterior_variance: PosteriorVariance,
+    /// Seed of the noise (row k uses stream k).
     pub seed: u64,
 }
 
 /// The three parts of -ELBO for one sample, in nats (whitened component space).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct ElboTerms {
+    /// KL of the last latent against the prior.
     pub prior: f64,
+    /// The diffusion terms summed over steps.
     pub diffusion: f64,
+    /// -log p(chi0 | chi_t1) of the first step.
     pub reconstruction: f64,
 }
 
 impl ElboTerms {
+    /// -ELBO: prior + diffusion + reconstruction.
     pub fn total(&self) -> f64 {
         self.prior + self.diffusion + self.reconstruction
     }

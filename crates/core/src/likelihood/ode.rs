@@ -42,18 +42,24 @@ impl Divergence {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
+/// The settings of the ODE likelihood.
 pub struct OdeOptions {
+    /// Relative tolerance of the adaptive solver.
     pub rtol: f64,
+    /// Absolute tolerance of the adaptive solver.
     pub atol: f64,
+    /// Exact or Hutchinson divergence.
     pub divergence: Divergence,
     /// Hutchinson probes per sample (ignored by the exact divergence).
     pub probes: usize,
+    /// Seed of the Hutchinson probes.
     pub seed: u64,
     /// Accepted + rejected steps before giving up.
     pub max_steps: usize,
 }
 
 impl OdeOptions {
+    /// The defaults for dimension d (tolerance 1e-5, exact divergence up to d = 256).
     pub fn new(d: usize) -> Self {
         OdeOptions {
             rtol: 1e-5,
@@ -73,10 +79,13 @@ pub struct OdeLikelihood {
     pub log_p: Vec<f64>,
     /// Standard error of each row's mean over probes (Hutchinson with >= 2 probes).
     pub probe_se: Option<Vec<f64>>,
+    /// The divergence used.
     pub divergence: Divergence,
     /// Drift evaluations (each is one Jacobian-form call per probe on the batch).
     pub drift_evals: usize,
+    /// Accepted solver steps.
     pub accepted_steps: usize,
+    /// Rejected solver steps.
     pub rejected_steps: usize,
 }
 

@@ -18,7 +18,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 #[derive(Debug, Clone, Copy)]
+/// Ancestral sampling (SPEC section 5): the reverse kernels of the discrete hierarchy.
 pub struct AncestralSampler {
+    /// The kernels' posterior variance.
     pub posterior_variance: PosteriorVariance,
 }
 

@@ -42,6 +42,7 @@ pub enum PosteriorVariance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectionConfig {
+    /// Whether to skip inactive components.
     pub enabled: bool,
     /// A component whose SNR_i = Sigma_i exp(-gamma_i) is below this at both ends of a step is
     /// left as a prior sample.
@@ -64,11 +65,15 @@ impl Default for ProjectionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplerConfig {
+    /// The integrator.
     pub kind: SamplerKind,
     /// Grid points from t_max to t_min (each sampler then jumps to the data, t = 0).
     pub steps: usize,
+    /// Where the grid points lie.
     pub grid: TimeGrid,
+    /// The ancestral sampler's posterior variance.
     pub posterior_variance: PosteriorVariance,
+    /// The RG projection.
     pub projection: ProjectionConfig,
     /// Samples integrated together (memory is a few (batch, d) buffers).
     pub batch: usize,

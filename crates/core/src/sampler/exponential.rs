@@ -28,6 +28,7 @@ use rayon::prelude::*;
 pub const MAX_ORDER: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
+/// The per-component exponential integrator with Adams-Bashforth multistep (SPEC section 5).
 pub struct ExponentialSampler {
     /// 1 (exponential Euler) to [`MAX_ORDER`].
     pub order: usize,

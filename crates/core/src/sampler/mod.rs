@@ -81,11 +81,14 @@ pub fn time_grid(schedule: &dyn Schedule, points: usize, grid: TimeGrid) -> Resu
 /// Which components a step from t_cur to t_next evaluates (RG projection, SPEC section 5).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Projection {
+    /// Components whose log SNR lies below this are frozen noise.
     pub log_snr_min: f64,
+    /// Components whose gamma lies below this are frozen data.
     pub gamma_frozen: f64,
 }
 
 impl Projection {
+    /// The projection of a config; none when disabled.
     pub fn from_config(c: &ProjectionConfig) -> Result<Option<Self>> {
         if !c.enabled {
             return Ok(None);
@@ -141,7 +144,9 @@ impl Projection {
 /// The grid, the noising states on it and the active sets of each step.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The grid times, from t_max down.
     pub times: Vec<f64>,
+    /// The noising state at each grid time.
     pub states: Vec<NoisingState>,
     /// Active components of step j (from point j to j+1), `None` = all; the last entry is the
     /// final jump to the data.
@@ -193,6 +198,7 @@ fn rho_moments(
 }
 
 impl Plan {
+    /// The plan of `steps` grid points of `grid` on the schedule, with the projection's active sets.
     pub fn new(
         schedule: &dyn Schedule,
         sigma_data: &[f64],
@@ -255,6 +261,7 @@ impl Plan {
         })
     }
 
+    /// Number of components d.
     pub fn dim(&self) -> usize {
         self.sigma_data.len()
     }
@@ -282,7 +289,9 @@ impl Plan {
 pub struct StepInfo {
     /// Step index within the plan (the last is the jump to the data).
     pub step: usize,
+    /// Steps of the plan.
     pub steps: usize,
+    /// Time of the step's start.
     pub t: f64,
     /// Components evaluated in this step.
     pub active: usize,
@@ -292,6 +301,7 @@ pub struct StepInfo {
 
 /// A reverse-time integrator (SPEC section 5).
 pub trait Sampler: Send + Sync {
+    /// The config name (`sde`, `ode`, `ancestral`, `exp`).
     fn name(&self) -> &'static str;
     /// Score evaluations of one step (the final jump takes one).
     fn evals_per_step(&self) -> usize;
@@ -325,6 +335,7 @@ pub trait Sampler: Send + Sync {
 }
 
 impl SamplerConfig {
+    /// The sampler it names.
     pub fn build(&self) -> Box<dyn Sampler> {
         match self.kind {
             SamplerKind::Sde => Box::new(SdeSampler),
@@ -394,8 +405,11 @@ pub fn final_jump(
 /// What a sampling run cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleReport {
+    /// The sampler's name.
     pub sampler: &'static str,
+    /// The score's name.
     pub score: &'static str,
+    /// Grid points K.
     pub grid_points: usize,
     /// Score-model evaluations per sample.
     pub nfe: usize,
@@ -403,6 +417,7 @@ pub struct SampleReport {
     pub component_evals: usize,
     /// The same without projection (nfe x d).
     pub component_evals_full: usize,
+    /// Samples drawn.
     pub samples: usize,
 }
 

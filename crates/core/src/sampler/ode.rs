@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
+/// Heun's method on the probability-flow ODE (SPEC section 5).
 pub struct OdeSampler;
 
 /// The probability-flow velocity of component i: -1/2 beta_i (chi_i - eps_hat_i / sigma_i).

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 #[derive(Debug, Clone, Copy)]
+/// Euler-Maruyama on the reverse SDE (SPEC section 5).
 pub struct SdeSampler;
 
 impl Sampler for SdeSampler {

@@ -13,14 +13,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ScheduleConfig {
+    /// `vp-linear`.
     VpLinear(VpLinearConfig),
+    /// `cosine`.
     Cosine(CosineConfig),
+    /// `linear` (GUD soft conditioning).
     Linear(LinearConfig),
+    /// `sequential`.
     Sequential(SequentialConfig),
+    /// `rg` (the RG cutoff).
     Rg(RgConfig),
 }
 
 impl ScheduleConfig {
+    /// The schedule it names, fitted to the context.
     pub fn build(&self, ctx: &ScheduleContext<'_>) -> Result<Box<dyn Schedule>> {
         let d = ctx.basis.dim();
         Ok(match self {

@@ -15,6 +15,7 @@ use crate::error::{check_range, Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
+/// The linear schedule of GUD eq. 18-20.
 pub struct LinearSchedule {
     gamma_min: Vec<f64>,
     dgamma: f64,
@@ -71,6 +72,7 @@ impl Schedule for LinearSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearConfig {
+    /// The ordering variable l_i.
     pub ordering: OrderingKind,
     /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
     pub r: f64,
@@ -101,6 +103,7 @@ impl Default for LinearConfig {
 }
 
 impl LinearConfig {
+    /// The ordering of this schedule.
     pub fn ordering_params(&self) -> OrderingParams {
         OrderingParams {
             kind: self.ordering,

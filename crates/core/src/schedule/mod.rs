@@ -43,8 +43,11 @@ pub trait Schedule: Send + Sync + std::fmt::Debug {
 /// variances `Var(chi_tilde_i)` and `log Sigma_i` (the variances after prior scaling).
 #[derive(Clone, Copy)]
 pub struct ScheduleContext<'a> {
+    /// The basis (component metadata).
     pub basis: &'a dyn Basis,
+    /// Var(chi_tilde_i), before prior scaling.
     pub var_comp: &'a [f64],
+    /// log Sigma_i, after prior scaling.
     pub log_sigma: &'a [f64],
 }
 

@@ -26,6 +26,7 @@ pub enum OrderingKind {
 }
 
 impl OrderingKind {
+    /// The config name.
     pub fn name(self) -> &'static str {
         match self {
             OrderingKind::Variance => "variance",
@@ -145,6 +146,7 @@ pub fn ordering_values(
 /// Ordering variables l_i with their parameters, shared by `linear` and `sequential`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OrderingParams {
+    /// The ordering variable.
     pub kind: OrderingKind,
     /// `frequency`: mix r in [0, 1] between -log Var (r = 0) and |k| (r = 1).
     pub r: f64,

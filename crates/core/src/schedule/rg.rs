@@ -15,6 +15,7 @@ use crate::error::{check_range, Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
+/// The RG cutoff schedule (RGDM): components enter as the cutoff passes their momentum.
 pub struct RgSchedule {
     regulator: Regulator,
     /// |k_hat| for `sigmoid`, log(|k_hat|^2 + m_L^2) for `massive`.
@@ -27,6 +28,7 @@ pub struct RgSchedule {
 }
 
 impl RgSchedule {
+    /// The schedule of `c` on the context's momenta.
     pub fn new(c: &RgConfig, ctx: &ScheduleContext<'_>) -> Result<Self> {
         check_range("schedule.g_denoise", c.g_denoise, -60.0, 60.0)?;
         check_range("schedule.g_noise", c.g_noise, -60.0, 60.0)?;
@@ -136,12 +138,15 @@ pub enum Regulator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RgConfig {
+    /// The regulator of the cutoff kernel.
     pub regulator: Regulator,
     /// `sigmoid`: width w of the kernel edge in |k| (equivalent to a = 1 / w).
     pub width: f64,
     /// `massive`: m_L^2.
     pub mass_sq: f64,
+    /// gamma of a fully resolved component.
     pub g_denoise: f64,
+    /// gamma of a component below the cutoff.
     pub g_noise: f64,
 }
 

@@ -15,6 +15,7 @@ use crate::error::{check_range, Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
+/// The sequential schedule of GUD 5.2.
 pub struct SequentialSchedule {
     tau: Vec<f64>,
     g_lo: f64,
@@ -23,6 +24,7 @@ pub struct SequentialSchedule {
 }
 
 impl SequentialSchedule {
+    /// The schedule of ordering values `l` with `softness` between gamma limits g_lo and g_hi.
     pub fn new(l: &[f64], softness: f64, g_lo: f64, g_hi: f64) -> Result<Self> {
         check_range(
             "schedule.softness",
@@ -96,6 +98,7 @@ impl Schedule for SequentialSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SequentialConfig {
+    /// The ordering variable l_i.
     pub ordering: OrderingKind,
     /// `frequency`: mix r in [0, 1].
     pub r: f64,
@@ -126,6 +129,7 @@ impl Default for SequentialConfig {
 }
 
 impl SequentialConfig {
+    /// The ordering of this schedule.
     pub fn ordering_params(&self) -> OrderingParams {
         OrderingParams {
             kind: self.ordering,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::f64::consts::FRAC_PI_2;
 
 #[derive(Debug, Clone)]
+/// The variance-preserving linear-beta schedule, the same for every component.
 pub struct VpLinearSchedule {
     d: usize,
     beta_min: f64,
@@ -21,6 +22,7 @@ pub struct VpLinearSchedule {
 }
 
 impl VpLinearSchedule {
+    /// d components with beta from `beta_min` to `beta_max`.
     pub fn new(d: usize, beta_min: f64, beta_max: f64) -> Result<Self> {
         check_range("schedule.beta_min", beta_min, 0.0, 1e4)?;
         check_range("schedule.beta_max", beta_max, 0.0, 1e4)?;
@@ -66,12 +68,14 @@ impl Schedule for VpLinearSchedule {
 }
 
 #[derive(Debug, Clone)]
+/// The cosine schedule, the same for every component.
 pub struct CosineSchedule {
     d: usize,
     s: f64,
 }
 
 impl CosineSchedule {
+    /// d components with offset s.
     pub fn new(d: usize, s: f64) -> Result<Self> {
         check_range("schedule.s", s, f64::MIN_POSITIVE, 1.0)?;
         Ok(CosineSchedule { d, s })
@@ -113,7 +117,9 @@ impl Schedule for CosineSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VpLinearConfig {
+    /// beta at t = 0.
     pub beta_min: f64,
+    /// beta at t = 1.
     pub beta_max: f64,
 }
 
@@ -130,6 +136,7 @@ impl Default for VpLinearConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CosineConfig {
+    /// The offset s.
     pub s: f64,
 }
 

@@ -21,15 +21,19 @@ pub enum ScoreConfig {
     /// Empirical weights averaged over `perturbations` queries chi + scale eps_m.
     Smoothed {
         #[serde(default = "default_smoothing_scale")]
+        /// Perturbation scale s (whitened units).
         scale: f64,
         #[serde(default = "default_perturbations")]
+        /// Number M of perturbations.
         perturbations: usize,
         #[serde(default)]
+        /// Seed of the perturbations.
         seed: u64,
     },
     /// The equivariant local patch machine (pixel basis).
     Els {
         #[serde(default)]
+        /// The patch size rule.
         patch: PatchRule,
     },
     /// The analytic base alone with a mixture (SPEC section 4): fitted K-Gaussian mixtures for

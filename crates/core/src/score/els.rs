@@ -31,15 +31,23 @@ pub enum PatchRule {
     /// absent) at sigma = 1; odd sizes below the maximum.
     Grow {
         #[serde(default = "default_min_patch")]
+        /// Smallest patch.
         min: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Largest patch (the image when absent).
         max: Option<usize>,
     },
     /// The same size at every noise level.
-    Fixed { size: usize },
+    Fixed {
+        /// The patch size P.
+        size: usize,
+    },
     /// `(gamma_bound, size)` pairs in increasing bound: the first entry whose bound is at least the
     /// mean gamma applies; the last entry applies above every bound.
-    Table { entries: Vec<(f64, usize)> },
+    Table {
+        /// (gamma threshold, patch size) pairs.
+        entries: Vec<(f64, usize)>,
+    },
 }
 
 fn default_min_patch() -> usize {
@@ -150,6 +158,7 @@ impl FromStr for PatchRule {
 }
 
 #[derive(Debug, Clone)]
+/// The equivariant local score machine (Kamb & Ganguli) on pixels.
 pub struct ElsScore {
     shape: Shape,
     train: Vec<f64>,

@@ -56,12 +56,15 @@ impl EmpiricalScore {
         Ok(EmpiricalScore { d, train })
     }
 
+    /// Training samples N.
     pub fn len(&self) -> usize {
         self.train.len() / self.d
     }
+    /// True without training samples.
     pub fn is_empty(&self) -> bool {
         self.train.is_empty()
     }
+    /// The whitened training set, (N, d).
     pub fn training_set(&self) -> &[f64] {
         &self.train
     }

@@ -13,6 +13,7 @@ use crate::process::NoisingState;
 use rayon::prelude::*;
 
 #[derive(Debug, Clone)]
+/// The exact score of Gaussian data with per-component variances Sigma_i (SPEC section 4).
 pub struct GaussianScore {
     sigma_data: Vec<f64>,
 }
@@ -23,6 +24,7 @@ impl GaussianScore {
         GaussianScore { sigma_data }
     }
 
+    /// Sigma_i per component.
     pub fn sigma_data(&self) -> &[f64] {
         &self.sigma_data
     }

@@ -30,8 +30,11 @@ const EM_VARIANCE_FLOOR: f64 = 1e-6;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mixture1d {
+    /// Weights pi_k.
     pub weights: Vec<f64>,
+    /// Means m_k.
     pub means: Vec<f64>,
+    /// Variances v_k.
     pub variances: Vec<f64>,
 }
 
@@ -608,9 +611,13 @@ pub enum ModeSet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FittedMixture {
+    /// The component.
     pub component: usize,
+    /// Weights pi_k.
     pub weights: Vec<f64>,
+    /// Means m_k.
     pub means: Vec<f64>,
+    /// Variances v_k.
     pub variances: Vec<f64>,
 }
 
@@ -620,6 +627,7 @@ pub struct FittedMixture {
 pub struct MixtureConfig {
     /// K, the Gaussians per component (K = 1 is the Gaussian base, refitted).
     pub components: usize,
+    /// Which components get a mixture.
     pub modes: MixtureModes,
     /// The fitted mixtures; fitted by EM (maximum likelihood) when absent.
     #[serde(skip_serializing_if = "Vec::is_empty")]

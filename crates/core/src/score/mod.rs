@@ -108,8 +108,11 @@ pub fn active_or_all(active: Option<&[usize]>, d: usize) -> ActiveIter<'_> {
     }
 }
 
+/// The components to evaluate: the listed ones or all.
 pub enum ActiveIter<'a> {
+    /// The active components.
     Listed(std::slice::Iter<'a, usize>),
+    /// All components.
     All(std::ops::Range<usize>),
 }
 
