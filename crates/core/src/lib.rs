@@ -31,6 +31,7 @@ pub mod basis;
 pub mod config;
 pub mod design;
 pub mod error;
+pub mod exact;
 pub mod extension;
 pub mod field;
 pub mod free_field;

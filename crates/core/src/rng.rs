@@ -40,6 +40,11 @@ pub enum Purpose {
     NetworkInit,
     /// Uniform dequantisation of 8-bit test data for the likelihoods (index: data point).
     Dequantization,
+    /// The accept/reject uniforms of independence Metropolis-Hastings (index 0).
+    Metropolis,
+    /// The streams of the tangent rows of exact sampling, which deterministic samplers never
+    /// draw from (index: row).
+    Tangent,
 }
 
 impl Purpose {
@@ -59,6 +64,8 @@ impl Purpose {
             Purpose::Classifier => 11,
             Purpose::Dequantization => 12,
             Purpose::NetworkInit => 13,
+            Purpose::Metropolis => 14,
+            Purpose::Tangent => 15,
         }
     }
 }

@@ -330,6 +330,17 @@ impl Lattice {
     }
 }
 
+/// The target of exact sampling (SPEC section 9): `log p(phi) = -S[phi]`.
+impl gud_core::exact::Target for Lattice {
+    fn dim(&self) -> usize {
+        self.volume()
+    }
+
+    fn log_density(&self, phi: &[f64]) -> f64 {
+        -self.action(phi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

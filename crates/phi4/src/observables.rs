@@ -82,6 +82,28 @@ fn primaries(phi: &[f64], lat: Option<&Lattice>, l: usize, out: &mut [f64]) {
 /// Measures `configs` (N x L x L, row-major, in Monte Carlo order). `couplings` enables the
 /// action density. Bins hold max(1, ceil(2 tau_int)) samples (tau of |M| and phi^2), at most N/20.
 pub fn measure(configs: &[f64], l: usize, couplings: Option<Couplings>) -> Result<Observables> {
+    measure_with(configs, l, couplings, None)
+}
+
+/// As [`measure`], for independent proposals with importance weights `w = exp(log_w)` (SPEC
+/// section 9): every mean becomes the self-normalised `sum w O / sum w`, and the jackknife runs
+/// over bins of the weighted sums and the weights, so errors include the weights' fluctuation.
+/// A weight of `-inf` (a rejected, non-finite proposal) counts as zero.
+pub fn measure_weighted(
+    configs: &[f64],
+    l: usize,
+    couplings: Option<Couplings>,
+    log_w: &[f64],
+) -> Result<Observables> {
+    measure_with(configs, l, couplings, Some(log_w))
+}
+
+fn measure_with(
+    configs: &[f64],
+    l: usize,
+    couplings: Option<Couplings>,
+    log_w: Option<&[f64]>,
+) -> Result<Observables> {
     let v = l * l;
     if l < 2 || configs.is_empty() || !configs.len().is_multiple_of(v) {
         return Err(Phi4Error::BadConfigurations(format!(
@@ -123,9 +145,19 @@ pub fn measure(configs: &[f64], l: usize, couplings: Option<Couplings>) -> Resul
         .max(tau_phi2.tau)
         .max(tau_action.map_or(0.0, |t| t.tau));
     let bin_size = ((2.0 * tau_max).ceil() as usize).clamp(1, (n / 20).max(1));
-    let binned = Binned::new(&prim, p, bin_size);
+    let binned = match log_w {
+        None => Binned::new(&prim, p, bin_size),
+        Some(lw) => Binned::new(&weighted_primaries(&prim, p, lw)?, p + 1, bin_size),
+    };
     let vf = v as f64;
-    let jk = |f: &dyn Fn(&[f64]) -> f64| binned.jackknife(f);
+    let jk = |f: &dyn Fn(&[f64]) -> f64| match log_w {
+        None => binned.jackknife(f),
+        // the weighted means of the primaries: sum w O / sum w
+        Some(_) => binned.jackknife(|m| {
+            let means: Vec<f64> = m[..p].iter().map(|x| x / m[p]).collect();
+            f(&means)
+        }),
+    };
     let c_t: Vec<Estimate> = (0..l).map(|t| jk(&|m| m[C0 + t])).collect();
     let m_eff = (1..l / 2)
         .map(|t| {
@@ -154,6 +186,34 @@ pub fn measure(configs: &[f64], l: usize, couplings: Option<Couplings>) -> Resul
         tau_int_phi2: tau_phi2,
         tau_int_action: tau_action,
     })
+}
+
+/// The rows `(w O_1, ..., w O_p, w)` of every configuration, with `w = exp(log_w - max)`.
+fn weighted_primaries(prim: &[f64], p: usize, log_w: &[f64]) -> Result<Vec<f64>> {
+    let n = prim.len() / p;
+    if log_w.len() != n {
+        return Err(Phi4Error::BadConfigurations(format!(
+            "{} weights for {n} configurations",
+            log_w.len()
+        )));
+    }
+    let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return Err(Phi4Error::BadConfigurations(
+            "no configuration has a finite weight".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(n * (p + 1));
+    for (row, &lw) in prim.chunks_exact(p).zip(log_w) {
+        let w = if lw.is_finite() {
+            (lw - max).exp()
+        } else {
+            0.0
+        };
+        out.extend(row.iter().map(|x| w * x));
+        out.push(w);
+    }
+    Ok(out)
 }
 
 /// The momentum-space two-point function `<|phi_k|^2> / ...`: for each configuration the

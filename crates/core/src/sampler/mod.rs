@@ -484,24 +484,29 @@ pub fn generate(
             .for_each(|(x, rng)| x.iter_mut().for_each(|v| *v = StandardNormal.sample(rng)));
         sampler.run(plan, score, chunk, &mut rngs, observer);
     }
-    let per_step = sampler.evals_per_step();
-    let k = plan.steps();
-    // the final jump takes one evaluation whatever the sampler
-    let nfe = per_step * (k - 1) + 1;
-    let component_evals = (0..k - 1)
-        .map(|j| per_step * plan.active_count(j))
-        .sum::<usize>()
-        + plan.active_count(k - 1);
-    Ok((
-        out,
+    let report = SampleReport::of(plan, sampler.as_ref(), score.name(), count);
+    Ok((out, report))
+}
+
+impl SampleReport {
+    /// The cost of drawing `count` samples with `sampler` on `plan` (the final jump takes one
+    /// evaluation whatever the sampler).
+    pub fn of(plan: &Plan, sampler: &dyn Sampler, score: &'static str, count: usize) -> Self {
+        let per_step = sampler.evals_per_step();
+        let k = plan.steps();
+        let nfe = per_step * (k - 1) + 1;
+        let component_evals = (0..k - 1)
+            .map(|j| per_step * plan.active_count(j))
+            .sum::<usize>()
+            + plan.active_count(k - 1);
         SampleReport {
             sampler: sampler.name(),
-            score: score.name(),
+            score,
             grid_points: k,
             nfe,
             component_evals,
-            component_evals_full: nfe * d,
+            component_evals_full: nfe * plan.dim(),
             samples: count,
-        },
-    ))
+        }
+    }
 }

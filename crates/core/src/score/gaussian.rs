@@ -73,6 +73,25 @@ impl ScoreModel for GaussianScore {
             });
     }
 
+    /// Exact: J is diagonal, d eps_hat_i / d chi_i = sigma_i / (alpha_i^2 Sigma_i + sigma_i^2).
+    fn eps_jacobian(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        eps_hat: &mut [f64],
+        jac: &mut [f64],
+    ) {
+        let d = self.dim();
+        self.eps_hat(chi_t, state, None, eps_hat);
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        jac.fill(0.0);
+        for j in jac.chunks_exact_mut(d * d) {
+            for i in 0..d {
+                j[i * d + i] = gaussian_eps_derivative(a2[i], s2[i], self.sigma_data[i]);
+            }
+        }
+    }
+
     /// J is diagonal: d eps_hat_i / d chi_i = sigma_i / (alpha_i^2 Sigma_i + sigma_i^2).
     fn jacobian_form(
         &self,

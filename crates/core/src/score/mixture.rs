@@ -429,6 +429,29 @@ impl ScoreModel for MixtureScore {
         }
     }
 
+    /// Exact: the Jacobian is diagonal, `d eps_i / d chi_i` of each component's base.
+    fn eps_jacobian(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        eps_hat: &mut [f64],
+        jac: &mut [f64],
+    ) {
+        let d = self.dim();
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        jac.fill(0.0);
+        for ((x, e), j) in chi_t
+            .chunks_exact(d)
+            .zip(eps_hat.chunks_exact_mut(d))
+            .zip(jac.chunks_exact_mut(d * d))
+        {
+            for i in 0..d {
+                e[i] = self.base.eps(i, x[i], a2[i], s2[i]);
+                j[i * d + i] = self.base.eps_derivative(i, x[i], a2[i], s2[i]);
+            }
+        }
+    }
+
     /// Exact: the Jacobian is diagonal, `q_b = sum_i u_i v_i d eps_i / d chi_i`.
     fn jacobian_form(
         &self,

@@ -79,6 +79,58 @@ pub trait ScoreModel: Send + Sync {
                 .sum();
         }
     }
+
+    /// eps_hat and its full Jacobian for every row: `chi_t`, `eps_hat` (n, d), `jac` (n, d, d)
+    /// with `jac[b][i][k] = d eps_hat_i / d chi_k` at row b (exact sampling, SPEC section 9).
+    /// The default takes central differences ([`finite_difference_jacobian`], 2d evaluations per
+    /// row, batched); models with an analytic or automatic Jacobian override it.
+    fn eps_jacobian(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        eps_hat: &mut [f64],
+        jac: &mut [f64],
+    ) {
+        self.eps_hat(chi_t, state, None, eps_hat);
+        finite_difference_jacobian(self, chi_t, state, jac);
+    }
+}
+
+/// Central differences of eps_hat for every row and direction: `jac` (n, d, d) with
+/// `jac[b][i][k] = d eps_hat_i / d chi_k` at row b, by 2d perturbed copies of each row
+/// evaluated together (in blocks of at most 4096 rows).
+pub fn finite_difference_jacobian<M: ScoreModel + ?Sized>(
+    model: &M,
+    chi_t: &[f64],
+    state: &NoisingState,
+    jac: &mut [f64],
+) {
+    let d = model.dim();
+    let h = JACOBIAN_FD_STEP;
+    let rows: Vec<(usize, usize)> = (0..chi_t.len() / d)
+        .flat_map(|b| (0..d).map(move |k| (b, k)))
+        .collect();
+    for block in rows.chunks((4096 / (2 * d)).max(1)) {
+        let mut x = Vec::with_capacity(2 * block.len() * d);
+        for &(b, k) in block {
+            for sign in [1.0, -1.0] {
+                let start = x.len();
+                x.extend_from_slice(&chi_t[b * d..(b + 1) * d]);
+                x[start + k] += sign * h;
+            }
+        }
+        let mut e = vec![0.0; x.len()];
+        model.eps_hat(&x, state, None, &mut e);
+        for (m, &(b, k)) in block.iter().enumerate() {
+            let (plus, minus) = (
+                &e[2 * m * d..(2 * m + 1) * d],
+                &e[(2 * m + 1) * d..(2 * m + 2) * d],
+            );
+            for i in 0..d {
+                jac[b * d * d + i * d + k] = (plus[i] - minus[i]) / (2.0 * h);
+            }
+        }
+    }
 }
 
 /// The step of the central differences in [`ScoreModel::jacobian_form`] (whitened units, where
