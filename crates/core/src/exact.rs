@@ -316,7 +316,6 @@ mod tests {
     use super::*;
     use crate::config::{DesignConfig, MeanMode, ScoreConfig};
     use crate::free_field::free_field_samples;
-    use crate::sampler::Sampler;
     use crate::Field;
 
     fn free_design(l: usize, n: usize) -> (Design, crate::Dataset) {

@@ -205,6 +205,79 @@ impl ScoreModel for NeuralScore<'_> {
         }
     }
 
+    /// Exact (autograd): `J_b = diag(base derivative) + O^T (dNN/dx) E`, with O the output
+    /// directions of the components and E the input images of the unit vectors e_k. Each row is
+    /// replicated d times so that one forward and one backward pass of the replicated batch give
+    /// every row's d vector-Jacobian products together (in chunks of about 1024 images).
+    fn eps_jacobian(
+        &self,
+        chi_t: &[f64],
+        state: &NoisingState,
+        eps_hat: &mut [f64],
+        jac: &mut [f64],
+    ) {
+        let d = self.dim();
+        let planes = self.encoder.input_planes();
+        let mut scratch = vec![0.0; d];
+        let zero = vec![0.0; d];
+        // O (d output images, one per component) and E^T (d input images of e_k, field planes)
+        let (mut out_dirs, mut in_dirs) = (vec![0f32; d * d], vec![0f32; d * d * planes]);
+        let mut unit = vec![0.0; d];
+        for k in 0..d {
+            unit[k] = 1.0;
+            self.encoder
+                .output_direction(&unit, &mut scratch, &mut out_dirs[k * d..(k + 1) * d]);
+            let vr = &mut in_dirs[k * d * planes..(k + 1) * d * planes];
+            self.encoder.input(&unit, &zero, &mut scratch, vr);
+            vr[d..].fill(0.0);
+            unit[k] = 0.0;
+        }
+        let e_t = Tensor::from_slice(&in_dirs)
+            .view([d as i64, (d * planes) as i64])
+            .to_device(self.device);
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        let analytic = self.encoder.design().base();
+        let rows_per_chunk = (1024 / d).max(1);
+        for (c, rows) in chi_t.chunks(rows_per_chunk * d).enumerate() {
+            let n = rows.len() / d;
+            let replicated: Vec<f64> = rows
+                .chunks_exact(d)
+                .flat_map(|r| std::iter::repeat_n(r, d).flatten().copied())
+                .collect();
+            let (xt, gt) = self.inputs(&replicated, state.gamma());
+            let xt = xt.set_requires_grad(true);
+            let guard = self.net.lock().expect("network lock");
+            let y = guard.1.forward(&xt, &gt);
+            let dirs: Vec<f32> = (0..n).flat_map(|_| out_dirs.iter().copied()).collect();
+            let s = (&y * self.images(&dirs, n * d, 1)).sum(tch::Kind::Float);
+            let grad = Tensor::run_backward(&[s], &[&xt], false, false)
+                .pop()
+                .expect("one gradient");
+            drop(guard);
+            // J_NN[(b, i), k] = grad_(b,i) . E_k
+            let jn = grad
+                .view([(n * d) as i64, (d * planes) as i64])
+                .matmul(&e_t.transpose(0, 1))
+                .to_kind(tch::Kind::Double);
+            let jn = Vec::<f64>::try_from(jn.to_device(Device::Cpu).contiguous().view(-1))
+                .expect("f64 Jacobian");
+            let y = to_vec(&y.detach());
+            let base = c * rows_per_chunk;
+            for (b, row) in rows.chunks_exact(d).enumerate() {
+                let o = &mut eps_hat[(base + b) * d..(base + b + 1) * d];
+                self.encoder.base(row, state, o);
+                // every replica of a row has the same output: take the first
+                self.encoder
+                    .add_correction(&y[b * d * d..b * d * d + d], &mut scratch, o);
+                let j = &mut jac[(base + b) * d * d..(base + b + 1) * d * d];
+                j.copy_from_slice(&jn[b * d * d..(b + 1) * d * d]);
+                for i in 0..d {
+                    j[i * d + i] += analytic.eps_derivative(i, row[i], a2[i], s2[i]);
+                }
+            }
+        }
+    }
+
     /// u^T J v = u^T J_base v + (U^T u)^T J_NN x_v, the network part by autograd.
     fn jacobian_form(
         &self,

@@ -518,6 +518,66 @@ fn jacobian_form_matches_finite_differences_and_hutchinson_is_unbiased() {
 }
 
 #[test]
+fn the_full_jacobian_agrees_with_the_jacobian_form_and_finite_differences() {
+    // issue 16: eps_jacobian (every row's d VJPs at once) against u^T J v and central
+    // differences of the f32 network (h = 1e-2, tolerance 2% of the largest entry)
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 1);
+    for basis in ["fourier", "pixel"] {
+        let design = design(&data, basis);
+        let score = perturbed_score(&design, &data);
+        let d = design.dim();
+        let state = design.state(0.4);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 3;
+        let chi: Vec<f64> = (0..n * d)
+            .map(|_| rng.random::<f64>() * 2.0 - 1.0)
+            .collect();
+        let (mut eps, mut jac) = (vec![0.0; n * d], vec![0.0; n * d * d]);
+        score.eps_jacobian(&chi, &state, &mut eps, &mut jac);
+        let mut plain = vec![0.0; n * d];
+        score.eps_hat(&chi, &state, None, &mut plain);
+        for (a, b) in eps.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-5, "{basis}: eps {a} vs {b}");
+        }
+        let u: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>() - 0.5).collect();
+        let v: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>() - 0.5).collect();
+        let (mut e, mut q) = (vec![0.0; n * d], vec![0.0; n]);
+        score.jacobian_form(&chi, &state, &u, &v, &mut e, &mut q);
+        for b in 0..n {
+            let j = &jac[b * d * d..(b + 1) * d * d];
+            let form: f64 = (0..d)
+                .map(|i| u[b * d + i] * (0..d).map(|k| j[i * d + k] * v[b * d + k]).sum::<f64>())
+                .sum();
+            assert!(
+                (form - q[b]).abs() < 1e-4 * q[b].abs().max(1.0),
+                "{basis}: u^T J v {form} vs {}",
+                q[b]
+            );
+        }
+        let h = 1e-2;
+        let largest = jac.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for k in [0, d / 2, d - 1] {
+            let mut plus = chi[..d].to_vec();
+            let mut minus = chi[..d].to_vec();
+            plus[k] += h;
+            minus[k] -= h;
+            let (mut ep, mut em) = (vec![0.0; d], vec![0.0; d]);
+            score.eps_hat(&plus, &state, None, &mut ep);
+            score.eps_hat(&minus, &state, None, &mut em);
+            for i in 0..d {
+                let fd = (ep[i] - em[i]) / (2.0 * h);
+                assert!(
+                    (jac[i * d + k] - fd).abs() < 0.02 * largest,
+                    "{basis}: J[{i}][{k}] {} vs differences {fd}",
+                    jac[i * d + k]
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_schedule_family_draws_gamma_from_its_members() {
     use gud_nn::config::FamilyConfig;
     gud_nn::set_threads(Some(1));
