@@ -68,6 +68,11 @@ pub enum Phi4Command {
         #[arg(long)]
         sep: Option<usize>,
     },
+    /// Exact sampling (SPEC section 9): proposals of a deterministic diffusion sampler (exp or
+    /// ode) with the exact density of their map, an independence Metropolis-Hastings chain and
+    /// reweighting against exp(-S): acceptance, ESS, log Z, and every observable raw, from the
+    /// chain and reweighted, with the cost per effective sample beside HMC's.
+    Mcmc(Box<McmcArgs>),
     /// Every observable of SPEC section 7 with binned-jackknife errors and tau_int.
     Observe {
         /// Configurations, (N, L, L) or (N, 1, L, L) .npy, in Monte Carlo order.
@@ -80,8 +85,197 @@ pub enum Phi4Command {
     },
 }
 
+#[derive(Args, Debug)]
+pub struct McmcArgs {
+    /// A trained run: its config and its network (EMA weights) make the proposal.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A config with an analytic score instead of a run (the built-in default when neither).
+    #[arg(long, conflicts_with = "run")]
+    pub config: Option<PathBuf>,
+    /// Score model of the proposal; overrides the config's.
+    #[arg(long, value_enum)]
+    pub score: Option<crate::sample::ScoreKind>,
+    /// Target couplings; default: the config's phi^4 data.
+    #[command(flatten)]
+    pub couplings: CouplingArgs,
+    /// Lattice size L (checked against the config's).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Proposals N.
+    #[arg(long, default_value_t = 4096)]
+    pub proposals: usize,
+    /// exp | ode (deterministic samplers); overrides the config's.
+    #[arg(long, value_parser = crate::sample::kebab::<gud_core::config::SamplerKind>)]
+    pub sampler: Option<gud_core::config::SamplerKind>,
+    /// Grid points K; overrides the config's.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Proposals integrated together (each carries its d x d Jacobian).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// HMC configurations generated for the cost comparison (0: none).
+    #[arg(long, default_value_t = 1024)]
+    pub hmc: usize,
+    /// The chain, float32 (N, L, L) .npy; beside it NAME.proposals.npy, NAME.weights.npy
+    /// ((N, 2): log q, log p) and NAME.config.toml.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gud phi4 mcmc`: the library's exact sampler, its files and its table.
+fn mcmc(a: &McmcArgs) -> Result<()> {
+    use crate::commands::{config_beside, fit};
+    use gud::config::DataConfig;
+    let run = a.run.as_ref().map(gud::Run::new);
+    let run_config = run.as_ref().map(gud::Run::config_path);
+    let config = run_config.as_deref().or(a.config.as_deref());
+    let checkpoint = run.as_ref().map(gud::Run::checkpoint_path);
+    let mut outputs = crate::commands::outputs_for(config, &[checkpoint.as_deref()]);
+    let chain_out = outputs.stage(&a.out)?;
+    let beside = |suffix: &str| {
+        let stem = a
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        a.out.with_file_name(format!("{stem}.{suffix}"))
+    };
+    let proposals_out = outputs.stage(&beside("proposals.npy"))?;
+    let weights_out = outputs.stage(&beside("weights.npy"))?;
+    let config_out = outputs.stage(&config_beside(&a.out))?;
+    let f = fit(config, None)?;
+    let (mut cfg, train, design) = (f.config, f.data, f.design);
+    if let Some(kind) = a.score {
+        cfg.score = crate::sample::toml_score(kind)?;
+    }
+    cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
+    cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
+    // each proposal carries a d x d Jacobian: small batches (measured fastest at L = 8: 4)
+    cfg.sampler.batch = a.batch.unwrap_or(cfg.sampler.batch.min(4));
+    let (couplings, factor) = match (a.couplings.resolve()?, &cfg.data) {
+        (Some(r), _) => r,
+        (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),
+        (None, _) => {
+            bail!("the config's data are not phi^4: give the target's couplings (--m2 M --lam LAM)")
+        }
+    };
+    let l = design.shape().h;
+    if let Some(size) = a.size {
+        if size != l || design.shape().w != size {
+            bail!(
+                "--size {size} does not match the proposal's lattice ({}): the design of {} is fitted to L = {l}",
+                design.shape(),
+                config.map_or("the built-in default".into(), |p| p.display().to_string())
+            );
+        }
+    }
+    let lattice = Lattice::new(l, couplings)?;
+    let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
+    let opts = gud::exact::McmcOptions {
+        proposals: a.proposals,
+        seed: a.seed,
+        hmc_reference: a.hmc,
+    };
+    let monitor = Terminal::new("gud phi4 mcmc");
+    let m = gud::exact::mcmc(&cfg, &design, score.as_ref(), &lattice, &opts, &monitor)?;
+    drop(monitor);
+    let v = l * l;
+    let chain: Vec<f64> = m
+        .chain
+        .states
+        .iter()
+        .flat_map(|&k| {
+            m.proposals.fields[k * v..(k + 1) * v]
+                .iter()
+                .map(|x| x / factor)
+        })
+        .collect();
+    gud_io::npy::write_f32(&chain_out, &[m.chain.states.len(), l, l], &chain)?;
+    let fields: Vec<f64> = m.proposals.fields.iter().map(|x| x / factor).collect();
+    gud_io::npy::write_f32(&proposals_out, &[a.proposals, l, l], &fields)?;
+    let weights: Vec<f64> = m
+        .proposals
+        .log_q
+        .iter()
+        .zip(&m.log_p)
+        .flat_map(|(q, p)| [*q, *p])
+        .collect();
+    gud_io::npy::write_f32(&weights_out, &[a.proposals, 2], &weights)?;
+    gud_io::config::write_toml(&config_out, &cfg)?;
+    outputs.commit()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m.report)?);
+    } else {
+        print_mcmc(&m.report);
+    }
+    Ok(())
+}
+
+fn print_mcmc(r: &gud::exact::McmcReport) {
+    let s = &r.sampling;
+    println!(
+        "gud phi4 mcmc: L = {}, m2 = {}, lam = {}: {} proposals of the {} score, {} sampler, {} NFE",
+        r.l, r.m2, r.lam, r.proposals, s.score, s.sampler, s.nfe
+    );
+    println!(
+        "  acceptance {:.3}, longest rejection run {}, non-finite {}",
+        r.acceptance, r.longest_rejection_run, r.non_finite
+    );
+    println!(
+        "  ESS/N {:.3}, std(log w) {:.3}, log Z = {:.4} +- {:.4}",
+        r.ess_fraction, r.log_w_std, r.log_z, r.log_z_error
+    );
+    println!(
+        "  tau_int along the chain: |M| {:.2}, chi_2pt {:.2}, S {:.2}",
+        r.tau_int_abs_m.tau, r.tau_int_chi_2pt.tau, r.tau_int_action.tau
+    );
+    print!(
+        "  cost: {:.4} s per proposal, {:.4} s per effective sample",
+        r.s_per_proposal, r.s_per_effective_sample
+    );
+    match &r.hmc {
+        Some(h) => println!(
+            "; HMC {:.5} s per effective sample ({} configurations, tau_int(|M|) {:.2})",
+            h.s_per_effective_sample, h.configurations, h.tau_int_abs_m
+        ),
+        None => println!(),
+    }
+    println!(
+        "    {:<9} {:>26} {:>26} {:>26}",
+        "", "proposals (raw)", "chain (exact)", "reweighted (exact)"
+    );
+    let rows = |o: &Observables| -> Vec<(&'static str, Estimate)> {
+        let mut v = vec![
+            ("<|M|>", o.abs_m),
+            ("<M^2>", o.m2),
+            ("chi", o.chi),
+            ("chi_2pt", o.chi_2pt),
+            ("Binder", o.binder),
+            ("<phi^2>", o.phi2),
+            ("<phi^4>", o.phi4),
+        ];
+        if let Some(a) = o.action_density {
+            v.push(("S/V", a));
+        }
+        v
+    };
+    for ((name, a), ((_, b), (_, c))) in rows(&r.raw)
+        .into_iter()
+        .zip(rows(&r.chain).into_iter().zip(rows(&r.reweighted)))
+    {
+        println!("    {name:<9} {} {} {}", fmt(&a), fmt(&b), fmt(&c));
+    }
+}
+
 pub fn run(cmd: Phi4Command) -> Result<()> {
     match cmd {
+        Phi4Command::Mcmc(a) => mcmc(&a),
         Phi4Command::Sample {
             size,
             couplings,

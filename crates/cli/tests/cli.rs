@@ -2199,3 +2199,66 @@ fn issue18_the_library_main_job_returns_the_binary_report() {
     assert_eq!(binary["runs"].as_array().unwrap().len(), 2);
     assert_eq!(binary, library);
 }
+
+#[test]
+fn issue16_phi4_mcmc_corrects_a_gaussian_proposal_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let out = dir.path().join("chain.npy");
+    let o = gud(&[
+        "phi4",
+        "mcmc",
+        "--config",
+        c,
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--proposals",
+        "500",
+        "--hmc",
+        "0",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["proposals"], 500);
+    let acc = r["acceptance"].as_f64().unwrap();
+    assert!(acc > 0.0 && acc < 1.0, "{acc}");
+    assert_eq!(read_npy(&out).0, vec![500, 4, 4]);
+    assert_eq!(
+        read_npy(&dir.path().join("chain.weights.npy")).0,
+        vec![500, 2]
+    );
+    assert_eq!(
+        read_npy(&dir.path().join("chain.proposals.npy")).0,
+        vec![500, 4, 4]
+    );
+    assert!(dir.path().join("chain.config.toml").exists());
+    let bad_out = dir.path().join("bad.npy");
+    let b = bad_out.to_str().unwrap();
+    for (args, needles) in [
+        (
+            vec!["--size", "6", "--m2", "-1", "--lam", "1"],
+            vec!["--size 6", "L = 4"],
+        ),
+        (
+            vec!["--m2", "-1", "--lam", "1", "--proposals", "0"],
+            vec!["--proposals"],
+        ),
+        (vec!["--m2", "nan", "--lam", "1"], vec!["m2"]),
+        (vec![], vec!["couplings"]),
+        (
+            vec!["--m2", "-1", "--lam", "1", "--sampler", "sde"],
+            vec!["deterministic"],
+        ),
+    ] {
+        let mut all = vec!["phi4", "mcmc", "--config", c, "--hmc", "0", "--out", b];
+        all.extend(args);
+        assert_clean_failure(&gud(&all), &needles);
+        assert!(!bad_out.exists());
+    }
+}

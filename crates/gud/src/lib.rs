@@ -15,6 +15,8 @@
 //! - [`sample`]: any score of a config ([`sample::build_score`]) and batched, seeded sampling;
 //! - [`eval`], [`nll`]: evaluation against a reference (phi^4 z-scores, spectra, Wasserstein,
 //!   memorisation, classifier Frechet) and likelihoods (ELBO, exact ODE);
+//! - [`exact`]: exact lattice sampling (SPEC 9): proposals with their exact density,
+//!   independence Metropolis-Hastings, reweighting, log Z;
 //! - [`sweep`], [`extend`]: design-space sweeps and sliding-window extension;
 //! - [`job`]: the main job of `gud run`, returning a typed [`job::JobReport`].
 //!
@@ -52,6 +54,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod exact;
 pub mod extend;
 pub mod job;
 pub mod nll;

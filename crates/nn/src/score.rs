@@ -208,7 +208,7 @@ impl ScoreModel for NeuralScore<'_> {
     /// Exact (autograd): `J_b = diag(base derivative) + O^T (dNN/dx) E`, with O the output
     /// directions of the components and E the input images of the unit vectors e_k. Each row is
     /// replicated d times so that one forward and one backward pass of the replicated batch give
-    /// every row's d vector-Jacobian products together (in chunks of about 1024 images).
+    /// every row's d vector-Jacobian products together (in chunks of about 256 images).
     fn eps_jacobian(
         &self,
         chi_t: &[f64],
@@ -237,7 +237,9 @@ impl ScoreModel for NeuralScore<'_> {
             .to_device(self.device);
         let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
         let analytic = self.encoder.design().base();
-        let rows_per_chunk = (1024 / d).max(1);
+        // small chunks keep the replicated activations in cache (measured: 4 rows of d = 64
+        // images are 1.3x faster per row than 16)
+        let rows_per_chunk = (256 / d).max(1);
         for (c, rows) in chi_t.chunks(rows_per_chunk * d).enumerate() {
             let n = rows.len() / d;
             let replicated: Vec<f64> = rows

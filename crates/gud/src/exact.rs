@@ -1,0 +1,250 @@
+//! Exact lattice sampling (SPEC section 9): proposals of a deterministic sampler with their
+//! exact log q, importance weights against `-S[phi]`, an independence Metropolis-Hastings
+//! chain, reweighted observables, log Z, and the cost per effective sample beside HMC's.
+
+use crate::config::Config;
+use crate::error::{bail, Result};
+use gud_core::exact::{
+    ess_fraction, independence_metropolis, log_mean_weight, log_weights, propose, Chain, Proposals,
+};
+use gud_core::monitor::{Interrupted, Monitor};
+use gud_core::sampler::{Plan, Projection, SampleReport};
+use gud_core::score::ScoreModel;
+use gud_core::Design;
+use gud_phi4::observables::{measure, measure_weighted, Observables};
+use gud_phi4::stats::{tau_int, TauInt};
+use gud_phi4::{HmcConfig, Lattice};
+use serde::Serialize;
+use std::time::Instant;
+
+/// The settings of [`mcmc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McmcOptions {
+    /// Proposals N.
+    pub proposals: usize,
+    /// Seed of the proposals (proposal k uses stream k) and of the accept/reject uniforms.
+    pub seed: u64,
+    /// HMC configurations generated for the cost comparison (0: none).
+    pub hmc_reference: usize,
+}
+
+/// Seconds per effectively independent configuration of the project's HMC.
+#[derive(Debug, Clone, Serialize)]
+pub struct HmcCost {
+    /// Configurations generated.
+    pub configurations: usize,
+    /// Wall seconds (tuning and thermalisation included).
+    pub wall_s: f64,
+    /// tau_int of |M| in units of the saved configurations.
+    pub tau_int_abs_m: f64,
+    /// `wall_s / configurations x 2 tau_int`.
+    pub s_per_effective_sample: f64,
+}
+
+/// What an exact-sampling run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct McmcReport {
+    /// Lattice size L.
+    pub l: usize,
+    /// m^2 of the target.
+    pub m2: f64,
+    /// lambda of the target.
+    pub lam: f64,
+    /// Proposals N.
+    pub proposals: usize,
+    /// The proposal's sampler and cost per sample.
+    pub sampling: SampleReport,
+    /// IMH acceptance rate.
+    pub acceptance: f64,
+    /// The longest run of consecutive rejections.
+    pub longest_rejection_run: usize,
+    /// Proposals with a non-finite log q or log p (rejected, weight zero).
+    pub non_finite: usize,
+    /// `(sum w)^2 / (N sum w^2)`.
+    pub ess_fraction: f64,
+    /// Standard deviation of the finite `log w`.
+    pub log_w_std: f64,
+    /// `log Z = log mean w` (Z = the integral of exp(-S)).
+    pub log_z: f64,
+    /// Its standard error.
+    pub log_z_error: f64,
+    /// tau_int of |M| along the chain.
+    pub tau_int_abs_m: TauInt,
+    /// tau_int of chi_2pt = V M^2 along the chain.
+    pub tau_int_chi_2pt: TauInt,
+    /// tau_int of the action along the chain.
+    pub tau_int_action: TauInt,
+    /// The proposals as they are (biased).
+    pub raw: Observables,
+    /// The IMH chain (exact), binned jackknife.
+    pub chain: Observables,
+    /// Self-normalised reweighting of the proposals (exact), jackknife.
+    pub reweighted: Observables,
+    /// Seconds of proposing (with log q).
+    pub wall_s: f64,
+    /// Seconds per proposal.
+    pub s_per_proposal: f64,
+    /// Seconds per effectively independent sample of the chain: `wall_s / N x 2 tau_int(|M|)`.
+    pub s_per_effective_sample: f64,
+    /// The project's HMC at the same couplings.
+    pub hmc: Option<HmcCost>,
+}
+
+/// A finished run: the report, the proposals with their log q and log p, and the chain.
+#[derive(Debug, Clone)]
+pub struct Mcmc {
+    /// What was measured.
+    pub report: McmcReport,
+    /// The proposals with log q.
+    pub proposals: Proposals,
+    /// `log p = -S` of each proposal.
+    pub log_p: Vec<f64>,
+    /// The IMH chain (indices into the proposals).
+    pub chain: Chain,
+}
+
+/// Draws `opts.proposals` proposals of the config's sampler (`exp` or `ode`, its grid) with
+/// `score`, weighs them against the phi^4 target `lattice`, runs independence
+/// Metropolis-Hastings and measures everything of SPEC sections 7 and 9. The monitor hears the
+/// proposals (phase `proposals`) and HMC; a stop request ends the run after the current batch
+/// with [`crate::Error::Interrupted`].
+pub fn mcmc(
+    cfg: &Config,
+    design: &Design,
+    score: &dyn ScoreModel,
+    lattice: &Lattice,
+    opts: &McmcOptions,
+    monitor: &dyn Monitor,
+) -> Result<Mcmc> {
+    let l = lattice.l;
+    let shape = design.shape();
+    if shape.c != 1 || shape.h != l || shape.w != l {
+        bail!(
+            "the proposal's design has shape {shape}, the target an {l} x {l} lattice: train or \
+             fit the design on L = {l} configurations"
+        );
+    }
+    if opts.proposals < 2 {
+        bail!("--proposals must be at least 2, got {}", opts.proposals);
+    }
+    let projection = Projection::from_config(&cfg.sampler.projection)?;
+    let plan = Plan::new(
+        design.schedule(),
+        design.sigma_data(),
+        cfg.sampler.steps,
+        cfg.sampler.grid,
+        projection,
+    )?;
+    let start = Instant::now();
+    let batch = cfg.sampler.batch.clamp(1, opts.proposals);
+    let total = opts.proposals.div_ceil(batch) * plan.steps();
+    let mut done = 0;
+    let mut all: Option<Proposals> = None;
+    for first in (0..opts.proposals).step_by(batch) {
+        let n = batch.min(opts.proposals - first);
+        let part = propose(
+            design,
+            &plan,
+            score,
+            &cfg.sampler,
+            opts.seed,
+            first as u64,
+            n,
+            &mut |_| {
+                done += 1;
+                monitor.progress("proposals", done, total, "");
+            },
+        )?;
+        match &mut all {
+            None => all = Some(part),
+            Some(p) => {
+                p.fields.extend(part.fields);
+                p.log_q.extend(part.log_q);
+            }
+        }
+        if monitor.should_stop() && first + n < opts.proposals {
+            return Err(Interrupted::new("nothing was written").into());
+        }
+    }
+    let mut proposals = all.expect("at least one batch");
+    proposals.report.samples = opts.proposals;
+    let wall_s = start.elapsed().as_secs_f64();
+    let log_p: Vec<f64> = proposals
+        .fields
+        .chunks_exact(l * l)
+        .map(|phi| -lattice.action(phi))
+        .collect();
+    let log_w = log_weights(lattice, &proposals.fields, &proposals.log_q);
+    let chain = independence_metropolis(&log_w, opts.seed)?;
+    let v = l * l;
+    let chain_fields: Vec<f64> = chain
+        .states
+        .iter()
+        .flat_map(|&k| proposals.fields[k * v..(k + 1) * v].iter().copied())
+        .collect();
+    let couplings = Some(lattice.couplings);
+    let raw = measure(&proposals.fields, l, couplings)?;
+    let chain_obs = measure(&chain_fields, l, couplings)?;
+    let reweighted = measure_weighted(&proposals.fields, l, couplings, &log_w)?;
+    let series =
+        |f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> { chain_fields.chunks_exact(v).map(f).collect() };
+    let mean = |phi: &[f64]| phi.iter().sum::<f64>() / v as f64;
+    let tau_abs_m = tau_int(&[&series(&|p| mean(p).abs())]);
+    let tau_chi = tau_int(&[&series(&|p| v as f64 * mean(p).powi(2))]);
+    let tau_action = tau_int(&[&series(&|p| lattice.action(p))]);
+    let finite: Vec<f64> = log_w.iter().copied().filter(|x| x.is_finite()).collect();
+    let (_, vw) = gud_core::numerics::mean_var(&finite);
+    let (log_z, log_z_error) = log_mean_weight(&log_w);
+    let hmc = (opts.hmc_reference > 0)
+        .then(|| hmc_cost(lattice, opts.hmc_reference, opts.seed, monitor))
+        .transpose()?;
+    let n = opts.proposals as f64;
+    let report = McmcReport {
+        l,
+        m2: lattice.couplings.m2,
+        lam: lattice.couplings.lam,
+        proposals: opts.proposals,
+        sampling: proposals.report.clone(),
+        acceptance: chain.acceptance(),
+        longest_rejection_run: chain.longest_rejection_run,
+        non_finite: chain.non_finite,
+        ess_fraction: ess_fraction(&log_w),
+        log_w_std: vw.sqrt(),
+        log_z,
+        log_z_error,
+        tau_int_abs_m: tau_abs_m,
+        tau_int_chi_2pt: tau_chi,
+        tau_int_action: tau_action,
+        raw,
+        chain: chain_obs,
+        reweighted,
+        wall_s,
+        s_per_proposal: wall_s / n,
+        s_per_effective_sample: wall_s / n * 2.0 * tau_abs_m.tau.max(0.5),
+        hmc,
+    };
+    Ok(Mcmc {
+        report,
+        proposals,
+        log_p,
+        chain,
+    })
+}
+
+/// The project's HMC at the lattice's couplings: seconds per configuration x 2 tau_int(|M|),
+/// tau_int in units of the saved configurations (the summary's is in trajectories).
+fn hmc_cost(lattice: &Lattice, n: usize, seed: u64, monitor: &dyn Monitor) -> Result<HmcCost> {
+    let cfg = HmcConfig {
+        seed: seed.wrapping_add(7919),
+        ..HmcConfig::default()
+    };
+    let run = gud_phi4::hmc::sample(lattice, n, &cfg, monitor)?;
+    let s = &run.summary;
+    let tau = (s.tau_int_abs_m.tau / s.sep as f64).max(0.5);
+    Ok(HmcCost {
+        configurations: n,
+        wall_s: s.wall_s,
+        tau_int_abs_m: tau,
+        s_per_effective_sample: s.wall_s / n as f64 * 2.0 * tau,
+    })
+}

@@ -1,0 +1,192 @@
+//! Exact sampling (issue 16, SPEC section 9) through the library: the free field is proposed
+//! exactly (closed-form observables and log Z), and a deliberately poor proposal is corrected
+//! by the Metropolis chain and by reweighting (detailed balance against a long HMC run).
+
+use gud::exact::{mcmc, McmcOptions};
+use gud::Silent;
+use gud_phi4::observables::{compare, measure};
+use gud_phi4::{Couplings, HmcConfig, Lattice};
+use std::path::Path;
+
+fn fitted(toml: &str) -> gud::Fitted {
+    let cfg = gud::config::parse(toml, Path::new("test.toml")).unwrap();
+    gud::data::fit_config(cfg, "test.toml", None, &Silent).unwrap()
+}
+
+/// A Gaussian proposal: free-field data of mass `m2` on L x L, its free prior, the gaussian
+/// score, exp with K = 5.
+fn gaussian_proposal(l: usize, m2: f64, samples: usize) -> gud::Fitted {
+    fitted(&format!(
+        "[data]\nkind = 'free-field'\nsize = {l}\nm2 = {m2}\nsamples = {samples}\nseed = 3\n\
+         [design]\nmean = 'zero'\nbasis = {{ kind = 'fourier' }}\nprior = {{ kind = 'free' }}\n\
+         [score]\nkind = 'gaussian'\n[sampler]\nkind = 'exp'\nsteps = 5\nbatch = 16\n"
+    ))
+}
+
+/// `k_hat^2 + m2` of every momentum of the L x L lattice.
+fn eigenvalues(l: usize, m2: f64) -> Vec<f64> {
+    let s = |n: usize| (std::f64::consts::PI * n as f64 / l as f64).sin().powi(2);
+    (0..l * l)
+        .map(|k| 4.0 * (s(k / l) + s(k % l)) + m2)
+        .collect()
+}
+
+#[test]
+fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z() {
+    // S = phi^T A phi with A = -Laplacian + m2: <phi^2> = 1/V sum_k 1 / (2 a_k),
+    // <M^2> = 1 / (2 m2 V), Z = prod_k sqrt(pi / a_k)
+    let (l, m2) = (4, 0.5);
+    let f = gaussian_proposal(l, m2, 65536);
+    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
+    let lattice = Lattice::new(l, Couplings::new(m2, 0.0).unwrap()).unwrap();
+    let opts = McmcOptions {
+        proposals: 4000,
+        seed: 1,
+        hmc_reference: 0,
+    };
+    let m = mcmc(
+        &f.config,
+        &f.design,
+        score.as_ref(),
+        &lattice,
+        &opts,
+        &Silent,
+    )
+    .unwrap();
+    let r = &m.report;
+    assert!(r.acceptance > 0.99, "acceptance {}", r.acceptance);
+    assert!(r.ess_fraction > 0.99, "ESS/N {}", r.ess_fraction);
+    let a = eigenvalues(l, m2);
+    let v = (l * l) as f64;
+    let phi2 = a.iter().map(|x| 0.5 / x).sum::<f64>() / v;
+    let m2_exact = 0.5 / (m2 * v);
+    for (name, obs) in [("chain", &r.chain), ("reweighted", &r.reweighted)] {
+        for (what, est, exact) in [("<phi^2>", obs.phi2, phi2), ("<M^2>", obs.m2, m2_exact)] {
+            let z = (est.value - exact) / est.error;
+            assert!(
+                z.abs() < 4.0,
+                "{name} {what}: {} +- {} vs {exact}",
+                est.value,
+                est.error
+            );
+        }
+    }
+    let log_z: f64 = a
+        .iter()
+        .map(|x| 0.5 * (std::f64::consts::PI / x).ln())
+        .sum();
+    let z = (r.log_z - log_z) / r.log_z_error.max(1e-12);
+    assert!(
+        z.abs() < 4.0,
+        "log Z {} +- {} vs {log_z}",
+        r.log_z,
+        r.log_z_error
+    );
+}
+
+#[test]
+fn a_poor_proposal_is_corrected_by_the_chain_and_by_reweighting() {
+    // 2 x 2 lattice, target m2 = -1, lam = 1 (a double well); the proposal is the free field of
+    // m2 = 0.3: visibly wrong, corrected by detailed balance
+    let l = 2;
+    let couplings = Couplings::new(-1.0, 1.0).unwrap();
+    let lattice = Lattice::new(l, couplings).unwrap();
+    let f = gaussian_proposal(l, 0.3, 8192);
+    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
+    let opts = McmcOptions {
+        proposals: 40000,
+        seed: 2,
+        hmc_reference: 0,
+    };
+    let m = mcmc(
+        &f.config,
+        &f.design,
+        score.as_ref(),
+        &lattice,
+        &opts,
+        &Silent,
+    )
+    .unwrap();
+    let hmc_cfg = HmcConfig {
+        seed: 5,
+        ..HmcConfig::default()
+    };
+    let hmc = gud_phi4::hmc::sample(&lattice, 40000, &hmc_cfg, &Silent).unwrap();
+    let reference = measure(&hmc.configs, l, Some(couplings)).unwrap();
+    let z_of = |o: &gud_phi4::observables::Observables, name: &str| {
+        compare(o, &reference)
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .z
+    };
+    for name in ["<M^2>", "<phi^2>", "<phi^4>", "Binder"] {
+        let (zc, zr) = (
+            z_of(&m.report.chain, name),
+            z_of(&m.report.reweighted, name),
+        );
+        assert!(zc.abs() < 4.0, "chain {name}: z = {zc}");
+        assert!(zr.abs() < 4.0, "reweighted {name}: z = {zr}");
+    }
+    let raw = z_of(&m.report.raw, "<phi^2>");
+    assert!(
+        raw.abs() > 10.0,
+        "the raw proposals should be visibly off: z = {raw}"
+    );
+    assert!(m.report.acceptance < 0.9 && m.report.ess_fraction < 0.9);
+}
+
+#[test]
+fn bad_inputs_are_refused() {
+    let f = gaussian_proposal(4, 0.5, 256);
+    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
+    let opts = McmcOptions {
+        proposals: 16,
+        seed: 0,
+        hmc_reference: 0,
+    };
+    // a target lattice of another size
+    let other = Lattice::new(6, Couplings::new(0.5, 0.0).unwrap()).unwrap();
+    let e = mcmc(&f.config, &f.design, score.as_ref(), &other, &opts, &Silent).unwrap_err();
+    assert!(e.to_string().contains("6 x 6"), "{e}");
+    // N < 2
+    let lattice = Lattice::new(4, Couplings::new(0.5, 0.0).unwrap()).unwrap();
+    let one = McmcOptions {
+        proposals: 1,
+        ..opts
+    };
+    let e = mcmc(
+        &f.config,
+        &f.design,
+        score.as_ref(),
+        &lattice,
+        &one,
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--proposals"), "{e}");
+    // NaN couplings never reach the sampler
+    assert!(Couplings::new(f64::NAN, 1.0).is_err());
+    // a stochastic sampler
+    let mut sde = f.config.clone();
+    sde.sampler.kind = gud_core::config::SamplerKind::Sde;
+    let e = mcmc(&sde, &f.design, score.as_ref(), &lattice, &opts, &Silent).unwrap_err();
+    assert!(e.to_string().contains("deterministic"), "{e}");
+}
+
+#[test]
+fn a_proposal_with_a_non_finite_log_q_is_a_counted_rejection() {
+    // log w = -inf for every proposal with a non-finite log q: rejected and counted
+    let lw = gud_core::exact::log_weights(
+        &Lattice::new(2, Couplings::new(1.0, 0.0).unwrap()).unwrap(),
+        &[0.1; 12],
+        &[0.0, f64::NAN, f64::INFINITY],
+    );
+    assert_eq!(lw[1], f64::NEG_INFINITY);
+    assert_eq!(lw[2], f64::NEG_INFINITY);
+    let chain = gud_core::exact::independence_metropolis(&lw, 0).unwrap();
+    assert_eq!(
+        (chain.non_finite, chain.accepted, chain.states.len()),
+        (2, 0, 3)
+    );
+}
