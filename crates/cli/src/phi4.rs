@@ -236,12 +236,12 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
         r.tau_int_abs_m.tau, r.tau_int_chi_2pt.tau, r.tau_int_action.tau
     );
     print!(
-        "  cost: {:.4} s per proposal, {:.4} s per effective sample",
+        "  cost: {:.3e} s per proposal, {:.3e} s per effective sample",
         r.s_per_proposal, r.s_per_effective_sample
     );
     match &r.hmc {
         Some(h) => println!(
-            "; HMC {:.5} s per effective sample ({} configurations, tau_int(|M|) {:.2})",
+            "; HMC {:.2e} s per effective sample ({} configurations, tau_int(|M|) {:.2})",
             h.s_per_effective_sample, h.configurations, h.tau_int_abs_m
         ),
         None => println!(),

@@ -106,7 +106,7 @@ pub struct Mcmc {
 /// Draws `opts.proposals` proposals of the config's sampler (`exp` or `ode`, its grid) with
 /// `score`, weighs them against the phi^4 target `lattice`, runs independence
 /// Metropolis-Hastings and measures everything of SPEC sections 7 and 9. The monitor hears the
-/// proposals (phase `proposals`) and HMC; a stop request ends the run after the current batch
+/// proposals after each batch (phase `proposals`) and HMC; a stop request ends the run after the current batch
 /// with [`crate::Error::Interrupted`].
 pub fn mcmc(
     cfg: &Config,
@@ -137,8 +137,6 @@ pub fn mcmc(
     )?;
     let start = Instant::now();
     let batch = cfg.sampler.batch.clamp(1, opts.proposals);
-    let total = opts.proposals.div_ceil(batch) * plan.steps();
-    let mut done = 0;
     let mut all: Option<Proposals> = None;
     for first in (0..opts.proposals).step_by(batch) {
         let n = batch.min(opts.proposals - first);
@@ -150,11 +148,9 @@ pub fn mcmc(
             opts.seed,
             first as u64,
             n,
-            &mut |_| {
-                done += 1;
-                monitor.progress("proposals", done, total, "");
-            },
+            &mut |_| {},
         )?;
+        monitor.progress("proposals", first + n, opts.proposals, "");
         match &mut all {
             None => all = Some(part),
             Some(p) => {
