@@ -1,6 +1,7 @@
 //! U-Net throughput at the sizes of examples/ (8x8 phi^4, 16x16, 28x28 images): training
 //! steps/s (batch 64: the full step with batch preparation, and the network step alone on a
-//! fixed batch) and sampling evaluations/s (chunks of 64), all cores. Beside it, the same model
+//! fixed batch), sampling evaluations/s (chunks of 64) and full Jacobians (exact sampling:
+//! rows/s, 4 rows per call), all cores. Beside it, the same model
 //! and step in PyTorch: `python3 bench/unet_pytorch.py` (`make bench` runs both).
 
 use gud_core::config::DesignConfig;
@@ -18,8 +19,8 @@ fn main() {
         tch::get_num_threads()
     );
     println!(
-        "{:>6} {:>16} {:>18} {:>18}",
-        "size", "train steps/s", "net-only steps/s", "eval samples/s"
+        "{:>6} {:>16} {:>18} {:>18} {:>18}",
+        "size", "train steps/s", "net-only steps/s", "eval samples/s", "jacobian rows/s"
     );
     for size in [8usize, 16, 28] {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -86,9 +87,20 @@ fn main() {
             score.eps_hat(&chi, &state, None, &mut out);
         }
         let eval = (reps * n) as f64 / t0.elapsed().as_secs_f64();
+        // the full Jacobian of exact sampling (issue 16): rows per second, 4 rows per call
+        let d = shape.dim();
+        let rows = 4;
+        let (mut e, mut j) = (vec![0.0; rows * d], vec![0.0; rows * d * d]);
+        score.eps_jacobian(&chi[..rows * d], &state, &mut e, &mut j);
+        let jreps = if size <= 8 { 20 } else { 2 };
+        let t0 = Instant::now();
+        for _ in 0..jreps {
+            score.eps_jacobian(&chi[..rows * d], &state, &mut e, &mut j);
+        }
+        let jac = (jreps * rows) as f64 / t0.elapsed().as_secs_f64();
         println!(
-            "{:>4}x{:<2} {:>16.2} {:>18.2} {:>18.0}",
-            size, size, full, net_only, eval
+            "{:>4}x{:<2} {:>16.2} {:>18.2} {:>18.0} {:>18.2}",
+            size, size, full, net_only, eval, jac
         );
     }
 }

@@ -208,7 +208,9 @@ impl ScoreModel for NeuralScore<'_> {
     /// Exact (autograd): `J_b = diag(base derivative) + O^T (dNN/dx) E`, with O the output
     /// directions of the components and E the input images of the unit vectors e_k. Each row is
     /// replicated d times so that one forward and one backward pass of the replicated batch give
-    /// every row's d vector-Jacobian products together (in chunks of about 256 images).
+    /// every row's d vector-Jacobian products together (in chunks of about 256 images). Measured
+    /// (`cargo bench -p gud-nn --bench unet`, 2 cores): 14.5 rows/s at 8 x 8 against 6.6 for one
+    /// forward pass shared by d backward passes, 1.3 against 0.5 at 16 x 16.
     fn eps_jacobian(
         &self,
         chi_t: &[f64],
