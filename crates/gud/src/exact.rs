@@ -5,7 +5,8 @@
 use crate::config::Config;
 use crate::error::{bail, Result};
 use gud_core::exact::{
-    ess_fraction, independence_metropolis, log_mean_weight, log_weights, propose, Chain, Proposals,
+    ess_fraction, independence_metropolis, log_mean_weight, log_weights, propose, propose_ode,
+    Chain, Proposals,
 };
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::sampler::{Plan, Projection, SampleReport};
@@ -18,7 +19,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 /// The settings of [`mcmc`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct McmcOptions {
     /// Proposals N.
     pub proposals: usize,
@@ -26,6 +27,9 @@ pub struct McmcOptions {
     pub seed: u64,
     /// HMC configurations generated for the cost comparison (0: none).
     pub hmc_reference: usize,
+    /// Propose with the continuous probability-flow ODE at this solver tolerance instead of
+    /// the config's K-step sampler.
+    pub ode_tol: Option<f64>,
 }
 
 /// Seconds per effectively independent configuration of the project's HMC.
@@ -103,7 +107,8 @@ pub struct Mcmc {
     pub chain: Chain,
 }
 
-/// Draws `opts.proposals` proposals of the config's sampler (`exp` or `ode`, its grid) with
+/// Draws `opts.proposals` proposals of the config's sampler (`exp` or `ode`, its grid; or the
+/// continuous ODE with `opts.ode_tol`) with
 /// `score`, weighs them against the phi^4 target `lattice`, runs independence
 /// Metropolis-Hastings and measures everything of SPEC sections 7 and 9. The monitor hears the
 /// proposals after each batch (phase `proposals`) and HMC; a stop request ends the run after the current batch
@@ -140,22 +145,31 @@ pub fn mcmc(
     let mut all: Option<Proposals> = None;
     for first in (0..opts.proposals).step_by(batch) {
         let n = batch.min(opts.proposals - first);
-        let part = propose(
-            design,
-            &plan,
-            score,
-            &cfg.sampler,
-            opts.seed,
-            first as u64,
-            n,
-            &mut |_| {},
-        )?;
+        let part = match opts.ode_tol {
+            Some(tol) => propose_ode(design, score, tol, opts.seed, first as u64, n)?,
+            None => propose(
+                design,
+                &plan,
+                score,
+                &cfg.sampler,
+                opts.seed,
+                first as u64,
+                n,
+                &mut |_| {},
+            )?,
+        };
         monitor.progress("proposals", first + n, opts.proposals, "");
         match &mut all {
             None => all = Some(part),
             Some(p) => {
                 p.fields.extend(part.fields);
                 p.log_q.extend(part.log_q);
+                // the adaptive solve's evaluations differ per batch: report the total
+                if opts.ode_tol.is_some() {
+                    p.report.nfe += part.report.nfe;
+                    p.report.component_evals += part.report.component_evals;
+                    p.report.component_evals_full += part.report.component_evals_full;
+                }
             }
         }
         if monitor.should_stop() && first + n < opts.proposals {

@@ -43,6 +43,7 @@ fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z
         proposals: 4000,
         seed: 1,
         hmc_reference: 0,
+        ode_tol: None,
     };
     let m = mcmc(
         &f.config,
@@ -82,6 +83,34 @@ fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z
         r.log_z,
         r.log_z_error
     );
+    // the continuous ODE (its end point at t_min keeps a little noise: still a near-exact
+    // proposal) with log q from the same solve
+    let ode = McmcOptions {
+        proposals: 400,
+        ode_tol: Some(1e-7),
+        ..opts
+    };
+    let m = mcmc(
+        &f.config,
+        &f.design,
+        score.as_ref(),
+        &lattice,
+        &ode,
+        &Silent,
+    )
+    .unwrap();
+    assert!(
+        m.report.acceptance > 0.95,
+        "ODE acceptance {}",
+        m.report.acceptance
+    );
+    let z = (m.report.log_z - log_z) / m.report.log_z_error.max(1e-12);
+    assert!(
+        z.abs() < 4.0,
+        "ODE log Z {} +- {} vs {log_z}",
+        m.report.log_z,
+        m.report.log_z_error
+    );
 }
 
 #[test]
@@ -97,6 +126,7 @@ fn a_poor_proposal_is_corrected_by_the_chain_and_by_reweighting() {
         proposals: 40000,
         seed: 2,
         hmc_reference: 0,
+        ode_tol: None,
     };
     let m = mcmc(
         &f.config,
@@ -144,6 +174,7 @@ fn bad_inputs_are_refused() {
         proposals: 16,
         seed: 0,
         hmc_reference: 0,
+        ode_tol: None,
     };
     // a target lattice of another size
     let other = Lattice::new(6, Couplings::new(0.5, 0.0).unwrap()).unwrap();

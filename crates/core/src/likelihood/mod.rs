@@ -16,7 +16,7 @@ mod ode;
 mod tests;
 
 pub use elbo::{negative_elbo, ElboOptions, ElboTerms};
-pub use ode::{ode_log_likelihood, Divergence, OdeLikelihood, OdeOptions};
+pub use ode::{ode_log_likelihood, ode_sample_log_q, Divergence, OdeLikelihood, OdeOptions};
 
 use crate::field::Quantization;
 use std::f64::consts::PI;
