@@ -9,7 +9,7 @@ use gud_core::exact::{
     Chain, Proposals,
 };
 use gud_core::monitor::{Interrupted, Monitor};
-use gud_core::sampler::{Plan, Projection, SampleReport};
+use gud_core::sampler::SampleReport;
 use gud_core::score::ScoreModel;
 use gud_core::Design;
 use gud_phi4::observables::{measure, measure_weighted, Observables};
@@ -132,14 +132,7 @@ pub fn mcmc(
     if opts.proposals < 2 {
         bail!("--proposals must be at least 2, got {}", opts.proposals);
     }
-    let projection = Projection::from_config(&cfg.sampler.projection)?;
-    let plan = Plan::new(
-        design.schedule(),
-        design.sigma_data(),
-        cfg.sampler.steps,
-        cfg.sampler.grid,
-        projection,
-    )?;
+    let plan = crate::sample::plan(cfg, design)?;
     let start = Instant::now();
     let batch = cfg.sampler.batch.clamp(1, opts.proposals);
     let mut all: Option<Proposals> = None;

@@ -54,6 +54,18 @@ fn neural_score<'a>(
     )?))
 }
 
+/// The grid of the config's sampler on the design's schedule, with its RG projection.
+pub fn plan(cfg: &Config, design: &Design) -> Result<Plan> {
+    let projection = Projection::from_config(&cfg.sampler.projection)?;
+    Ok(Plan::new(
+        design.schedule(),
+        design.sigma_data(),
+        cfg.sampler.steps,
+        cfg.sampler.grid,
+        projection,
+    )?)
+}
+
 /// Samples `first .. first + count` (phi-space fields, (count, d)) with the config's sampler
 /// and `score`. Sample k uses stream k of the seed whatever the batching, so any one
 /// regenerates alone. One batch of `sampler.batch` at a time: the monitor hears every step
@@ -68,14 +80,7 @@ pub fn draw(
     count: usize,
     monitor: &dyn Monitor,
 ) -> Result<(Vec<f64>, SampleReport)> {
-    let projection = Projection::from_config(&cfg.sampler.projection)?;
-    let plan = Plan::new(
-        design.schedule(),
-        design.sigma_data(),
-        cfg.sampler.steps,
-        cfg.sampler.grid,
-        projection,
-    )?;
+    let plan = plan(cfg, design)?;
     let d = design.dim();
     gud_core::memory::check_alloc(
         &format!("{count} samples of {d} components"),
