@@ -183,6 +183,14 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
     if many {
         print_nfe_table(&report);
     }
+    if let Some(e) = &report.exact {
+        // the raw samples of the same budget
+        let same = report
+            .runs
+            .iter()
+            .find(|r| r.sampling.nfe == e.report.sampling.nfe);
+        print_exact(e, &same.unwrap_or(last).eval);
+    }
     gud_io::atomic::write_atomic(
         &outputs.stage(&out.join("report.json"))?,
         serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
@@ -193,6 +201,35 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The exact stage: acceptance, ESS, log Z and the z-scores of the raw, chain and reweighted
+/// observables against the reference.
+fn print_exact(e: &gud::job::ExactStage, raw: &gud::eval::EvalReport) {
+    let r = &e.report;
+    println!(
+        "\n  exact (SPEC 9): {} proposals at {} NFE: acceptance {:.3}, ESS/N {:.3}, log Z {:.4} +- {:.4}, {:.3} s per proposal",
+        r.proposals, r.sampling.nfe, r.acceptance, r.ess_fraction, r.log_z, r.log_z_error, r.s_per_proposal
+    );
+    println!(
+        "  {:<9} {:>10} {:>10} {:>10}",
+        "z", "raw", "chain", "reweighted"
+    );
+    let raw_z = |name: &str| {
+        raw.phi4
+            .as_ref()
+            .and_then(|p| p.observables.iter().find(|c| c.name == name))
+            .map_or(f64::NAN, |c| c.z)
+    };
+    for (c, w) in e.chain.iter().zip(&e.reweighted) {
+        println!(
+            "  {:<9} {:>10.2} {:>10.2} {:>10.2}",
+            c.name,
+            raw_z(c.name),
+            c.z,
+            w.z
+        );
+    }
 }
 
 /// One line per sampling budget: NFE, wall time and the phi^4 z-scores.

@@ -2262,3 +2262,49 @@ fn issue16_phi4_mcmc_corrects_a_gaussian_proposal_and_refuses_bad_input() {
         assert!(!bad_out.exists());
     }
 }
+
+#[test]
+fn issue16_gud_run_on_phi4_data_adds_the_exact_stage_and_a_switch_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[data]\nkind = 'phi4'\nsize = 4\nm2 = -1.0\nlam = 1.0\nsamples = 256\n\
+                [design]\nmean = 'zero'\nbasis = { kind = 'fourier' }\nprior = { kind = 'free' }\n\
+                [score]\nkind = 'gaussian'\n[sampler]\nkind = 'exp'\nsteps = 5\n\
+                [exact]\nproposals = 200\n";
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = dir.path().join("run");
+    let args = |o: &Path| {
+        vec![
+            "run".to_string(),
+            cfg.display().to_string(),
+            "--out".into(),
+            o.display().to_string(),
+            "--samples".into(),
+            "64".into(),
+        ]
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(args(&out))
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("exact (SPEC 9)"));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["exact"]["report"]["proposals"], 200);
+    let acc = r["exact"]["report"]["acceptance"].as_f64().unwrap();
+    assert!(acc > 0.0 && acc <= 1.0, "{acc}");
+    assert_eq!(r["exact"]["chain"].as_array().unwrap().len(), 8);
+    std::fs::write(&cfg, format!("{body}enabled = false\n")).unwrap();
+    let off = dir.path().join("off");
+    let o = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(args(&off))
+        .env("GUD_CACHE_DIR", std::env::temp_dir().join("gud-test-cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(off.join("report.json")).unwrap()).unwrap();
+    assert!(r.get("exact").is_none());
+}

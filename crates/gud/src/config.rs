@@ -116,6 +116,35 @@ pub struct Config {
     /// How the `neural` score is trained.
     #[serde(default)]
     pub train: TrainConfig,
+    /// The exact stage of the main job (phi^4 data, SPEC section 9).
+    #[serde(default)]
+    pub exact: ExactConfig,
+}
+
+/// The exact stage of `gud run` on phi^4 data (SPEC section 9): proposals of the run's last
+/// deterministic budget with their exact density, independence Metropolis-Hastings and
+/// reweighting against `-S`, reported beside the raw samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExactConfig {
+    /// On or off; when absent, on for phi^4 data with a deterministic sampler (exp, ode) and at
+    /// most 256 sites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Proposals of the stage.
+    pub proposals: usize,
+    /// Network evaluations per proposal: the largest of the run's budgets up to this one.
+    pub max_nfe: usize,
+}
+
+impl Default for ExactConfig {
+    fn default() -> Self {
+        ExactConfig {
+            enabled: None,
+            proposals: 512,
+            max_nfe: 10,
+        }
+    }
 }
 
 impl Default for Config {
@@ -144,6 +173,7 @@ impl Default for Config {
                 stable_target: Some(4096),
                 ..TrainConfig::default()
             },
+            exact: ExactConfig::default(),
         }
     }
 }

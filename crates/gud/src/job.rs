@@ -70,6 +70,24 @@ pub struct JobReport {
     pub training: Option<JobTraining>,
     /// One entry per budget, in the order asked.
     pub runs: Vec<JobRun>,
+    /// The exact stage (phi^4 data with `[exact]` on).
+    pub exact: Option<ExactStage>,
+}
+
+/// The exact stage of the main job: the exact-sampling report and its chain and reweighted
+/// observables against the independent reference set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExactStage {
+    /// Acceptance, ESS, log Z, observables, cost.
+    pub report: crate::exact::McmcReport,
+    /// The chain's observables against the reference.
+    pub chain: Vec<gud_phi4::observables::Comparison>,
+    /// The reweighted observables against the reference.
+    pub reweighted: Vec<gud_phi4::observables::Comparison>,
+    /// The largest |z| of the chain.
+    pub chain_max_abs_z: f64,
+    /// The largest |z| of the reweighted estimates.
+    pub reweighted_max_abs_z: f64,
 }
 
 impl JobReport {
@@ -86,7 +104,11 @@ impl JobReport {
                 j
             })
             .collect();
-        serde_json::json!({ "training": self.training, "runs": runs })
+        let mut j = serde_json::json!({ "training": self.training, "runs": runs });
+        if let Some(e) = &self.exact {
+            j["exact"] = serde_json::to_value(e).expect("the report serialises");
+        }
+        j
     }
 }
 
@@ -168,5 +190,76 @@ pub fn run(
             samples: gen,
         });
     }
-    Ok(JobReport { training, runs })
+    let exact = exact_stage(fitted, score.as_ref(), &reference, opts, monitor)?;
+    Ok(JobReport {
+        training,
+        runs,
+        exact,
+    })
+}
+
+/// Whether the exact stage runs: `[exact] enabled`, else on for phi^4 data with a
+/// deterministic sampler and at most 256 sites.
+pub fn exact_enabled(cfg: &crate::Config, d: usize) -> bool {
+    let phi4 = matches!(cfg.data, crate::config::DataConfig::Phi4(_));
+    let deterministic = matches!(cfg.sampler.kind, SamplerKind::Exp | SamplerKind::Ode);
+    phi4 && cfg.exact.enabled.unwrap_or(deterministic && d <= 256)
+}
+
+/// The exact stage of the main job (SPEC section 9): proposals at the largest budget up to
+/// `[exact] max_nfe`, weighed against the data's phi^4 action.
+fn exact_stage(
+    fitted: &Fitted,
+    score: &dyn gud_core::score::ScoreModel,
+    reference: &Dataset,
+    opts: &JobOptions,
+    monitor: &dyn Monitor,
+) -> Result<Option<ExactStage>> {
+    let (cfg, design) = (&fitted.config, &fitted.design);
+    let crate::config::DataConfig::Phi4(p) = &cfg.data else {
+        return Ok(None);
+    };
+    if !exact_enabled(cfg, design.dim()) {
+        return Ok(None);
+    }
+    let nfe = match opts
+        .nfe
+        .iter()
+        .copied()
+        .filter(|&n| n <= cfg.exact.max_nfe)
+        .max()
+    {
+        Some(n) => Some(n),
+        None if is_neural(fitted) => [5, 10, 20, 50]
+            .into_iter()
+            .filter(|&n| n <= cfg.exact.max_nfe)
+            .max(),
+        None => None,
+    };
+    let mut c = cfg.clone();
+    if let Some(n) = nfe {
+        c.sampler.steps = grid_points(c.sampler.kind, n);
+    }
+    c.sampler.batch = c.sampler.batch.min(4);
+    let lattice = gud_phi4::Lattice::new(p.size, gud_phi4::Couplings::new(p.m2, p.lam)?)?;
+    let mcmc_opts = crate::exact::McmcOptions {
+        proposals: cfg.exact.proposals,
+        seed: opts.seed,
+        hmc_reference: 0,
+        ode_tol: None,
+    };
+    let m = crate::exact::mcmc(&c, design, score, &lattice, &mcmc_opts, monitor)?;
+    let reference =
+        gud_phi4::observables::measure(reference.as_slice(), p.size, Some(lattice.couplings))?;
+    let chain = gud_phi4::observables::compare(&m.report.chain, &reference);
+    let reweighted = gud_phi4::observables::compare(&m.report.reweighted, &reference);
+    let max =
+        |c: &[gud_phi4::observables::Comparison]| c.iter().fold(0.0f64, |m, x| m.max(x.z.abs()));
+    Ok(Some(ExactStage {
+        chain_max_abs_z: max(&chain),
+        reweighted_max_abs_z: max(&reweighted),
+        report: m.report,
+        chain,
+        reweighted,
+    }))
 }
