@@ -32,24 +32,25 @@ pub fn power_spectrum(data: &Dataset) -> Spectrum {
         .collect();
     let bins = bin_of.iter().max().map_or(0, |m| m + 1);
     let d = data.dim();
-    let power_sum = data
+    // blocks of 64 samples in parallel, summed in order: the same bits for any thread count
+    // (a rayon fold/reduce splits where work stealing happens to, and the last bits vary)
+    let partial: Vec<Vec<f64>> = data
         .as_slice()
-        .par_chunks(d)
-        .fold(
-            || (vec![0.0; bins], vec![0.0; d]),
-            |(mut acc, mut chi), phi| {
+        .par_chunks(64 * d)
+        .map(|block| {
+            let (mut acc, mut chi) = (vec![0.0; bins], vec![0.0; d]);
+            for phi in block.chunks_exact(d) {
                 basis.forward(phi, &mut chi);
                 for (b, x) in bin_of.iter().zip(&chi) {
                     acc[*b] += x * x;
                 }
-                (acc, chi)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0.0; bins],
-            |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
-        );
+            }
+            acc
+        })
+        .collect();
+    let power_sum = partial.iter().fold(vec![0.0; bins], |a, b| {
+        a.iter().zip(b).map(|(x, y)| x + y).collect()
+    });
     let mut count = vec![0usize; bins];
     let mut radius = vec![0.0; bins];
     for (c, b) in basis.components().iter().zip(&bin_of) {
@@ -290,6 +291,24 @@ mod tests {
     use super::*;
     use crate::free_field::{free_field_samples, free_propagator};
     use crate::numerics::k_hat_sq;
+
+    #[test]
+    fn the_spectrum_is_bit_identical_for_any_thread_count() {
+        // regression: a parallel fold/reduce summed in a work-stealing order, and `gud run`'s
+        // spectra differed in the last bits between runs
+        let data = crate::free_field::free_field_samples(4, 0.5, 1000, 3).unwrap();
+        let with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| power_spectrum(&data).power)
+        };
+        let one = with(1);
+        for threads in [2, 3, 7] {
+            assert_eq!(with(threads), one, "{threads} threads");
+        }
+    }
 
     #[test]
     fn spectrum_of_the_free_field_is_its_propagator() {
