@@ -116,7 +116,8 @@ pub fn sliced_wasserstein(a: &Dataset, b: &Dataset, directions: usize, seed: u64
         p
     };
     let m = a.len().max(b.len());
-    let w2: f64 = dirs
+    // per direction in parallel, summed in order: the same bits for any thread count
+    let per_direction: Vec<f64> = dirs
         .par_iter()
         .map(|u| {
             let (pa, pb) = (project(a, u), project(b, u));
@@ -129,7 +130,8 @@ pub fn sliced_wasserstein(a: &Dataset, b: &Dataset, directions: usize, seed: u64
                 .sum::<f64>()
                 / m as f64
         })
-        .sum();
+        .collect();
+    let w2: f64 = per_direction.iter().sum();
     Ok((w2 / directions as f64).sqrt())
 }
 
@@ -293,7 +295,7 @@ mod tests {
     use crate::numerics::k_hat_sq;
 
     #[test]
-    fn the_spectrum_is_bit_identical_for_any_thread_count() {
+    fn spectrum_and_sliced_wasserstein_are_bit_identical_for_any_thread_count() {
         // regression: a parallel fold/reduce summed in a work-stealing order, and `gud run`'s
         // spectra differed in the last bits between runs
         let data = crate::free_field::free_field_samples(4, 0.5, 1000, 3).unwrap();
@@ -307,6 +309,18 @@ mod tests {
         let one = with(1);
         for threads in [2, 3, 7] {
             assert_eq!(with(threads), one, "{threads} threads");
+        }
+        let other = crate::free_field::free_field_samples(4, 0.7, 500, 4).unwrap();
+        let sw = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| sliced_wasserstein(&data, &other, 64, 1).unwrap())
+        };
+        let one = sw(1);
+        for threads in [2, 3, 7] {
+            assert_eq!(sw(threads).to_bits(), one.to_bits(), "{threads} threads");
         }
     }
 
