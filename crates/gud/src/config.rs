@@ -155,7 +155,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data: DataConfig::default(),
-            // the zero mode's symmetric two-Gaussian mixture base (README: the mixture base)
+            // the zero mode's symmetric two-Gaussian mixture base (docs/results.md: the mixture base)
             design: DesignConfig {
                 mean: MeanMode::Zero,
                 base: BaseConfig::Mixture(MixtureConfig::default()),
@@ -163,7 +163,7 @@ impl Default for Config {
             },
             score: ScoreConfig::Neural {},
             sampler: SamplerConfig::default(),
-            // the zero mode's head and low-variance targets (README: the zero-mode floor)
+            // the zero mode's head and low-variance targets (docs/results.md: the zero-mode floor)
             network: NetworkConfig {
                 global: true,
                 ..NetworkConfig::default()
