@@ -65,13 +65,38 @@ pub fn outputs_for(config: Option<&Path>, files: &[Option<&Path>]) -> gud_io::at
     gud_io::atomic::Outputs::new(inputs)
 }
 
+/// A command that reads a trained run (its own config and checkpoint) or a config: the run,
+/// the config to load, and the outputs whose inputs are the run's files, the config and its
+/// data, and `files`.
+pub fn run_or_config(
+    run: Option<&Path>,
+    config: Option<&Path>,
+    files: &[Option<&Path>],
+) -> (Option<Run>, Option<PathBuf>, Outputs) {
+    let run = run.map(Run::new);
+    let config = run
+        .as_ref()
+        .map(Run::config_path)
+        .or(config.map(Path::to_path_buf));
+    let checkpoint = run.as_ref().map(Run::checkpoint_path);
+    let mut inputs = files.to_vec();
+    inputs.push(checkpoint.as_deref());
+    let outputs = outputs_for(config.as_deref(), &inputs);
+    (run, config, outputs)
+}
+
 /// `fig.png` -> `fig.config.toml`
 pub fn config_beside(out: &Path) -> PathBuf {
+    beside(out, "config.toml")
+}
+
+/// `chain.npy`, `weights.npy` -> `chain.weights.npy`: a file that goes with `out`.
+pub fn beside(out: &Path, suffix: &str) -> PathBuf {
     let stem = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    out.with_file_name(format!("{stem}.config.toml"))
+    out.with_file_name(format!("{stem}.{suffix}"))
 }
 
 fn title(design: &Design) -> String {

@@ -8,7 +8,6 @@ use crate::sample::{toml_score, ScoreKind};
 use anyhow::Result;
 use clap::Args;
 use gud::extend::ExtendOptions;
-use gud::Run;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -59,11 +58,9 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
     if a.samples == 0 || a.batch == 0 {
         anyhow::bail!("--samples and --batch must be at least 1");
     }
-    let run = a.run.as_ref().map(Run::new);
-    let run_config = run.as_ref().map(Run::config_path);
-    let config = run_config.as_deref().or(a.config.as_deref());
-    let checkpoint = run.as_ref().map(Run::checkpoint_path);
-    let mut outputs = crate::commands::outputs_for(config, &[checkpoint.as_deref()]);
+    let (run, config, mut outputs) =
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
+    let config = config.as_deref();
     let npy_out = outputs.stage(&a.out)?;
     let config_out = outputs.stage(&config_beside(&a.out))?;
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;

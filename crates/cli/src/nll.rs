@@ -9,7 +9,6 @@ use crate::sample::{kebab, toml_score, ScoreKind};
 use anyhow::{bail, Result};
 use clap::Args;
 use gud::nll::{Method, NllOptions, NllReport};
-use gud::Run;
 use gud_core::config::{PosteriorVariance, TimeGrid};
 use gud_core::likelihood::Divergence;
 use std::path::PathBuf;
@@ -79,12 +78,9 @@ pub fn nll(a: &NllArgs) -> Result<()> {
     if a.samples == 0 || a.batch == 0 {
         bail!("--samples and --batch must be at least 1");
     }
-    let run = a.run.as_ref().map(Run::new);
-    let run_config = run.as_ref().map(Run::config_path);
-    let config = run_config.as_deref().or(a.config.as_deref());
-    let checkpoint = run.as_ref().map(Run::checkpoint_path);
-    let mut outputs =
-        crate::commands::outputs_for(config, &[a.data.as_deref(), checkpoint.as_deref()]);
+    let (run, config, mut outputs) =
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+    let config = config.as_deref();
     let json_out = a.out.as_ref().map(|o| outputs.stage(o)).transpose()?;
     let f = fit(config, None)?;
     let (mut cfg, train, design) = (f.config, f.data, f.design);

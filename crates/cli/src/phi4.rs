@@ -136,20 +136,11 @@ pub struct McmcArgs {
 fn mcmc(a: &McmcArgs) -> Result<()> {
     use crate::commands::{config_beside, fit};
     use gud::config::DataConfig;
-    let run = a.run.as_ref().map(gud::Run::new);
-    let run_config = run.as_ref().map(gud::Run::config_path);
-    let config = run_config.as_deref().or(a.config.as_deref());
-    let checkpoint = run.as_ref().map(gud::Run::checkpoint_path);
-    let mut outputs = crate::commands::outputs_for(config, &[checkpoint.as_deref()]);
+    let (run, config, mut outputs) =
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
+    let config = config.as_deref();
     let chain_out = outputs.stage(&a.out)?;
-    let beside = |suffix: &str| {
-        let stem = a
-            .out
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        a.out.with_file_name(format!("{stem}.{suffix}"))
-    };
+    let beside = |suffix: &str| crate::commands::beside(&a.out, suffix);
     let proposals_out = outputs.stage(&beside("proposals.npy"))?;
     let weights_out = outputs.stage(&beside("weights.npy"))?;
     let config_out = outputs.stage(&config_beside(&a.out))?;
@@ -166,8 +157,9 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
     cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
-    // each proposal carries a d x d Jacobian: small batches (measured fastest at L = 8: 4)
-    cfg.sampler.batch = a.batch.unwrap_or(cfg.sampler.batch.min(4));
+    cfg.sampler.batch = a
+        .batch
+        .unwrap_or(cfg.sampler.batch.min(gud::exact::PROPOSAL_BATCH));
     let (couplings, factor) = match (a.couplings.resolve()?, &cfg.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),

@@ -5,7 +5,6 @@ use crate::progress::Terminal;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gud::config::Config;
-use gud::Run;
 use gud_core::config::{PosteriorVariance, SamplerKind, ScoreConfig, TimeGrid};
 use gud_core::score::PatchRule;
 use gud_core::Dataset;
@@ -173,12 +172,9 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     if a.samples == 0 {
         bail!("--samples must be at least 1");
     }
-    let run = a.run.as_ref().map(Run::new);
-    let run_config = run.as_ref().map(Run::config_path);
-    let config = run_config.as_deref().or(a.config.as_deref());
-    let checkpoint = run.as_ref().map(Run::checkpoint_path);
-    let mut outputs =
-        crate::commands::outputs_for(config, &[a.data.as_deref(), checkpoint.as_deref()]);
+    let (run, config, mut outputs) =
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+    let config = config.as_deref();
     let npy_out = outputs.stage(&a.out)?;
     let config_out = outputs.stage(&config_beside(&a.out))?;
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;

@@ -23,11 +23,12 @@ use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
 use crate::rng::{stream, Purpose};
-use crate::sampler::{sample_rng, Plan, SampleReport, SamplerConfig, SamplerKind, StepInfo};
+use crate::sampler::{
+    draw_prior, sample_rng, Plan, SampleReport, SamplerConfig, SamplerKind, StepInfo,
+};
 use crate::score::ScoreModel;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 /// An unnormalised log-density of fields in phi-space (SPEC section 9): `log p(phi)` up to a
@@ -167,7 +168,7 @@ pub fn propose(
             .map(|k| sample_rng(seed, first_b + k as u64))
             .collect();
         for (x, rng) in rows[..n * d].chunks_exact_mut(d).zip(rngs.iter_mut()) {
-            x.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+            draw_prior(rng, x);
         }
         let z = rows[..n * d].to_vec();
         for (k, t) in rows[n * d..].chunks_exact_mut(d).enumerate() {
@@ -219,14 +220,10 @@ pub fn propose_ode(
     if first.checked_add(count as u64).is_none() {
         return Err(Error::param("first", first, "first + count below 2^64"));
     }
-    let z: Vec<f64> = (0..count as u64)
-        .flat_map(|k| {
-            let mut rng = sample_rng(seed, first + k);
-            (0..d)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect::<Vec<f64>>()
-        })
-        .collect();
+    let mut z = vec![0.0; count * d];
+    for (k, x) in z.chunks_exact_mut(d).enumerate() {
+        draw_prior(&mut sample_rng(seed, first + k as u64), x);
+    }
     let opts = crate::likelihood::OdeOptions {
         rtol: tol,
         atol: tol,
@@ -249,15 +246,22 @@ pub fn propose_ode(
     })
 }
 
+/// `log p(phi)` of every field ((n, d) row-major) under the target.
+pub fn log_densities(target: &dyn Target, fields: &[f64]) -> Vec<f64> {
+    fields
+        .par_chunks(target.dim())
+        .map(|phi| target.log_density(phi))
+        .collect()
+}
+
 /// `log w = log p - log q` per proposal; a non-finite `log p` or `log q` gives `-inf` (a
 /// weight of zero: never accepted, never counted).
-pub fn log_weights(target: &dyn Target, fields: &[f64], log_q: &[f64]) -> Vec<f64> {
-    let d = target.dim();
-    fields
-        .par_chunks(d)
-        .zip(log_q.par_iter())
-        .map(|(phi, &lq)| {
-            let lw = target.log_density(phi) - lq;
+pub fn log_weights(log_p: &[f64], log_q: &[f64]) -> Vec<f64> {
+    log_p
+        .iter()
+        .zip(log_q)
+        .map(|(lp, lq)| {
+            let lw = lp - lq;
             if lw.is_finite() {
                 lw
             } else {
@@ -365,6 +369,7 @@ mod tests {
     use crate::config::{DesignConfig, MeanMode, ScoreConfig};
     use crate::free_field::free_field_samples;
     use crate::Field;
+    use rand_distr::{Distribution, StandardNormal};
 
     fn free_design(l: usize, n: usize) -> (Design, crate::Dataset) {
         let data = free_field_samples(l, 0.5, n, 1).unwrap();

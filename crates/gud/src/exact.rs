@@ -5,8 +5,8 @@
 use crate::config::Config;
 use crate::error::{bail, Result};
 use gud_core::exact::{
-    ess_fraction, independence_metropolis, log_mean_weight, log_weights, propose, propose_ode,
-    Chain, Proposals,
+    ess_fraction, independence_metropolis, log_densities, log_mean_weight, log_weights, propose,
+    propose_ode, Chain, Proposals,
 };
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::sampler::SampleReport;
@@ -17,6 +17,10 @@ use gud_phi4::stats::{tau_int, TauInt};
 use gud_phi4::{HmcConfig, Lattice};
 use serde::Serialize;
 use std::time::Instant;
+
+/// Proposals integrated together by default: each carries its d x d Jacobian, and small
+/// batches keep them in cache (measured fastest at L = 8: 4 of 16).
+pub const PROPOSAL_BATCH: usize = 4;
 
 /// The settings of [`mcmc`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,12 +176,8 @@ pub fn mcmc(
     let mut proposals = all.expect("at least one batch");
     proposals.report.samples = opts.proposals;
     let wall_s = start.elapsed().as_secs_f64();
-    let log_p: Vec<f64> = proposals
-        .fields
-        .chunks_exact(l * l)
-        .map(|phi| -lattice.action(phi))
-        .collect();
-    let log_w = log_weights(lattice, &proposals.fields, &proposals.log_q);
+    let log_p = log_densities(lattice, &proposals.fields);
+    let log_w = log_weights(&log_p, &proposals.log_q);
     let chain = independence_metropolis(&log_w, opts.seed)?;
     let v = l * l;
     let chain_fields: Vec<f64> = chain

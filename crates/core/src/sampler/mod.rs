@@ -35,6 +35,12 @@ pub fn sample_rng(seed: u64, k: u64) -> ChaCha8Rng {
     crate::rng::stream(seed, crate::rng::Purpose::Sampler, k)
 }
 
+/// The prior draw z ~ N(0, I) of one sample into `x`, from its stream `rng` (what every
+/// sampler starts from; [`sample_rng`] gives sample k's stream).
+pub fn draw_prior(rng: &mut ChaCha8Rng, x: &mut [f64]) {
+    x.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+}
+
 /// The grid of `points` times from t_max down to t_min, uniform in t or in mean gamma.
 pub fn time_grid(schedule: &dyn Schedule, points: usize, grid: TimeGrid) -> Result<Vec<f64>> {
     if points == 0 {
@@ -481,7 +487,7 @@ pub fn generate(
         chunk
             .par_chunks_mut(d)
             .zip(rngs.par_iter_mut())
-            .for_each(|(x, rng)| x.iter_mut().for_each(|v| *v = StandardNormal.sample(rng)));
+            .for_each(|(x, rng)| draw_prior(rng, x));
         sampler.run(plan, score, chunk, &mut rngs, observer);
     }
     let report = SampleReport::of(plan, sampler.as_ref(), score.name(), count);
