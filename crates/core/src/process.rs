@@ -137,6 +137,61 @@ pub fn forward_sample(state: &NoisingState, chi0: &Whitened, rng: &mut impl Rng)
     forward_with_noise(state, chi0, &eps)
 }
 
+/// A batch of the denoising objective (SPEC section 2): rows of the training set with their
+/// noising times, the drawn noise and the noised components, (B, d) row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoisedBatch {
+    /// The training row of each example.
+    pub index: Vec<usize>,
+    /// The time t of each example.
+    pub t: Vec<f64>,
+    /// gamma_i(t) of each example, (B, d).
+    pub gamma: Vec<f64>,
+    /// eps ~ N(0, I), (B, d).
+    pub eps: Vec<f64>,
+    /// chi_t = alpha_t chi_0 + sigma_t eps, (B, d).
+    pub chi_t: Vec<f64>,
+}
+
+/// B examples of the denoising objective from `chi0` ((N, d) whitened training rows), as the
+/// network's trainer draws them: rows uniform, t stratified over the schedule's range
+/// (example b at t_lo + (t_hi - t_lo)(b + u_b) / B), then eps and chi_t (SPEC section 2), all
+/// from `rng`.
+pub fn noised_batch(
+    schedule: &dyn Schedule,
+    chi0: &[f64],
+    batch: usize,
+    rng: &mut impl Rng,
+) -> NoisedBatch {
+    let d = schedule.dim();
+    let rows = chi0.len() / d;
+    let (t_lo, t_hi) = schedule.t_range();
+    let mut out = NoisedBatch {
+        index: Vec::with_capacity(batch),
+        t: Vec::with_capacity(batch),
+        gamma: Vec::with_capacity(batch * d),
+        eps: Vec::with_capacity(batch * d),
+        chi_t: Vec::with_capacity(batch * d),
+    };
+    for b in 0..batch {
+        let row = rng.random_range(0..rows);
+        let t = t_lo + (t_hi - t_lo) * (b as f64 + rng.random::<f64>()) / batch as f64;
+        let state = NoisingState::at(schedule, t);
+        let eps: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
+        let x = forward_with_noise(
+            &state,
+            &Whitened(chi0[row * d..(row + 1) * d].to_vec()),
+            &eps,
+        );
+        out.index.push(row);
+        out.t.push(t);
+        out.gamma.extend_from_slice(state.gamma());
+        out.eps.extend(eps);
+        out.chi_t.extend(x.0);
+    }
+    out
+}
+
 /// The transition chi_t | chi_s for s < t, per component (SPEC section 2):
 /// alpha_{t|s} = alpha_t / alpha_s, sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +222,38 @@ impl Transition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noised_batch_rows_strata_and_noise() {
+        let d = 3;
+        let schedule: Box<dyn Schedule> =
+            Box::new(crate::schedule::CosineSchedule::new(d, 0.008).unwrap());
+        let chi0: Vec<f64> = (0..5 * d).map(|k| k as f64 * 0.1 - 0.7).collect();
+        let mut rng = crate::rng::stream(7, crate::rng::Purpose::UserBatch, 0);
+        let b = 4000;
+        let nb = noised_batch(schedule.as_ref(), &chi0, b, &mut rng);
+        let (lo, hi) = schedule.t_range();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for k in 0..b {
+            // stratum k of the range, the state of its t, chi_t of its row and eps
+            let w = (hi - lo) / b as f64;
+            assert!(nb.t[k] >= lo + w * k as f64 && nb.t[k] <= lo + w * (k + 1) as f64);
+            let st = NoisingState::at(schedule.as_ref(), nb.t[k]);
+            assert_eq!(&nb.gamma[k * d..(k + 1) * d], st.gamma());
+            let row = nb.index[k];
+            assert!(row < 5);
+            for i in 0..d {
+                let want = st.alpha(i) * chi0[row * d + i] + st.sigma(i) * nb.eps[k * d + i];
+                assert_eq!(nb.chi_t[k * d + i], want);
+                s1 += nb.eps[k * d + i];
+                s2 += nb.eps[k * d + i].powi(2);
+            }
+        }
+        // eps ~ N(0, 1): mean within 4 standard errors, variance within 4 of its (sqrt(2/n))
+        let n = (b * d) as f64;
+        assert!((s1 / n).abs() < 4.0 / n.sqrt());
+        assert!((s2 / n - 1.0).abs() < 4.0 * (2.0 / n).sqrt());
+    }
 
     #[test]
     fn state_is_stable_for_large_gamma() {

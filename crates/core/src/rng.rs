@@ -45,6 +45,12 @@ pub enum Purpose {
     /// The streams of the tangent rows of exact sampling, which deterministic samplers never
     /// draw from (index: row).
     Tangent,
+    /// Forward noising asked for by a library user (`Design.noise` of the Python package;
+    /// index: row).
+    UserNoise,
+    /// Training batches of a user's own network ([`crate::process::noised_batch`]; index:
+    /// the training step).
+    UserBatch,
 }
 
 impl Purpose {
@@ -66,6 +72,8 @@ impl Purpose {
             Purpose::NetworkInit => 13,
             Purpose::Metropolis => 14,
             Purpose::Tangent => 15,
+            Purpose::UserNoise => 16,
+            Purpose::UserBatch => 17,
         }
     }
 }

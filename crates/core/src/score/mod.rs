@@ -59,25 +59,7 @@ pub trait ScoreModel: Send + Sync {
         eps_hat: &mut [f64],
         q: &mut [f64],
     ) {
-        let h = JACOBIAN_FD_STEP;
-        let shifted = |sign: f64| -> Vec<f64> {
-            let x: Vec<f64> = chi_t.iter().zip(v).map(|(c, w)| c + sign * h * w).collect();
-            let mut e = vec![0.0; x.len()];
-            self.eps_hat(&x, state, None, &mut e);
-            e
-        };
-        let (plus, minus) = (shifted(1.0), shifted(-1.0));
-        self.eps_hat(chi_t, state, None, eps_hat);
-        let d = self.dim();
-        for (b, qb) in q.iter_mut().enumerate() {
-            let r = b * d..(b + 1) * d;
-            *qb = u[r.clone()]
-                .iter()
-                .zip(&plus[r.clone()])
-                .zip(&minus[r])
-                .map(|((w, p), m)| w * (p - m) / (2.0 * h))
-                .sum();
-        }
+        default_jacobian_form(self, chi_t, state, u, v, eps_hat, q);
     }
 
     /// eps_hat and its full Jacobian for every row: `chi_t`, `eps_hat` (n, d), `jac` (n, d, d)
@@ -93,6 +75,39 @@ pub trait ScoreModel: Send + Sync {
     ) {
         self.eps_hat(chi_t, state, None, eps_hat);
         finite_difference_jacobian(self, chi_t, state, jac);
+    }
+}
+
+/// [`ScoreModel::jacobian_form`] by central differences along v (three evaluations, error
+/// O(h^2) with h = [`JACOBIAN_FD_STEP`]): the default, callable from models that override it
+/// only in some cases.
+pub fn default_jacobian_form<M: ScoreModel + ?Sized>(
+    model: &M,
+    chi_t: &[f64],
+    state: &NoisingState,
+    u: &[f64],
+    v: &[f64],
+    eps_hat: &mut [f64],
+    q: &mut [f64],
+) {
+    let h = JACOBIAN_FD_STEP;
+    let shifted = |sign: f64| -> Vec<f64> {
+        let x: Vec<f64> = chi_t.iter().zip(v).map(|(c, w)| c + sign * h * w).collect();
+        let mut e = vec![0.0; x.len()];
+        model.eps_hat(&x, state, None, &mut e);
+        e
+    };
+    let (plus, minus) = (shifted(1.0), shifted(-1.0));
+    model.eps_hat(chi_t, state, None, eps_hat);
+    let d = model.dim();
+    for (b, qb) in q.iter_mut().enumerate() {
+        let r = b * d..(b + 1) * d;
+        *qb = u[r.clone()]
+            .iter()
+            .zip(&plus[r.clone()])
+            .zip(&minus[r])
+            .map(|((w, p), m)| w * (p - m) / (2.0 * h))
+            .sum();
     }
 }
 

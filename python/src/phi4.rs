@@ -1,0 +1,206 @@
+//! Lattice phi^4 (SPEC section 7): HMC ensembles, observables with binned-jackknife errors and
+//! tau_int, the action, and exact sampling of the theory with a diffusion proposal (section 9).
+
+use crate::design::PyDesign;
+use crate::sampling::to_dict;
+use crate::score::PyScore;
+use crate::{array, to_py, value_error, Floats, PyMonitor};
+use gud_phi4::{hmc, observables, Couplings, HmcConfig, Lattice};
+use numpy::PyArrayDyn;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Couplings (m2, lam) checked as the binary checks them.
+fn couplings(m2: f64, lam: f64) -> PyResult<Couplings> {
+    Couplings::new(m2, lam).map_err(to_py)
+}
+
+/// Configurations (n, L, L) (or (n, 1, L, L), or (n, L*L) with `l`) as (values, n, L).
+fn configurations<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<(Floats<'py>, usize, usize)> {
+    let x = Floats::new(obj, what)?;
+    let shape = x.shape();
+    let (n, l) = match shape.as_slice() {
+        [n, h, w] if h == w => (*n, *h),
+        [n, 1, h, w] if h == w => (*n, *h),
+        _ => {
+            return Err(value_error(format!(
+                "{what}: expected configurations of shape (n, L, L), got {shape:?}"
+            )))
+        }
+    };
+    if n == 0 || l == 0 {
+        return Err(value_error(format!(
+            "{what}: expected at least one configuration, got shape {shape:?}"
+        )));
+    }
+    Ok((x, n, l))
+}
+
+/// Couplings (m2, lam) of the hopping-parameter convention (kappa, lambda), exactly (SPEC 7).
+#[pyfunction]
+fn couplings_from_hopping(kappa: f64, lambda: f64) -> PyResult<(f64, f64)> {
+    let c = Couplings::from_hopping(kappa, lambda).map_err(to_py)?;
+    Ok((c.m2, c.lam))
+}
+
+/// HMC ensemble of n configurations of the L x L theory (SPEC section 7): many parallel chains
+/// (chain k on stream k of `seed`), step size tuned, thermalisation and separation chosen
+/// from a pilot's tau_int unless given. Returns (configs (n, L, L), summary). Ctrl-C stops it
+/// between rounds of 10 trajectories with KeyboardInterrupt.
+#[pyfunction]
+#[pyo3(signature = (l, m2, lam, n, seed=0, chains=64, leapfrog_steps=10, target_acceptance=0.8, therm=None, sep=None))]
+fn hmc_sample<'py>(
+    py: Python<'py>,
+    l: usize,
+    m2: f64,
+    lam: f64,
+    n: usize,
+    seed: u64,
+    chains: usize,
+    leapfrog_steps: usize,
+    target_acceptance: f64,
+    therm: Option<usize>,
+    sep: Option<usize>,
+) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyAny>)> {
+    let lattice = Lattice::new(l, couplings(m2, lam)?).map_err(to_py)?;
+    let cfg = HmcConfig {
+        chains,
+        leapfrog_steps,
+        target_acceptance,
+        therm,
+        sep,
+        seed,
+        ..HmcConfig::default()
+    };
+    let monitor = PyMonitor::new(None);
+    let r = py.detach(|| hmc::sample(&lattice, n, &cfg, &monitor).map_err(gud::Error::from));
+    let run = monitor.finish(r)?;
+    Ok((
+        array(py, run.configs, &[n, l, l])?,
+        to_dict(py, &run.summary)?,
+    ))
+}
+
+/// Every observable of SPEC section 7 (<|M|>, <M^2>, chi, chi_2pt, Binder, <phi^2>, <phi^4>,
+/// S/V with couplings, C(t), m_eff) with binned-jackknife errors and tau_int, of
+/// configurations (n, L, L) in their order (a chain). With `log_weights`, self-normalised
+/// reweighting of independent proposals (SPEC section 9). Returns a dict.
+#[pyfunction]
+#[pyo3(signature = (configs, m2=None, lam=None, log_weights=None))]
+fn observe<'py>(
+    py: Python<'py>,
+    configs: &Bound<'py, PyAny>,
+    m2: Option<f64>,
+    lam: Option<f64>,
+    log_weights: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (x, n, l) = configurations(configs, "configs")?;
+    let c = match (m2, lam) {
+        (Some(m2), Some(lam)) => Some(couplings(m2, lam)?),
+        (None, None) => None,
+        _ => return Err(value_error("m2 and lam: give both couplings, or neither")),
+    };
+    let values = x.values();
+    let obs = match log_weights {
+        None => py.detach(|| observables::measure(values, l, c)),
+        Some(w) => {
+            let w = Floats::new(w, "log_weights")?;
+            if w.values().len() != n {
+                return Err(value_error(format!(
+                    "log_weights: expected one per configuration ({n}), got {}",
+                    w.values().len()
+                )));
+            }
+            let wv = w.values();
+            py.detach(|| observables::measure_weighted(values, l, c, wv))
+        }
+    }
+    .map_err(to_py)?;
+    to_dict(py, &obs)
+}
+
+/// The action S[phi] of each configuration (n, L, L) (SPEC section 7); log p = -S.
+#[pyfunction]
+fn action<'py>(
+    py: Python<'py>,
+    configs: &Bound<'py, PyAny>,
+    m2: f64,
+    lam: f64,
+) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let (x, n, l) = configurations(configs, "configs")?;
+    let lattice = Lattice::new(l, couplings(m2, lam)?).map_err(to_py)?;
+    let v = l * l;
+    let s: Vec<f64> = x
+        .values()
+        .chunks_exact(v)
+        .map(|p| lattice.action(p))
+        .collect();
+    array(py, s, &[n])
+}
+
+/// Exact sampling of phi^4 at (m2, lam) with the design and score as the proposal (SPEC
+/// section 9): `proposals` draws of the deterministic sampler (`exp`/`ode` on its grid, or the
+/// continuous ODE with `tol`) with their exact log q, weighed against exp(-S), independence
+/// Metropolis-Hastings and reweighting. Returns a dict: report (acceptance, ESS/N, log Z, the
+/// raw / chain / reweighted observables, cost, and with `hmc_reference` > 0 the project's HMC
+/// cost at the same couplings), proposals (N, L, L), log_q, log_p and chain (indices).
+#[pyfunction]
+#[pyo3(signature = (design, score, m2, lam, proposals, seed=0, tol=None, hmc_reference=0, sampler=None, **keys))]
+fn mcmc<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    score: &PyScore,
+    m2: f64,
+    lam: f64,
+    proposals: usize,
+    seed: u64,
+    tol: Option<f64>,
+    hmc_reference: usize,
+    sampler: Option<&Bound<'py, PyAny>>,
+    keys: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    score.check_dim(design)?;
+    let shape = design.design.shape();
+    let lattice = Lattice::new(shape.h, couplings(m2, lam)?).map_err(to_py)?;
+    let mut scfg = design.sampler_config(sampler, keys)?;
+    if keys.is_none_or(|k| !k.contains("batch").unwrap_or(false)) && sampler.is_none() {
+        scfg.batch = gud::exact::PROPOSAL_BATCH;
+    }
+    let cfg = design.config_with(scfg);
+    let opts = gud::exact::McmcOptions {
+        proposals,
+        seed,
+        hmc_reference,
+        ode_tol: tol,
+    };
+    let monitor = PyMonitor::new(score.callable());
+    let (g, model) = (&design.design, score.model.as_ref());
+    let r = py.detach(|| gud::exact::mcmc(&cfg, g, model, &lattice, &opts, &monitor));
+    let run = monitor.finish(r)?;
+    let l = shape.h;
+    let out = PyDict::new(py);
+    out.set_item("report", to_dict(py, &run.report)?)?;
+    out.set_item(
+        "proposals",
+        array(py, run.proposals.fields, &[proposals, l, l])?,
+    )?;
+    out.set_item("log_q", array(py, run.proposals.log_q, &[proposals])?)?;
+    out.set_item("log_p", array(py, run.log_p, &[proposals])?)?;
+    out.set_item(
+        "chain",
+        numpy::PyArray1::from_vec(py, run.chain.states.iter().map(|&s| s as i64).collect()),
+    )?;
+    Ok(out)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(couplings_from_hopping, m)?)?;
+    m.add_function(wrap_pyfunction!(hmc_sample, m)?)?;
+    m.add_function(wrap_pyfunction!(observe, m)?)?;
+    m.add_function(wrap_pyfunction!(action, m)?)?;
+    m.add_function(wrap_pyfunction!(mcmc, m)?)?;
+    Ok(())
+}

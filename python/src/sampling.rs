@@ -1,0 +1,259 @@
+//! Samplers (SPEC section 5), likelihoods (section 6) and exact sampling (section 9) for a
+//! design and a score.
+
+use crate::design::{dataset, PyDesign};
+use crate::score::PyScore;
+use crate::{array, to_py, value_error, Floats, PyMonitor};
+use gud_core::exact;
+use gud_core::likelihood::Divergence;
+use gud_core::sampler::{PosteriorVariance, TimeGrid};
+use numpy::PyArrayDyn;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// A serialisable report as a Python dict (through JSON, the binary's `--json` form).
+pub(crate) fn to_dict<'py>(
+    py: Python<'py>,
+    value: &impl serde::Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| value_error(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// Draws samples `first .. first + n` (fields (n, c, h, w)) with the design's `[sampler]`
+/// (or `sampler`, a dict or TOML text, and keyword keys on top: kind, steps, grid,
+/// posterior_variance, projection, batch, order). Sample k starts from stream k of `seed`, so
+/// any one regenerates alone, and equals the binary's `gud sample` draw. Returns
+/// (fields, report).
+#[pyfunction]
+#[pyo3(signature = (design, score, n, seed=0, first=0, sampler=None, **keys))]
+fn sample<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    score: &PyScore,
+    n: usize,
+    seed: u64,
+    first: u64,
+    sampler: Option<&Bound<'py, PyAny>>,
+    keys: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyAny>)> {
+    score.check_dim(design)?;
+    let cfg = design.config_with(design.sampler_config(sampler, keys)?);
+    let monitor = PyMonitor::new(score.callable());
+    let (g, model) = (&design.design, &score.model);
+    let r = py.detach(|| gud::sample::draw(&cfg, g, model.as_ref(), seed, first, n, &monitor));
+    let (fields, report) = monitor.finish(r)?;
+    Ok((
+        array(py, fields, &design.fields_shape(n))?,
+        to_dict(py, &report)?,
+    ))
+}
+
+/// Proposals with the exact log-density of the map that produced them (SPEC section 9):
+/// n samples of a deterministic sampler (`exp` or `ode` on the sampler's grid; or, with
+/// `tol`, the continuous probability-flow ODE at that solver tolerance), each with log q in
+/// phi-space (nats). Returns (fields (n, c, h, w), log_q (n,), report).
+#[pyfunction]
+#[pyo3(signature = (design, score, n, seed=0, first=0, tol=None, sampler=None, **keys))]
+fn propose<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    score: &PyScore,
+    n: usize,
+    seed: u64,
+    first: u64,
+    tol: Option<f64>,
+    sampler: Option<&Bound<'py, PyAny>>,
+    keys: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(
+    Bound<'py, PyArrayDyn<f64>>,
+    Bound<'py, PyArrayDyn<f64>>,
+    Bound<'py, PyAny>,
+)> {
+    score.check_dim(design)?;
+    let mut scfg = design.sampler_config(sampler, keys)?;
+    if keys.is_none_or(|k| !k.contains("batch").unwrap_or(false)) && sampler.is_none() {
+        scfg.batch = gud::exact::PROPOSAL_BATCH;
+    }
+    if let Some(t) = tol {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(value_error(format!("tol: expected 0 < tol < 1, got {t}")));
+        }
+    }
+    let monitor = PyMonitor::new(score.callable());
+    let (g, model) = (&design.design, score.model.as_ref());
+    let r = py.detach(|| -> gud::Result<exact::Proposals> {
+        Ok(match tol {
+            Some(t) => exact::propose_ode(g, model, t, seed, first, n)?,
+            None => {
+                let cfg = design.config_with(scfg);
+                let plan = gud::sample::plan(&cfg, g)?;
+                exact::propose(g, &plan, model, &cfg.sampler, seed, first, n, &mut |_| {})?
+            }
+        })
+    });
+    let p = monitor.finish(r)?;
+    Ok((
+        array(py, p.fields, &design.fields_shape(n))?,
+        array(py, p.log_q, &[n])?,
+        to_dict(py, &p.report)?,
+    ))
+}
+
+/// The negative log-likelihood of `data` under the design and score (SPEC section 6):
+/// method "elbo" (a bound, `steps` grid points) or "ode" (the probability-flow ODE, adaptive
+/// solver at `tol`; divergence "exact" or "hutchinson" with `probes`, default exact up to
+/// d = 256). Returns the report (nats per sample, bits/dim, their standard errors, ...).
+#[pyfunction]
+#[pyo3(signature = (design, score, data, method="elbo", steps=100, tol=1e-5, divergence=None, probes=1, seed=0, batch=64, grid="uniform-t", posterior_variance="none"))]
+fn nll<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    score: &PyScore,
+    data: &Bound<'py, PyAny>,
+    method: &str,
+    steps: usize,
+    tol: f64,
+    divergence: Option<&str>,
+    probes: usize,
+    seed: u64,
+    batch: usize,
+    grid: &str,
+    posterior_variance: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    score.check_dim(design)?;
+    let test = dataset(data, "data")?;
+    let method = match method {
+        "elbo" => gud::nll::Method::Elbo,
+        "ode" => gud::nll::Method::Ode,
+        m => {
+            return Err(value_error(format!(
+                "method: expected \"elbo\" or \"ode\", got {m:?}"
+            )))
+        }
+    };
+    let divergence = match divergence {
+        None => None,
+        Some("exact") => Some(Divergence::Exact),
+        Some("hutchinson") => Some(Divergence::Hutchinson),
+        Some(d) => {
+            return Err(value_error(format!(
+                "divergence: expected \"exact\" or \"hutchinson\", got {d:?}"
+            )))
+        }
+    };
+    let time_grid = match grid {
+        "uniform-t" => TimeGrid::UniformT,
+        "uniform-gamma" => TimeGrid::UniformGamma,
+        g => {
+            return Err(value_error(format!(
+                "grid: expected \"uniform-t\" or \"uniform-gamma\", got {g:?}"
+            )))
+        }
+    };
+    let posterior_variance = match posterior_variance {
+        "none" => PosteriorVariance::None,
+        "gaussian" => PosteriorVariance::Gaussian,
+        v => {
+            return Err(value_error(format!(
+                "posterior_variance: expected \"none\" or \"gaussian\", got {v:?}"
+            )))
+        }
+    };
+    if !(tol > 0.0 && tol < 1.0) {
+        return Err(value_error(format!("tol: expected 0 < tol < 1, got {tol}")));
+    }
+    if steps == 0 || probes == 0 {
+        return Err(value_error("steps and probes: expected at least 1"));
+    }
+    let opts = gud::nll::NllOptions {
+        method,
+        steps,
+        time_grid,
+        posterior_variance,
+        divergence,
+        probes,
+        tol,
+        seed,
+        batch,
+    };
+    let monitor = PyMonitor::new(score.callable());
+    let (g, model) = (&design.design, score.model.as_ref());
+    let r = py.detach(|| gud::nll::nll(g, model, &test, &opts, &monitor));
+    let report = monitor.finish(r)?;
+    to_dict(py, &report)
+}
+
+/// log w = log p - log q per proposal (a non-finite one gives -inf: weight zero).
+#[pyfunction]
+fn log_weights<'py>(
+    py: Python<'py>,
+    log_p: &Bound<'py, PyAny>,
+    log_q: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let (p, q) = (Floats::new(log_p, "log_p")?, Floats::new(log_q, "log_q")?);
+    if p.values().len() != q.values().len() {
+        return Err(value_error(format!(
+            "log_p and log_q: expected equal lengths, got {} and {}",
+            p.values().len(),
+            q.values().len()
+        )));
+    }
+    let w = exact::log_weights(p.values(), q.values());
+    let n = w.len();
+    array(py, w, &[n])
+}
+
+/// The effective sample size per proposal, (sum w)^2 / (N sum w^2) (SPEC section 9).
+#[pyfunction]
+fn ess_fraction(log_w: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let w = Floats::new(log_w, "log_w")?;
+    if w.values().is_empty() {
+        return Err(value_error("log_w: expected at least one weight"));
+    }
+    Ok(exact::ess_fraction(w.values()))
+}
+
+/// log Z = log mean w with its standard error (the free energy when p = exp(-S)).
+#[pyfunction]
+fn log_mean_weight(log_w: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
+    let w = Floats::new(log_w, "log_w")?;
+    if w.values().len() < 2 {
+        return Err(value_error("log_w: expected at least two weights"));
+    }
+    Ok(exact::log_mean_weight(w.values()))
+}
+
+/// Independence Metropolis-Hastings over proposals with log weights `log_w` (SPEC section 9):
+/// returns a dict with the chain's states (indices into the proposals), the acceptance rate,
+/// the longest run of rejections and the count of non-finite weights.
+#[pyfunction]
+#[pyo3(signature = (log_w, seed=0))]
+fn metropolis<'py>(
+    py: Python<'py>,
+    log_w: &Bound<'py, PyAny>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let w = Floats::new(log_w, "log_w")?;
+    let chain = exact::independence_metropolis(w.values(), seed).map_err(to_py)?;
+    let out = PyDict::new(py);
+    out.set_item("acceptance", chain.acceptance())?;
+    out.set_item("longest_rejection_run", chain.longest_rejection_run)?;
+    out.set_item("non_finite", chain.non_finite)?;
+    out.set_item(
+        "states",
+        numpy::PyArray1::from_vec(py, chain.states.iter().map(|&s| s as i64).collect()),
+    )?;
+    Ok(out)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sample, m)?)?;
+    m.add_function(wrap_pyfunction!(propose, m)?)?;
+    m.add_function(wrap_pyfunction!(nll, m)?)?;
+    m.add_function(wrap_pyfunction!(log_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(ess_fraction, m)?)?;
+    m.add_function(wrap_pyfunction!(log_mean_weight, m)?)?;
+    m.add_function(wrap_pyfunction!(metropolis, m)?)?;
+    Ok(())
+}
