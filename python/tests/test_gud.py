@@ -1,0 +1,353 @@
+"""Tests of the Python package against closed forms, the Rust binary and bad input.
+
+Random tests use fixed seeds; a statistical tolerance is stated where one is used.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gud
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+FREE_FIELD = """
+[data]
+kind = "free-field"
+size = 4
+m2 = 0.5
+samples = 512
+seed = 1
+
+[design]
+mean = "zero"
+basis = { kind = "fourier" }
+prior = { kind = "free" }
+schedule = { kind = "rg" }
+"""
+
+
+@pytest.fixture(scope="module")
+def gaussian_design():
+    # Gaussian data with unequal variances per site: the Gaussian score is exact for it
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(2048, 4, 4)) * np.linspace(0.5, 2.0, 16).reshape(4, 4)
+    return gud.Design.fit(data, basis="fourier", prior="matched", schedule="cosine")
+
+
+def gaussian_eps_numpy(design, chi, gamma):
+    """eps_hat of the Gaussian score (SPEC section 4), in numpy."""
+    a2 = 1.0 / (1.0 + np.exp(gamma))
+    s2 = 1.0 / (1.0 + np.exp(-gamma))
+    return np.sqrt(s2) * chi / (a2 * design.sigma_data + s2)
+
+
+def gaussian_eps_vjp_numpy(design, chi, gamma, u):
+    a2 = 1.0 / (1.0 + np.exp(gamma))
+    s2 = 1.0 / (1.0 + np.exp(-gamma))
+    return u * np.sqrt(s2) / (a2 * design.sigma_data + s2)
+
+
+def gaussian_log_density(design, fields):
+    """log N(phi; mu, U^T S Sigma S U) in phi-space."""
+    chi = design.to_whitened(fields)
+    sd = design.sigma_data
+    return (
+        -0.5 * np.sum(chi**2 / sd + np.log(2 * np.pi * sd), axis=1)
+        - np.sum(np.log(design.scale))
+    )
+
+
+# --- designs ---------------------------------------------------------------------------
+
+
+def test_design_schedule_identities(gaussian_design):
+    d = gaussian_design
+    t = np.linspace(0.05, 0.95, 7)
+    g, a2, s2 = d.gamma(t), d.alpha_sq(t), d.sigma_sq(t)
+    assert g.shape == (7, d.dim) and d.gamma(0.5).shape == (d.dim,)
+    np.testing.assert_allclose(a2 + s2, 1.0, atol=1e-14)
+    np.testing.assert_allclose(np.log(s2 / a2), g, atol=1e-10)
+    np.testing.assert_allclose(d.snr(t), d.sigma_data * np.exp(-g), rtol=1e-12)
+    # dgamma/dt against central differences
+    h = 1e-5
+    fd = (d.gamma(t + h) - d.gamma(t - h)) / (2 * h)
+    np.testing.assert_allclose(d.dgamma_dt(t), fd, rtol=1e-6, atol=1e-6)
+
+
+def test_design_transforms_round_trip_and_orthogonality(gaussian_design):
+    d = gaussian_design
+    phi = np.random.default_rng(1).normal(size=(5, 1, 4, 4))
+    comp = d.to_components(phi)
+    # U is orthogonal: |U (phi - mu)| = |phi - mu|
+    centred = phi.reshape(5, -1) - d.mean
+    np.testing.assert_allclose(np.linalg.norm(comp, axis=1), np.linalg.norm(centred, axis=1))
+    np.testing.assert_allclose(d.from_components(comp), phi, atol=1e-12)
+    chi = d.whiten(comp)
+    np.testing.assert_allclose(chi * d.scale, comp, atol=1e-12)
+    np.testing.assert_allclose(d.unwhiten(chi), comp, atol=1e-12)
+    np.testing.assert_allclose(d.to_whitened(phi), chi, atol=1e-12)
+    np.testing.assert_allclose(d.to_fields(chi), phi, atol=1e-12)
+    # float32 input is accepted and converted
+    np.testing.assert_allclose(d.to_whitened(phi.astype(np.float32)), chi, atol=1e-5)
+
+
+def test_forward_noising_and_training_batch(gaussian_design):
+    d = gaussian_design
+    chi0 = np.random.default_rng(2).normal(size=(6, d.dim))
+    chi_t, eps = d.noise(chi0, 0.3, seed=4)
+    a, s = np.sqrt(d.alpha_sq(0.3)), np.sqrt(d.sigma_sq(0.3))
+    np.testing.assert_allclose(chi_t, a * chi0 + s * eps, atol=1e-14)
+    # row k of a batch is stream k: first = 2 starts at row 2
+    chi_t2, eps2 = d.noise(chi0[2:], 0.3, seed=4, first=2)
+    np.testing.assert_array_equal(eps2, eps[2:])
+    assert not np.array_equal(d.noise(chi0, 0.3, seed=5)[1], eps)
+    b = d.training_batch(512, step=3, seed=1)
+    assert b["chi_t"].shape == b["eps"].shape == b["gamma_t"].shape == (512, d.dim)
+    assert np.all(np.diff(b["t"]) > 0)  # stratified: one time per stratum, in order
+    row = d.to_whitened(d.data[b["index"][0]][None])[0]
+    g = b["gamma_t"][0]
+    a2, s2 = 1 / (1 + np.exp(g)), 1 / (1 + np.exp(-g))
+    np.testing.assert_allclose(b["chi_t"][0], np.sqrt(a2) * row + np.sqrt(s2) * b["eps"][0])
+    np.testing.assert_array_equal(d.training_batch(512, step=3, seed=1)["eps"], b["eps"])
+    # eps ~ N(0, 1): mean within 4 standard errors
+    n = b["eps"].size
+    assert abs(b["eps"].mean()) < 4 / np.sqrt(n)
+
+
+def test_design_from_config_matches_the_binary_sample(tmp_path):
+    binary = ROOT / "target" / "debug" / "gud"
+    if not binary.exists():
+        pytest.skip("the gud binary is not built (cargo build)")
+    cfg = tmp_path / "ff.toml"
+    cfg.write_text(FREE_FIELD)
+    out = tmp_path / "s.npy"
+    subprocess.run(
+        [str(binary), "sample", "--config", str(cfg), "--score", "gaussian", "--sampler",
+         "exp", "--steps", "8", "--samples", "40", "--seed", "3", "--batch", "16",
+         "--out", str(out)],
+        check=True, capture_output=True,
+    )
+    want = np.load(out)
+    design = gud.Design.from_config(str(cfg))
+    fields, report = gud.sample(design, gud.Score(design, "gaussian"), 40, seed=3,
+                                kind="exp", steps=8)
+    assert report["nfe"] == 8 and report["samples"] == 40
+    # the binary writes float32 .npy: the same draw, rounded once
+    assert want.dtype == np.float32
+    np.testing.assert_array_equal(fields.reshape(want.shape).astype(np.float32), want)
+
+
+# --- scores and samplers ---------------------------------------------------------------
+
+
+def test_numpy_gaussian_equals_the_builtin(gaussian_design):
+    d = gaussian_design
+    s = gud.Score(d, "gaussian")
+    chi = np.random.default_rng(3).normal(size=(4, d.dim))
+    g = d.gamma(0.4)
+    np.testing.assert_allclose(s.eps_hat(chi, g), gaussian_eps_numpy(d, chi, g), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["exp", "ode", "sde", "ancestral"])
+def test_callable_wrapping_the_gaussian_score_is_bit_identical(gaussian_design, kind):
+    d = gaussian_design
+    s = gud.Score(d, "gaussian")
+    calls = []
+
+    def eps_hat(chi, gamma):
+        calls.append(chi.shape)
+        return s.eps_hat(chi, gamma)
+
+    cb = gud.CallableScore(eps_hat, d)
+    a, ra = gud.sample(d, s, 50, seed=7, kind=kind, steps=6, batch=16)
+    b, rb = gud.sample(d, cb, 50, seed=7, kind=kind, steps=6, batch=16)
+    np.testing.assert_array_equal(a, b)
+    assert rb["score"] == "callable" and ra["nfe"] == rb["nfe"]
+    assert calls[0] == (16, d.dim)
+
+
+def test_gaussian_samples_have_the_data_covariance(gaussian_design):
+    d = gaussian_design
+    fields, _ = gud.sample(d, gud.Score(d, "gaussian"), 4000, seed=1, steps=10)
+    chi = d.to_whitened(fields)
+    var = chi.var(axis=0)
+    # Var of a sample variance of n Gaussians: 2 sigma^4 / (n - 1); 4 sigma per component
+    n = chi.shape[0]
+    assert np.all(np.abs(var - d.sigma_data) < 4 * d.sigma_data * np.sqrt(2 / (n - 1)) + 1e-3)
+
+
+def test_float32_callable(gaussian_design):
+    d = gaussian_design
+    seen = []
+
+    def eps_hat(chi, gamma):
+        seen.append(chi.dtype)
+        return gaussian_eps_numpy(d, chi.astype(np.float64), gamma.astype(np.float64)).astype(
+            np.float32
+        )
+
+    f32, _ = gud.sample(d, gud.CallableScore(eps_hat, d, float32=True), 20, steps=6)
+    f64, _ = gud.sample(d, gud.Score(d, "gaussian"), 20, steps=6)
+    assert seen[0] == np.float32
+    np.testing.assert_allclose(f32, f64, atol=1e-4)
+
+
+def test_data_dependent_scores(gaussian_design):
+    d = gaussian_design
+    for kind, opts in [("empirical", {}), ("smoothed", {"perturbations": 4}),
+                       ("mixture", {"components": 2, "modes": "zero"})]:
+        s = gud.Score(d, kind, **opts)
+        f, r = gud.sample(d, s, 8, steps=5)
+        assert r["score"] == kind and np.all(np.isfinite(f))
+
+
+# --- likelihoods and exact sampling ----------------------------------------------------
+
+
+def test_ode_likelihood_of_gaussian_data_is_the_gaussian_density(gaussian_design):
+    d = gaussian_design
+    test = np.random.default_rng(5).normal(size=(16, 4, 4)) * np.linspace(0.5, 2.0, 16).reshape(4, 4)
+    want = -gaussian_log_density(d, test).mean()
+    r = gud.nll(d, gud.Score(d, "gaussian"), test, method="ode", tol=1e-7)
+    assert abs(r["nats"] - want) < 1e-3 * abs(want)
+    # the same through a callable with a vjp (exact divergence by d products)
+    cb = gud.CallableScore(
+        lambda c, g: gaussian_eps_numpy(d, c, g), d,
+        vjp=lambda c, g, u: gaussian_eps_vjp_numpy(d, c, g, u),
+    )
+    rc = gud.nll(d, cb, test, method="ode", tol=1e-7)
+    assert abs(rc["nats"] - r["nats"]) < 1e-6 * abs(want)
+    elbo = gud.nll(d, gud.Score(d, "gaussian"), test, method="elbo", steps=50)
+    assert elbo["nats"] > r["nats"] - 0.05 * abs(want)  # a bound, up to its noise
+
+
+def test_exact_proposals_of_gaussian_data(gaussian_design):
+    d = gaussian_design
+    s = gud.Score(d, "gaussian")
+    fields, log_q, report = gud.propose(d, s, 32, seed=2, kind="exp", steps=6)
+    plain, _ = gud.sample(d, s, 32, seed=2, kind="exp", steps=6)
+    np.testing.assert_allclose(fields, plain, atol=1e-12)  # the ordinary samples
+    # the exponential integrator with the exact Gaussian score maps N(0, I) exactly onto the
+    # data's Gaussian: log q is its density
+    np.testing.assert_allclose(log_q, gaussian_log_density(d, fields), atol=1e-6)
+    log_w = gud.log_weights(gaussian_log_density(d, fields), log_q)
+    assert gud.ess_fraction(log_w) > 1 - 1e-9
+    chain = gud.metropolis(log_w, seed=0)
+    assert chain["acceptance"] > 1 - 1e-9 and len(chain["states"]) == 32
+    log_z, err = gud.log_mean_weight(log_w)
+    assert abs(log_z) < 1e-6
+    # a callable with a vjp gives the same log q (Jacobian rows from d products)
+    cb = gud.CallableScore(
+        lambda c, g: gaussian_eps_numpy(d, c, g), d,
+        vjp=lambda c, g, u: gaussian_eps_vjp_numpy(d, c, g, u),
+    )
+    _, log_q_cb, _ = gud.propose(d, cb, 32, seed=2, kind="exp", steps=6)
+    np.testing.assert_allclose(log_q_cb, log_q, atol=1e-8)
+    # the continuous ODE
+    f2, lq2, r2 = gud.propose(d, s, 8, seed=2, tol=1e-8)
+    np.testing.assert_allclose(lq2, gaussian_log_density(d, f2), atol=1e-4)
+
+
+# --- phi^4 -----------------------------------------------------------------------------
+
+
+def test_phi4_action_observables_and_hopping():
+    configs, summary = gud.phi4.hmc(4, -4.0, 8.0, 512, seed=1, chains=16)
+    assert configs.shape == (512, 4, 4) and 0.5 < summary["acceptance"] <= 1.0
+    s = gud.phi4.action(configs, -4.0, 8.0)
+    phi = configs
+    kinetic = sum(((np.roll(phi, -1, axis=a) - phi) ** 2).sum(axis=(1, 2)) for a in (1, 2))
+    want = kinetic + (-4.0 * phi**2 + 8.0 * phi**4).sum(axis=(1, 2))
+    np.testing.assert_allclose(s, want, rtol=1e-12)
+    o = gud.phi4.observables(configs, -4.0, 8.0)
+    m = phi.mean(axis=(1, 2))
+    assert abs(o["abs_m"]["value"] - np.abs(m).mean()) < 1e-12
+    assert abs(o["phi2"]["value"] - (phi**2).mean()) < 1e-12
+    assert o["abs_m"]["error"] > 0 and o["tau_int_abs_m"]["tau"] > 0
+    # reweighting with equal weights is the plain mean
+    ow = gud.phi4.observables(configs, -4.0, 8.0, log_weights=np.zeros(512))
+    assert abs(ow["abs_m"]["value"] - o["abs_m"]["value"]) < 1e-12
+    kappa, lam = 0.3, 0.02
+    m2, l4 = gud.phi4.from_hopping(kappa, lam)
+    assert abs(m2 - ((1 - 2 * lam) / kappa - 4)) < 1e-12 and abs(l4 - lam / kappa**2) < 1e-12
+
+
+def test_phi4_exact_sampling_with_the_gaussian_base():
+    configs, _ = gud.phi4.hmc(4, -4.0, 8.0, 1024, seed=2, chains=16)
+    d = gud.Design.fit(configs, mean="zero", basis="fourier", prior="free", schedule="rg")
+    r = gud.phi4.mcmc(d, gud.Score(d, "gaussian"), -4.0, 8.0, 256, seed=0, kind="exp",
+                      steps=8)
+    rep = r["report"]
+    assert r["proposals"].shape == (256, 4, 4) and len(r["chain"]) > 0
+    np.testing.assert_allclose(r["log_p"], -gud.phi4.action(r["proposals"], -4.0, 8.0))
+    assert 0 < rep["acceptance"] <= 1 and 0 < rep["ess_fraction"] <= 1
+    w = gud.log_weights(r["log_p"], r["log_q"])
+    assert abs(gud.ess_fraction(w) - rep["ess_fraction"]) < 1e-12
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_bad_input_raises_clear_exceptions(gaussian_design, tmp_path):
+    d = gaussian_design
+    with pytest.raises(ValueError, match="unknown variant `nope`"):
+        gud.Design.fit(np.zeros((4, 4, 4)), basis="nope")
+    with pytest.raises(ValueError, match="shape"):
+        gud.Design.fit(np.zeros(5))
+    with pytest.raises(ValueError, match="non-finite|NaN|finite"):
+        gud.Design.fit(np.full((4, 4, 4), np.nan))
+    with pytest.raises(ValueError, match="16 values"):
+        d.to_whitened(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="unknown field"):
+        gud.sample(d, gud.Score(d), 4, stepz=3)
+    with pytest.raises(ValueError, match="batch"):
+        gud.sample(d, gud.Score(d), 4, batch=0)
+    with pytest.raises(ValueError, match="components"):
+        gud.sample(d, gud.CallableScore(lambda c, g: c, 3), 4)
+    with pytest.raises(ValueError, match="shape"):
+        gud.sample(d, gud.CallableScore(lambda c, g: c[:, :2], d), 4)
+    with pytest.raises(ValueError, match="deterministic"):
+        gud.propose(d, gud.Score(d), 4, kind="sde")
+    with pytest.raises(ValueError, match="m2 and lam|lam"):
+        gud.phi4.observables(np.zeros((4, 4, 4)), m2=1.0)
+    with pytest.raises(ValueError, match="lam"):
+        gud.phi4.hmc(4, -4.0, -1.0, 16)
+    with pytest.raises(ValueError, match=r"\(n, L, L\)"):
+        gud.phi4.action(np.zeros((4, 4, 3)), 1.0, 1.0)
+    with pytest.raises(OSError, match="missing.toml"):
+        gud.Design.from_config(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[design]\nbasis = { kind = 'fourier' }\nfoo = 1\n")
+    with pytest.raises(ValueError, match="bad.toml"):
+        gud.Design.from_config(str(bad))
+
+
+def test_an_exception_in_the_callable_is_raised_again(gaussian_design):
+    d = gaussian_design
+    calls = []
+
+    def broken(chi, gamma):
+        calls.append(1)
+        raise RuntimeError("my network failed")
+
+    with pytest.raises(RuntimeError, match="my network failed"):
+        gud.sample(d, gud.CallableScore(broken, d), 100, steps=10, batch=10)
+    assert len(calls) == 1  # the sampler stopped at the first failure
+
+
+def test_keyboard_interrupt_stops_a_long_hmc_run():
+    # a run of minutes, interrupted after half a second: HMC checks between rounds
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        gud.phi4.hmc(32, -4.0, 8.0, 200000, seed=0, chains=4)
+    timer.cancel()
+    assert time.monotonic() - start < 30
