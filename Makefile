@@ -1,16 +1,25 @@
 # README's two commands: `make run` (the main job on the built-in phi^4 default) and
 # `make test`. Both first install libtorch into .torch/ when it is missing (scripts/setup-libtorch.sh).
-# `make test` also tests the CLI built without the network (no libtorch: cargo alone).
+# `make test` also tests the CLI built without the network (no libtorch: cargo alone) and the
+# Python package (`make python`: a virtual environment in .venv with numpy, pytest and gud).
 LIBTORCH := $(CURDIR)/.torch/site-packages/torch
 export LIBTORCH
 ARGS ?=
 
-.PHONY: run test setup bench data
+.PHONY: run test setup bench data python
 run: setup
 	cargo run --release -- run $(ARGS)
 test: setup
 	cargo test --workspace
 	env -u LIBTORCH cargo test -p gud-cli --no-default-features
+	$(MAKE) python
+	.venv/bin/python -m pytest -q python/tests
+# The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`.
+VENV_PIP := .venv/bin/pip install --quiet --disable-pip-version-check
+python:
+	test -x .venv/bin/python || python3 -m venv .venv
+	$(VENV_PIP) numpy pytest
+	$(VENV_PIP) ./python
 # The PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries
 # (~4.7 GB, PyPI only) in .torch/full; only this target installs it.
 bench: setup

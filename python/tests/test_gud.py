@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -351,3 +352,38 @@ def test_keyboard_interrupt_stops_a_long_hmc_run():
         gud.phi4.hmc(32, -4.0, 8.0, 200000, seed=0, chains=4)
     timer.cancel()
     assert time.monotonic() - start < 30
+
+
+# --- stubs and examples ----------------------------------------------------------------
+
+
+def test_the_stubs_name_every_public_item():
+    import ast
+
+    import gud._gud as ext
+
+    tree = ast.parse((ROOT / "python" / "gud" / "_gud.pyi").read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    stubbed |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    public = {k for k in dir(ext) if not k.startswith("_")} | {"__version__"}
+    assert stubbed - {"ArrayLike", "Array", "Table"} == public
+    for cls in ("Design", "Score"):
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        methods = {f.name for f in node.body if isinstance(f, ast.FunctionDef)} - {"__init__"}
+        runtime = {k for k in dir(getattr(ext, cls)) if not k.startswith("_")}
+        assert methods == runtime, cls
+
+
+@pytest.mark.parametrize(
+    "script,args",
+    [("hmc_observables.py", ["--size", "4", "--samples", "256"]),
+     ("own_network.py", ["--size", "4", "--samples", "256", "--steps", "6"])],
+)
+def test_examples_run(script, args):
+    r = subprocess.run(
+        [sys.executable,
+         str(ROOT / "python" / "examples" / script), *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "binder" in r.stdout
