@@ -2,11 +2,10 @@
 //! component-wise schedule gamma_i(t), and the transforms between phi-space, components and
 //! whitened components.
 
-use crate::{array, section, to_py, value_error, Floats, PyMonitor};
+use crate::{array, section, to_py, value_error, Arr, Floats, PyMonitor};
 use gud_core::config::{DesignConfig, SamplerConfig};
 use gud_core::rng::{stream, Purpose};
 use gud_core::{Dataset, Design, NoisingState, Shape};
-use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::Path;
@@ -88,7 +87,7 @@ impl PyDesign {
         &self,
         t: &Bound<'py, PyAny>,
         f: impl Fn(&NoisingState) -> Vec<f64>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    ) -> PyResult<Arr<'py>> {
         let py = t.py();
         let times = Floats::new(t, "t")?;
         let d = self.design.dim();
@@ -113,7 +112,7 @@ impl PyDesign {
         what: &str,
         fields_out: bool,
         f: impl Fn(&Design, &[f64], &mut [f64]) + Sync,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    ) -> PyResult<Arr<'py>> {
         let py = x.py();
         let d = self.design.dim();
         let x = Floats::new(x, what)?;
@@ -222,22 +221,22 @@ impl PyDesign {
     }
     /// The mean mu (d,), phi-space.
     #[getter]
-    fn mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn mean<'py>(&self, py: Python<'py>) -> PyResult<Arr<'py>> {
         array(py, self.design.mean().to_vec(), &[self.design.dim()])
     }
     /// The prior scale S_i (d,): chi = S^-1 U (phi - mu).
     #[getter]
-    fn scale<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn scale<'py>(&self, py: Python<'py>) -> PyResult<Arr<'py>> {
         array(py, self.design.scale().to_vec(), &[self.design.dim()])
     }
     /// Sigma_i (d,): the data variance of each whitened component.
     #[getter]
-    fn sigma_data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn sigma_data<'py>(&self, py: Python<'py>) -> PyResult<Arr<'py>> {
         array(py, self.design.sigma_data().to_vec(), &[self.design.dim()])
     }
     /// Var(chi_tilde_i) (d,): the data variance of each component before the prior scaling.
     #[getter]
-    fn component_variance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn component_variance<'py>(&self, py: Python<'py>) -> PyResult<Arr<'py>> {
         array(
             py,
             self.design.component_variance().to_vec(),
@@ -246,7 +245,7 @@ impl PyDesign {
     }
     /// The training data the design was fitted to, (n, c, h, w).
     #[getter]
-    fn data<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArrayDyn<f64>>>> {
+    fn data<'py>(&self, py: Python<'py>) -> PyResult<Option<Arr<'py>>> {
         self.data
             .as_ref()
             .map(|ds| {
@@ -263,23 +262,23 @@ impl PyDesign {
     }
 
     /// gamma_i(t) = log(sigma_i^2 / alpha_i^2): (d,) for a scalar t, (m, d) for m times.
-    fn gamma<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn gamma<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.per_time(t, |s| s.gamma().to_vec())
     }
     /// d gamma_i / dt.
-    fn dgamma_dt<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn dgamma_dt<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.per_time(t, |s| s.dgamma_dt().to_vec())
     }
     /// alpha_i^2(t) = sigmoid(-gamma_i).
-    fn alpha_sq<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn alpha_sq<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.per_time(t, |s| s.alpha_sq().to_vec())
     }
     /// sigma_i^2(t) = sigmoid(gamma_i).
-    fn sigma_sq<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn sigma_sq<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.per_time(t, |s| s.sigma_sq().to_vec())
     }
     /// The signal-to-noise ratio SNR_i(t) = Sigma_i exp(-gamma_i) of each component (GUD eq. 17).
-    fn snr<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn snr<'py>(&self, t: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         let sd = self.design.sigma_data().to_vec();
         self.per_time(t, move |s| {
             (0..s.dim()).map(|i| s.log_snr_data(i, &sd).exp()).collect()
@@ -287,24 +286,21 @@ impl PyDesign {
     }
 
     /// chi_tilde = U (phi - mu): fields (n, ...) -> components (n, d).
-    fn to_components<'py>(&self, phi: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn to_components<'py>(&self, phi: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(phi, "phi", false, |g, x, o| {
             let centred: Vec<f64> = x.iter().zip(g.mean()).map(|(a, m)| a - m).collect();
             g.basis().forward(&centred, o);
         })
     }
     /// phi = U^T chi_tilde + mu: components (n, d) -> fields (n, c, h, w).
-    fn from_components<'py>(
-        &self,
-        comp: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn from_components<'py>(&self, comp: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(comp, "components", true, |g, x, o| {
             g.basis().inverse(x, o);
             o.iter_mut().zip(g.mean()).for_each(|(p, m)| *p += m);
         })
     }
     /// chi = S^-1 chi_tilde: components (n, d) -> whitened (n, d).
-    fn whiten<'py>(&self, comp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn whiten<'py>(&self, comp: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(comp, "components", false, |g, x, o| {
             for ((o, x), s) in o.iter_mut().zip(x).zip(g.scale()) {
                 *o = x / s;
@@ -312,7 +308,7 @@ impl PyDesign {
         })
     }
     /// chi_tilde = S chi: whitened (n, d) -> components (n, d).
-    fn unwhiten<'py>(&self, chi: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn unwhiten<'py>(&self, chi: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(chi, "chi", false, |g, x, o| {
             for ((o, x), s) in o.iter_mut().zip(x).zip(g.scale()) {
                 *o = x * s;
@@ -320,7 +316,7 @@ impl PyDesign {
         })
     }
     /// chi = S^-1 U (phi - mu): fields (n, ...) -> whitened components (n, d).
-    fn to_whitened<'py>(&self, phi: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn to_whitened<'py>(&self, phi: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(phi, "phi", false, |g, x, o| {
             let w = g
                 .field_to_whitened(&gud_core::Field(x.to_vec()))
@@ -329,7 +325,7 @@ impl PyDesign {
         })
     }
     /// phi = U^T S chi + mu: whitened components (n, d) -> fields (n, c, h, w).
-    fn to_fields<'py>(&self, chi: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn to_fields<'py>(&self, chi: &Bound<'py, PyAny>) -> PyResult<Arr<'py>> {
         self.map_rows(chi, "chi", true, |g, x, o| {
             o.copy_from_slice(&g.whitened_batch_to_fields(x));
         })
@@ -346,7 +342,7 @@ impl PyDesign {
         t: &Bound<'py, PyAny>,
         seed: u64,
         first: u64,
-    ) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<f64>>)> {
+    ) -> PyResult<(Arr<'py>, Arr<'py>)> {
         let d = self.design.dim();
         let x = Floats::new(chi0, "chi0")?;
         let n = x.rows(d, "chi0")?;

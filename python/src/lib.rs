@@ -101,12 +101,13 @@ impl<'py> Floats<'py> {
             _ if shape[1..].iter().product::<usize>() == d => Some(shape[0]),
             _ => None,
         };
-        rows.filter(|_| total % d.max(1) == 0).ok_or_else(|| {
-            value_error(format!(
-                "{what}: expected a batch of samples with {d} values each (shape (n, {d}) or \
+        rows.filter(|_| total.is_multiple_of(d.max(1)))
+            .ok_or_else(|| {
+                value_error(format!(
+                    "{what}: expected a batch of samples with {d} values each (shape (n, {d}) or \
                  (n, ...) with {d} values per sample), got shape {shape:?}"
-            ))
-        })
+                ))
+            })
     }
 }
 
@@ -124,12 +125,11 @@ impl IntoPyDictStr for &[(&str, &str)] {
     }
 }
 
+/// A float64 array handed to Python.
+pub(crate) type Arr<'py> = Bound<'py, PyArrayDyn<f64>>;
+
 /// A float64 array of `shape` owning `values` (no copy).
-pub(crate) fn array<'py>(
-    py: Python<'py>,
-    values: Vec<f64>,
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+pub(crate) fn array<'py>(py: Python<'py>, values: Vec<f64>, shape: &[usize]) -> PyResult<Arr<'py>> {
     PyArray1::from_vec(py, values).reshape(shape.to_vec())
 }
 
@@ -258,7 +258,7 @@ impl<'a> PyMonitor<'a> {
         if let Some(e) = self.callable.and_then(|c| c.take_error()) {
             return Err(e);
         }
-        if let Some(e) = self.error.into_inner().expect("monitor lock").take() {
+        if let Some(e) = self.error.into_inner().expect("monitor lock") {
             return Err(e);
         }
         r.map_err(to_py)

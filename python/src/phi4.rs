@@ -4,9 +4,8 @@
 use crate::design::PyDesign;
 use crate::sampling::to_dict;
 use crate::score::PyScore;
-use crate::{array, to_py, value_error, Floats, PyMonitor};
+use crate::{array, to_py, value_error, Arr, Floats, PyMonitor};
 use gud_phi4::{hmc, observables, Couplings, HmcConfig, Lattice};
-use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -64,7 +63,7 @@ fn hmc_sample<'py>(
     target_acceptance: f64,
     therm: Option<usize>,
     sep: Option<usize>,
-) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyAny>)> {
+) -> PyResult<(Arr<'py>, Bound<'py, PyAny>)> {
     let lattice = Lattice::new(l, couplings(m2, lam)?).map_err(to_py)?;
     let cfg = HmcConfig {
         chains,
@@ -129,7 +128,7 @@ fn action<'py>(
     configs: &Bound<'py, PyAny>,
     m2: f64,
     lam: f64,
-) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+) -> PyResult<Arr<'py>> {
     let (x, n, l) = configurations(configs, "configs")?;
     let lattice = Lattice::new(l, couplings(m2, lam)?).map_err(to_py)?;
     let v = l * l;

@@ -3,11 +3,10 @@
 
 use crate::design::{dataset, PyDesign};
 use crate::score::PyScore;
-use crate::{array, to_py, value_error, Floats, PyMonitor};
+use crate::{array, to_py, value_error, Arr, Floats, PyMonitor};
 use gud_core::exact;
 use gud_core::likelihood::Divergence;
 use gud_core::sampler::{PosteriorVariance, TimeGrid};
-use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -36,7 +35,7 @@ fn sample<'py>(
     first: u64,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
-) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyAny>)> {
+) -> PyResult<(Arr<'py>, Bound<'py, PyAny>)> {
     score.check_dim(design)?;
     let cfg = design.config_with(design.sampler_config(sampler, keys)?);
     let monitor = PyMonitor::new(score.callable());
@@ -65,11 +64,7 @@ fn propose<'py>(
     tol: Option<f64>,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
-) -> PyResult<(
-    Bound<'py, PyArrayDyn<f64>>,
-    Bound<'py, PyArrayDyn<f64>>,
-    Bound<'py, PyAny>,
-)> {
+) -> PyResult<(Arr<'py>, Arr<'py>, Bound<'py, PyAny>)> {
     score.check_dim(design)?;
     let mut scfg = design.sampler_config(sampler, keys)?;
     if keys.is_none_or(|k| !k.contains("batch").unwrap_or(false)) && sampler.is_none() {
@@ -190,7 +185,7 @@ fn log_weights<'py>(
     py: Python<'py>,
     log_p: &Bound<'py, PyAny>,
     log_q: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+) -> PyResult<Arr<'py>> {
     let (p, q) = (Floats::new(log_p, "log_p")?, Floats::new(log_q, "log_q")?);
     if p.values().len() != q.values().len() {
         return Err(value_error(format!(

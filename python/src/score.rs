@@ -2,11 +2,11 @@
 //! gud's analytic scores, or a Python callable (your own network).
 
 use crate::design::{dataset, PyDesign};
-use crate::{array, section, to_py, value_error, Floats};
+use crate::{array, section, to_py, value_error, Arr, Floats};
 use gud_core::config::ScoreConfig;
 use gud_core::score::{GaussianScore, ScoreModel};
 use gud_core::NoisingState;
-use numpy::{PyArrayDyn, PyArrayMethods};
+use numpy::PyArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::{Arc, Mutex};
@@ -134,7 +134,7 @@ impl PyScore {
         py: Python<'py>,
         chi_t: &Bound<'py, PyAny>,
         gamma_t: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    ) -> PyResult<Arr<'py>> {
         let d = self.model.dim();
         let x = Floats::new(chi_t, "chi_t")?;
         let n = x.rows(d, "chi_t")?;
