@@ -13,12 +13,16 @@ pub struct ClassifierArgs {
     /// Output file (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
+    /// Optimisation steps (Adam).
     #[arg(long, default_value_t = 2000)]
     pub steps: usize,
+    /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Seed of the initial weights and the batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

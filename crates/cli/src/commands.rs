@@ -135,6 +135,34 @@ pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Resul
     finish_figure(outputs, &args.out, &f.config)
 }
 
+/// `gud data`: the training set of a config (or its held-out set) as .npy, with the resolved
+/// config beside it.
+pub fn data(config: Option<&Path>, out: &Path, test: bool) -> Result<()> {
+    let mut outputs = outputs_for(config, &[]);
+    let npy_out = outputs.stage(out)?;
+    let config_out = outputs.stage(&config_beside(out))?;
+    let monitor = Terminal::new("gud data");
+    let mut cfg = gud::data::load_config(config)?;
+    let train = gud::data::load_data(&mut cfg, None, &monitor)?;
+    let ds = if test {
+        gud::data::test_data(&cfg, &train, &monitor)?
+    } else {
+        train
+    };
+    gud_io::npy::write_dataset(&npy_out, &ds)?;
+    gud_io::config::write_toml(&config_out, &cfg)?;
+    outputs.commit()?;
+    eprintln!(
+        "wrote {} ({} {} samples of shape {}) and {}",
+        out.display(),
+        ds.len(),
+        if test { "held-out" } else { "training" },
+        ds.shape(),
+        config_beside(out).display()
+    );
+    Ok(())
+}
+
 /// The main job: fit the design, draw figures, sample with the config's score and sampler,
 /// and evaluate the samples against an independent reference (for phi^4, HMC at another seed).
 pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {

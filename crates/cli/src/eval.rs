@@ -10,21 +10,34 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Generated samples (.npy).
-    #[arg(long)]
-    pub samples: PathBuf,
+    /// Generated samples (.npy; `--samples` is accepted as its older name).
+    #[arg(long, alias = "samples")]
+    pub generated: PathBuf,
     /// Reference samples of the data law (.npy), e.g. HMC configurations.
     #[arg(long)]
     pub reference: PathBuf,
     /// Training set for the memorisation metric (default: the reference).
     #[arg(long)]
     pub train: Option<PathBuf>,
-    /// Lattice phi^4 couplings `M2,LAM`: compare every observable of SPEC section 7.
+    /// Lattice phi^4 couplings `M2,LAM`: compare every observable (docs/phi4.md).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_couplings)]
     pub phi4: Option<(f64, f64)>,
+    /// m^2 of the phi^4 action S = sum [ (d phi)^2 + m2 phi^2 + lam phi^4 ] (with --lam): the
+    /// same as --phi4 M2,LAM.
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        requires = "lam",
+        conflicts_with = "phi4"
+    )]
+    pub m2: Option<f64>,
+    /// lambda of the phi^4 action (with --m2).
+    #[arg(long, requires = "m2")]
+    pub lam: Option<f64>,
     /// Random directions of the sliced Wasserstein distance.
     #[arg(long, default_value_t = 128)]
     pub directions: usize,
+    /// Seed of the random directions and subsamples of the metrics.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print JSON instead of a table.
@@ -72,7 +85,7 @@ fn read(path: &std::path::Path, what: &str, a: &EvalArgs) -> Result<Dataset> {
 pub fn eval(a: &EvalArgs) -> Result<()> {
     let mut outputs = gud_io::atomic::Outputs::new(
         [
-            Some(&a.samples),
+            Some(&a.generated),
             Some(&a.reference),
             a.train.as_ref(),
             a.classifier.as_ref(),
@@ -82,12 +95,12 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     );
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let spectra_out = a.spectra.as_ref().map(|g| outputs.stage(g)).transpose()?;
-    let gen = read(&a.samples, "samples", a)?;
+    let gen = read(&a.generated, "samples", a)?;
     let reference = read(&a.reference, "reference", a)?;
     if gen.shape() != reference.shape() {
         bail!(
             "{} holds samples of shape {} but the reference {} holds {}",
-            a.samples.display(),
+            a.generated.display(),
             gen.shape(),
             a.reference.display(),
             reference.shape()
@@ -97,12 +110,19 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         Some(p) => read(p, "training set", a)?,
         None => reference.clone(),
     };
-    let mut report = evaluate(&gen, &reference, &train, a.directions, a.seed, a.phi4)?;
+    let mut report = evaluate(
+        &gen,
+        &reference,
+        &train,
+        a.directions,
+        a.seed,
+        a.phi4.or(a.m2.zip(a.lam)),
+    )?;
     if let Some(c) = &a.classifier {
         report.classifier_frechet = Some(classifier_frechet(c, &gen, &reference)?);
     }
     if let Some(p) = &grid_out {
-        crate::plots::sample_grid(p, &format!("samples: {}", a.samples.display()), &gen, 16)?;
+        crate::plots::sample_grid(p, &format!("samples: {}", a.generated.display()), &gen, 16)?;
     }
     if let Some(p) = &spectra_out {
         plot_spectra(p, &report)?;
@@ -112,7 +132,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(
-            &a.samples.display().to_string(),
+            &a.generated.display().to_string(),
             &a.reference.display().to_string(),
             &report,
         );

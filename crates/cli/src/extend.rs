@@ -25,6 +25,7 @@ pub struct ExtendArgs {
     /// Output width in columns: the training width W plus a multiple of the stride.
     #[arg(long)]
     pub width: usize,
+    /// Images generated.
     #[arg(long, default_value_t = 16)]
     pub samples: usize,
     /// Columns the window moves per period.
@@ -33,6 +34,7 @@ pub struct ExtendArgs {
     /// Sampler steps per period (the stretches before and after use the same step size).
     #[arg(long, default_value_t = 4)]
     pub steps: usize,
+    /// Seed of the samples (image k uses stream k).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples integrated together.

@@ -39,8 +39,13 @@ enum Command {
     /// report to --out.
     Run {
         /// TOML config; the built-in phi^4 default (examples/phi4.toml: L = 8, m2 = -4,
-        /// lam = 8, fourier basis, free prior, RG schedule, trained network) when absent.
+        /// lam = 8, fourier basis, free prior, RG schedule, trained network) when absent (also
+        /// as --config).
+        #[arg(conflicts_with = "config_flag")]
         config: Option<PathBuf>,
+        /// TOML config (the same as the positional CONFIG).
+        #[arg(long = "config", id = "config_flag", value_name = "CONFIG")]
+        config_flag: Option<PathBuf>,
         /// Output directory.
         #[arg(long, default_value = "out/run")]
         out: PathBuf,
@@ -57,13 +62,13 @@ enum Command {
     },
     /// Train the neural score of a config into a run directory (checkpoints, metrics, --resume).
     Train(Box<train::TrainArgs>),
-    /// Draw samples with an analytic score model and a sampler (SPEC sections 4-5).
+    /// Draw samples with an analytic score model and a sampler (docs/samplers.md).
     Sample(Box<sample::SampleArgs>),
     /// Compare generated samples with a reference set: spectra, sliced Wasserstein distance,
     /// memorisation and (lattice data) every phi^4 observable.
     Eval(Box<eval::EvalArgs>),
     /// Negative log-likelihood of held-out data in nats and bits/dim: the ELBO bound or the
-    /// exact probability-flow ODE density (SPEC section 6).
+    /// exact probability-flow ODE density (docs/samplers.md).
     Nll(Box<nll::NllArgs>),
     /// Images wider than the training images by a sliding column-wise window (GUD 5.2), with
     /// the seam metric.
@@ -74,10 +79,25 @@ enum Command {
     /// Train the small image classifier whose features give `gud eval --classifier` its
     /// Frechet distance (a stand-in for FID).
     Classifier(Box<classifier::ClassifierArgs>),
-    /// Lattice phi^4: HMC sampling and observables (SPEC section 7).
+    /// Lattice phi^4: HMC sampling, observables and exact sampling (docs/phi4.md).
     Phi4 {
         #[command(subcommand)]
         command: phi4::Phi4Command,
+    },
+    /// Write the training set of a config (or, with --test, its held-out set) as .npy: phi^4 HMC
+    /// configurations, free-field draws, or images after crop, resize and scaling.
+    Data {
+        /// TOML config; the built-in phi^4 default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output .npy (float32, (N, H, W) for one channel, else (N, C, H, W)); the resolved
+        /// config is written beside it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the held-out set (test images, or the independent reference of phi^4 and
+        /// free-field data) instead of the training set.
+        #[arg(long)]
+        test: bool,
     },
     /// Plot sigma_i(t), gamma_i(t) and log SNR_i(t) for a spread of components (GUD fig. 2).
     Schedule {
@@ -95,7 +115,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         index: usize,
         /// Times shown (clipped to the schedule's range).
-        #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0])]
+        #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.4,0.6,0.8,1")]
         times: Vec<f64>,
         /// Seed of the noise eps.
         #[arg(long, default_value_t = 0)]
@@ -121,15 +141,17 @@ fn main() -> ExitCode {
         Command::Extend(a) => extend::extend(&a),
         Command::Run {
             config,
+            config_flag,
             out,
             seed,
             samples,
             nfe,
         } => commands::run(
-            config.as_deref(),
+            config.as_deref().or(config_flag.as_deref()),
             &out,
             &gud::job::JobOptions { seed, samples, nfe },
         ),
+        Command::Data { config, out, test } => commands::data(config.as_deref(), &out, test),
         Command::Schedule { io, components } => commands::schedule(&io, components),
         Command::Noise {
             io,

@@ -43,14 +43,18 @@ impl CouplingArgs {
 pub enum Phi4Command {
     /// Generate configurations by HMC and write them as float32 (N, L, L) .npy.
     Sample {
+        /// Lattice size L (an L x L periodic lattice).
         #[arg(long)]
         size: usize,
         #[command(flatten)]
         couplings: CouplingArgs,
+        /// Configurations saved.
         #[arg(long, allow_hyphen_values = true)]
         samples: i64,
+        /// Seed of the chains (chain k uses stream k).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Output .npy (float32, (N, L, L)), written atomically.
         #[arg(long)]
         out: PathBuf,
         /// Parallel chains.
@@ -59,6 +63,7 @@ pub enum Phi4Command {
         /// Leapfrog steps per trajectory.
         #[arg(long, default_value_t = 10)]
         leapfrog: usize,
+        /// Acceptance rate the step-size tuning aims at.
         #[arg(long, default_value_t = 0.8)]
         target_acceptance: f64,
         /// Thermalisation trajectories (default: max(300, 20 tau_int) from a pilot run).
@@ -68,12 +73,12 @@ pub enum Phi4Command {
         #[arg(long)]
         sep: Option<usize>,
     },
-    /// Exact sampling (SPEC section 9): proposals of a deterministic diffusion sampler (exp or
+    /// Exact sampling (docs/phi4.md): proposals of a deterministic diffusion sampler (exp or
     /// ode) with the exact density of their map, an independence Metropolis-Hastings chain and
     /// reweighting against exp(-S): acceptance, ESS, log Z, and every observable raw, from the
     /// chain and reweighted, with the cost per effective sample beside HMC's.
     Mcmc(Box<McmcArgs>),
-    /// Every observable of SPEC section 7 with binned-jackknife errors and tau_int.
+    /// Every observable (docs/phi4.md) with binned-jackknife errors and tau_int.
     Observe {
         /// Configurations, (N, L, L) or (N, 1, L, L) .npy, in Monte Carlo order.
         file: PathBuf,
@@ -118,6 +123,7 @@ pub struct McmcArgs {
     /// Proposals integrated together (each carries its d x d Jacobian).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Seed of the proposals (proposal k uses stream k) and the accept/reject draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// HMC configurations generated for the cost comparison (0: none).

@@ -93,10 +93,30 @@ impl Drop for Terminal {
     }
 }
 
-/// A progress bar on a terminal, plain log lines otherwise.
+/// The phase being reported in plain lines: its name, when it started and at which count, and
+/// when the last line was printed.
+struct Phase {
+    name: String,
+    start: std::time::Instant,
+    start_done: usize,
+    printed: std::time::Instant,
+}
+
+/// `12s`, `3m04s`, `1h02m`.
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A progress bar on a terminal, plain log lines otherwise (every 5 s and at the end of a
+/// phase, with the phase's rate and the time left).
 pub struct Reporter {
     bar: Option<ProgressBar>,
-    last: Mutex<(String, std::time::Instant, usize)>,
+    last: Mutex<Phase>,
     what: &'static str,
 }
 
@@ -115,7 +135,12 @@ impl Reporter {
         });
         Reporter {
             bar,
-            last: Mutex::new((String::new(), std::time::Instant::now(), 0)),
+            last: Mutex::new(Phase {
+                name: String::new(),
+                start: std::time::Instant::now(),
+                start_done: 0,
+                printed: std::time::Instant::now(),
+            }),
             what,
         }
     }
@@ -132,15 +157,29 @@ impl Reporter {
             b.set_position(done as u64);
         } else if let Ok(mut last) = self.last.lock() {
             let now = std::time::Instant::now();
-            let secs = now.duration_since(last.1).as_secs_f64();
-            if last.0 != phase || secs > 5.0 || done == total {
-                let rate = if last.0 == phase && secs > 0.0 {
-                    format!(" ({:.1}/s)", done.saturating_sub(last.2) as f64 / secs)
-                } else {
-                    String::new()
+            if last.name != phase {
+                *last = Phase {
+                    name: phase.to_string(),
+                    start: now,
+                    start_done: done,
+                    printed: now,
                 };
-                eprintln!("{} {phase}: {done}/{total}{rate} {detail}", self.what);
-                *last = (phase.to_string(), now, done);
+                eprintln!("{} {phase}: {done}/{total} {detail}", self.what);
+                return;
+            }
+            if now.duration_since(last.printed).as_secs_f64() > 5.0 || done == total {
+                let secs = now.duration_since(last.start).as_secs_f64();
+                let rate = done.saturating_sub(last.start_done) as f64 / secs.max(1e-9);
+                let eta = if done < total && rate > 0.0 {
+                    format!(", eta {}", duration((total - done) as f64 / rate))
+                } else {
+                    format!(", {} elapsed", duration(secs))
+                };
+                eprintln!(
+                    "{} {phase}: {done}/{total} ({rate:.1}/s{eta}) {detail}",
+                    self.what
+                );
+                last.printed = now;
             }
         }
     }

@@ -79,8 +79,10 @@ pub struct SampleArgs {
     /// Ordering mix r of the `linear` frequency ordering (with --a).
     #[arg(long, requires = "a")]
     pub r: Option<f64>,
+    /// Samples drawn.
     #[arg(long, default_value_t = 1024)]
     pub samples: usize,
+    /// Seed of the samples: sample k uses stream k (prior draw and noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Index of the first sample (sample k uses stream k of the seed: any one regenerates alone).

@@ -17,13 +17,18 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
-    /// TOML config with a `linear` (a, r) or `sequential` (softness a) schedule.
+    /// TOML config with a `linear` (a, r) or `sequential` (softness a) schedule (also as
+    /// --config).
+    #[arg(conflicts_with = "config_flag")]
     pub config: Option<PathBuf>,
+    /// TOML config (the same as the positional CONFIG).
+    #[arg(long = "config", id = "config_flag", value_name = "CONFIG")]
+    pub config_flag: Option<PathBuf>,
     /// Output directory (the network trains into OUT/train).
     #[arg(long, default_value = "out/sweep")]
     pub out: PathBuf,
     /// Softness values a of the grid.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![0.4, 0.7, 1.0, 1.3, 1.6])]
+    #[arg(long, value_delimiter = ',', default_value = "0.4,0.7,1.0,1.3,1.6")]
     pub a: Vec<f64>,
     /// Ordering mix values r of the grid (`linear` frequency ordering); the config's r if absent.
     #[arg(long, value_delimiter = ',')]
@@ -37,6 +42,7 @@ pub struct SweepArgs {
     /// Generated samples of the sample metric per grid point (0: skip).
     #[arg(long, default_value_t = 1024)]
     pub samples: usize,
+    /// Seed of the samples and of the likelihood's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A classifier from `gud classifier`: the sample metric becomes its Frechet distance to
@@ -46,7 +52,8 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(a: &SweepArgs) -> Result<()> {
-    let outputs = crate::commands::outputs_for(a.config.as_deref(), &[]);
+    let config = a.config.as_deref().or(a.config_flag.as_deref());
+    let outputs = crate::commands::outputs_for(config, &[]);
     let opts = SweepOptions {
         a: a.a.clone(),
         r: a.r.clone(),
@@ -57,7 +64,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         classifier: a.classifier.clone(),
     };
     opts.check()?;
-    let fitted = fit(a.config.as_deref(), None)?;
+    let fitted = fit(config, None)?;
     ensure_writable_dir(&a.out)?;
     let _lock = gud_io::atomic::lock_dir(&a.out)?;
     let run = Run::new(a.out.join("train"));

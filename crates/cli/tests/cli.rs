@@ -2308,3 +2308,123 @@ fn issue16_gud_run_on_phi4_data_adds_the_exact_stage_and_a_switch_turns_it_off()
         serde_json::from_str(&std::fs::read_to_string(off.join("report.json")).unwrap()).unwrap();
     assert!(r.get("exact").is_none());
 }
+
+#[test]
+fn issue21_data_writes_the_training_and_held_out_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ff.toml");
+    std::fs::write(
+        &cfg,
+        "[data]\nkind = 'free-field'\nsize = 4\nm2 = 0.5\nsamples = 64\nseed = 3\n",
+    )
+    .unwrap();
+    let (train, test) = (dir.path().join("train.npy"), dir.path().join("test.npy"));
+    let c = cfg.to_str().unwrap();
+    let o = gud(&["data", "--config", c, "--out", train.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gud(&[
+        "data",
+        "--config",
+        c,
+        "--test",
+        "--out",
+        test.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, a) = read_npy(&train);
+    let (shape_t, b) = read_npy(&test);
+    assert_eq!((shape.clone(), shape_t), (vec![64, 4, 4], vec![64, 4, 4]));
+    assert_ne!(a, b, "the held-out set is an independent draw");
+    assert!(dir.path().join("train.config.toml").exists());
+    // the training set is the config's: sampling on it with --data equals sampling on the config
+    let (s1, s2) = (dir.path().join("s1.npy"), dir.path().join("s2.npy"));
+    let common = ["--score", "gaussian", "--steps", "4", "--samples", "8"];
+    let mut a1 = vec!["sample", "--config", c, "--out", s1.to_str().unwrap()];
+    a1.extend(common);
+    let mut a2 = vec!["sample", "--config", c, "--data", train.to_str().unwrap()];
+    a2.extend(["--out", s2.to_str().unwrap()]);
+    a2.extend(common);
+    assert!(gud(&a1).status.success() && gud(&a2).status.success());
+    // float32 data: the designs agree to float32 precision
+    let (_, x1) = read_npy(&s1);
+    let (_, x2) = read_npy(&s2);
+    for (p, q) in x1.iter().zip(&x2) {
+        assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+    }
+}
+
+#[test]
+fn issue21_one_flag_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    for (seed, f) in [("1", "gen.npy"), ("2", "ref.npy")] {
+        let o = gud(&[
+            "phi4",
+            "sample",
+            "--size",
+            "4",
+            "--m2",
+            "-4",
+            "--lam",
+            "8",
+            "--samples",
+            "200",
+            "--seed",
+            seed,
+            "--out",
+            &d(f),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // eval: --generated (a file) with --m2/--lam equals the older --samples / --phi4 form
+    let new = gud(&[
+        "eval",
+        "--generated",
+        &d("gen.npy"),
+        "--reference",
+        &d("ref.npy"),
+        "--m2",
+        "-4",
+        "--lam",
+        "8",
+        "--json",
+    ]);
+    let old = gud(&[
+        "eval",
+        "--samples",
+        &d("gen.npy"),
+        "--reference",
+        &d("ref.npy"),
+        "--phi4",
+        "-4,8",
+        "--json",
+    ]);
+    assert!(new.status.success(), "{}", stderr(&new));
+    assert_eq!(stdout_json(&new)["phi4"], stdout_json(&old)["phi4"]);
+    assert!(stdout_json(&new)["phi4"].is_object());
+    // list defaults print as they parse
+    let help = String::from_utf8_lossy(&gud(&["noise", "--help"]).stdout).into_owned();
+    let default = help
+        .split("[default: ")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .expect("noise --times has a default")
+        .to_string();
+    let o = gud(&[
+        "noise",
+        "--times",
+        &default,
+        "--data",
+        &d("gen.npy"),
+        "--out",
+        &d("n.png"),
+    ]);
+    assert!(o.status.success(), "default `{default}`: {}", stderr(&o));
+    // run and sweep take --config as every other command does, not both forms at once
+    let o = gud(&["run", "--config", &d("missing.toml"), "--out", &d("r")]);
+    assert_clean_failure(&o, &["missing.toml"]);
+    let o = gud(&["run", &d("a.toml"), "--config", &d("b.toml")]);
+    assert_clean_failure(&o, &["cannot be used with"]);
+    let o = gud(&["sweep", "--config", &d("missing.toml"), "--out", &d("s")]);
+    assert_clean_failure(&o, &["missing.toml"]);
+}

@@ -69,7 +69,7 @@ pub fn plan(cfg: &Config, design: &Design) -> Result<Plan> {
 /// Samples `first .. first + count` (phi-space fields, (count, d)) with the config's sampler
 /// and `score`. Sample k uses stream k of the seed whatever the batching, so any one
 /// regenerates alone. One batch of `sampler.batch` at a time: the monitor hears every step
-/// (phase `sampling`) and a stop request ends the draw after the current batch with
+/// (phase `sampling`, counted in samples) and a stop request ends the draw after the current batch with
 /// [`crate::Error::Interrupted`].
 pub fn draw(
     cfg: &Config,
@@ -94,8 +94,7 @@ pub fn draw(
         bail!("--first {first}: first + {count} samples must stay below 2^64");
     }
     let batch = cfg.sampler.batch.max(1);
-    let total = count.div_ceil(batch) * plan.steps();
-    let (mut done, mut chi0, mut report) = (0, Vec::with_capacity(count * d), None);
+    let (mut chi0, mut report) = (Vec::with_capacity(count * d), None);
     for start in (0..count).step_by(batch) {
         let n = batch.min(count - start);
         let (part, r) = generate(
@@ -105,9 +104,10 @@ pub fn draw(
             seed,
             first + start as u64,
             n,
-            &mut |_| {
-                done += 1;
-                monitor.progress("sampling", done, total, "");
+            // progress in samples: a batch counts its share of the grid after each step
+            &mut |info| {
+                let done = start + n * (info.step + 1) / info.steps;
+                monitor.progress("sampling", done, count, "samples");
             },
         )?;
         chi0.extend(part);
