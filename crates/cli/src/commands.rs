@@ -277,7 +277,7 @@ fn print_exact(e: &gud::job::ExactStage, raw: &gud::eval::EvalReport) {
     for (c, w) in e.chain.iter().zip(&e.reweighted) {
         println!(
             "  {:<9} {:>10.2} {:>10.2} {:>10.2}",
-            c.name,
+            c.label,
             raw_z(c.name),
             c.z,
             w.z
@@ -291,7 +291,7 @@ fn print_nfe_table(report: &JobReport) {
         .eval
         .phi4
         .as_ref()
-        .map(|p| p.observables.iter().map(|c| c.name).collect())
+        .map(|p| p.observables.iter().map(|c| c.label).collect())
         .unwrap_or_default();
     print!("\n  {:>5} {:>8} {:>8}", "NFE", "wall_s", "max|z|");
     names.iter().for_each(|n| print!(" {n:>9}"));

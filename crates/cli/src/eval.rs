@@ -143,7 +143,11 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
 pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {
     println!(
         "{} ({} samples) against {} ({} samples), shape {}",
-        samples, r.samples, reference, r.reference, r.shape
+        samples,
+        r.samples,
+        reference,
+        r.reference,
+        gud_core::Shape::new(r.shape[0], r.shape[1], r.shape[2])
     );
     println!("  power spectrum log-ratio per |n| bin:");
     for (k, l) in r.spectrum_radius.iter().zip(&r.spectrum_log_ratio) {
@@ -176,7 +180,12 @@ pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {
         for c in &p.observables {
             println!(
                 "    {:<9} {:>12.5} +- {:<9.5} {:>12.5} +- {:<9.5} {:>+7.2}",
-                c.name, c.a.value, c.a.error, c.b.value, c.b.error, c.z
+                c.label,
+                c.samples.value,
+                c.samples.error,
+                c.reference.value,
+                c.reference.error,
+                c.z
             );
         }
         println!(

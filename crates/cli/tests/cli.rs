@@ -87,6 +87,35 @@ fn run_writes_figures_and_resolved_config() {
         "{report}"
     );
     assert_eq!(report["runs"][0]["sampling"]["nfe"].as_u64(), Some(20));
+    // schema 2 (docs/report.md): names shared with `phi4 observe --json`, numbers as numbers
+    assert_eq!(report["schema_version"], 2);
+    let first = &report["runs"][0];
+    assert_eq!(first["shape"], serde_json::json!([1, 8, 8]));
+    let obs = first["phi4"]["observables"].as_array().unwrap();
+    let names: Vec<&str> = obs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "abs_m",
+            "m2",
+            "chi",
+            "chi_2pt",
+            "binder",
+            "phi2",
+            "phi4",
+            "action_density"
+        ]
+    );
+    // chi^2 and max |z| over the independent observables: chi_2pt (= V <M^2>) is left out
+    let ind: Vec<f64> = obs
+        .iter()
+        .filter(|o| o["independent"] == true)
+        .map(|o| o["z"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ind.len(), 7);
+    let chi2 = ind.iter().map(|z| z * z).sum::<f64>() / 7.0;
+    assert!((first["phi4"]["chi2_per_observable"].as_f64().unwrap() - chi2).abs() < 1e-12);
+    assert!(obs[0]["samples"]["value"].is_f64() && obs[0]["reference"]["error"].is_f64());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("chi_2pt") && stdout.contains("Binder"),
@@ -668,10 +697,7 @@ fn eval_compares_spectra_memorisation_and_phi4_observables() {
             .as_f64()
             .unwrap()
     };
-    assert!(
-        z("<phi^4>").abs() > 5.0 && z("<phi^2>").abs() < 5.0,
-        "{obs:?}"
-    );
+    assert!(z("phi4").abs() > 5.0 && z("phi2").abs() < 5.0, "{obs:?}");
     assert!(j["memorisation"]["memorised_fraction"].as_f64().unwrap() < 0.05);
     assert!(j["sliced_wasserstein"].as_f64().unwrap() > 0.0);
     // the table form

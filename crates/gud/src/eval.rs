@@ -19,8 +19,8 @@ pub struct EvalReport {
     pub samples: usize,
     /// Reference samples.
     pub reference: usize,
-    /// Their shape.
-    pub shape: String,
+    /// The shape [C, H, W] of one sample.
+    pub shape: [usize; 3],
     /// |n| of each radial bin of the power spectrum.
     pub spectrum_radius: Vec<f64>,
     /// Radially averaged power of the samples.
@@ -56,9 +56,9 @@ pub struct Phi4Report {
     pub magnetisation: Estimate,
     /// z of `<M>` against 0.
     pub magnetisation_z: f64,
-    /// sum z^2 / number of observables.
+    /// sum z^2 / number of observables, over the independent ones (chi_2pt = V <M^2> is not).
     pub chi2_per_observable: f64,
-    /// The largest |z| of the observables.
+    /// The largest |z| of the independent observables.
     pub max_abs_z: f64,
 }
 
@@ -110,7 +110,10 @@ pub fn evaluate(
     Ok(EvalReport {
         samples: gen.len(),
         reference: reference.len(),
-        shape: gen.shape().to_string(),
+        shape: {
+            let s = gen.shape();
+            [s.c, s.h, s.w]
+        },
         max_abs_log_ratio: ratio.iter().fold(0.0, |m, r| m.max(r.abs())),
         spectrum_radius: sg.radius.clone(),
         spectrum_samples: sg.power,
@@ -137,11 +140,11 @@ fn phi4_report(gen: &Dataset, reference: &Dataset, m2: f64, lam: f64) -> Result<
         value: 0.0,
         error: 0.0,
     };
-    let chi2 = observables.iter().map(|c| c.z * c.z).sum::<f64>() / observables.len() as f64;
+    let (chi2, max_abs_z) = gud_phi4::observables::chi2_and_max_z(&observables);
     Ok(Phi4Report {
         m2,
         lam,
-        max_abs_z: observables.iter().fold(0.0, |m, c| m.max(c.z.abs())),
+        max_abs_z,
         chi2_per_observable: chi2,
         magnetisation: og.m,
         magnetisation_z: z_score(og.m, zero),

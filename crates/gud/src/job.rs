@@ -104,13 +104,21 @@ impl JobReport {
                 j
             })
             .collect();
-        let mut j = serde_json::json!({ "training": self.training, "runs": runs });
+        let mut j = serde_json::json!({
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "training": self.training,
+            "runs": runs,
+        });
         if let Some(e) = &self.exact {
             j["exact"] = serde_json::to_value(e).expect("the report serialises");
         }
         j
     }
 }
+
+/// The version of report.json's layout (docs/report.md); raised whenever a field changes
+/// meaning or name.
+pub const REPORT_SCHEMA_VERSION: u32 = 2;
 
 /// Grid points giving at most `nfe` network evaluations per sample (Heun: 2K - 1).
 pub fn grid_points(kind: SamplerKind, nfe: usize) -> usize {
@@ -253,8 +261,7 @@ fn exact_stage(
         gud_phi4::observables::measure(reference.as_slice(), p.size, Some(lattice.couplings))?;
     let chain = gud_phi4::observables::compare(&m.report.chain, &reference);
     let reweighted = gud_phi4::observables::compare(&m.report.reweighted, &reference);
-    let max =
-        |c: &[gud_phi4::observables::Comparison]| c.iter().fold(0.0f64, |m, x| m.max(x.z.abs()));
+    let max = |c: &[gud_phi4::observables::Comparison]| gud_phi4::observables::chi2_and_max_z(c).1;
     Ok(Some(ExactStage {
         chain_max_abs_z: max(&chain),
         reweighted_max_abs_z: max(&reweighted),

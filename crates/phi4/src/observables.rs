@@ -250,43 +250,58 @@ pub fn momentum_propagator(configs: &[f64], l: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, err)
 }
 
-/// One observable of two ensembles and their difference in units of the combined error.
+/// One observable of two ensembles (generated samples against a reference) and their
+/// difference in units of the combined error.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// The observable.
+    /// The observable's key, as in [`Observables`] (`abs_m`, `m2`, `chi`, `chi_2pt`, `binder`,
+    /// `phi2`, `phi4`, `action_density`).
     pub name: &'static str,
-    /// Its value in the first ensemble.
-    pub a: Estimate,
-    /// Its value in the second ensemble.
-    pub b: Estimate,
-    /// (a - b) / sqrt(err_a^2 + err_b^2)
+    /// Its label for tables (`<|M|>`, `Binder`, ...).
+    pub label: &'static str,
+    /// Its value in the first ensemble (the samples).
+    pub samples: Estimate,
+    /// Its value in the second ensemble (the reference).
+    pub reference: Estimate,
+    /// (samples - reference) / sqrt(err_s^2 + err_r^2).
     pub z: f64,
+    /// False for an observable that is a function of the others (chi_2pt = V <M^2>): it is
+    /// shown but left out of chi^2 and max |z|.
+    pub independent: bool,
 }
 
-/// z-scores of the scalar observables of `a` against `b` (e.g. generated against HMC):
+/// z-scores of the scalar observables of `a` (samples) against `b` (reference):
 /// <|M|>, <M^2>, chi, chi_2pt, Binder, <phi^2>, <phi^4>, and the action density when both have it.
 pub fn compare(a: &Observables, b: &Observables) -> Vec<Comparison> {
-    let mut pairs: Vec<(&'static str, Estimate, Estimate)> = vec![
-        ("<|M|>", a.abs_m, b.abs_m),
-        ("<M^2>", a.m2, b.m2),
-        ("chi", a.chi, b.chi),
-        ("chi_2pt", a.chi_2pt, b.chi_2pt),
-        ("Binder", a.binder, b.binder),
-        ("<phi^2>", a.phi2, b.phi2),
-        ("<phi^4>", a.phi4, b.phi4),
+    let mut rows: Vec<(&'static str, &'static str, Estimate, Estimate, bool)> = vec![
+        ("abs_m", "<|M|>", a.abs_m, b.abs_m, true),
+        ("m2", "<M^2>", a.m2, b.m2, true),
+        ("chi", "chi", a.chi, b.chi, true),
+        ("chi_2pt", "chi_2pt", a.chi_2pt, b.chi_2pt, false),
+        ("binder", "Binder", a.binder, b.binder, true),
+        ("phi2", "<phi^2>", a.phi2, b.phi2, true),
+        ("phi4", "<phi^4>", a.phi4, b.phi4, true),
     ];
     if let (Some(x), Some(y)) = (a.action_density, b.action_density) {
-        pairs.push(("S/V", x, y));
+        rows.push(("action_density", "S/V", x, y, true));
     }
-    pairs
-        .into_iter()
-        .map(|(name, a, b)| Comparison {
+    rows.into_iter()
+        .map(|(name, label, a, b, independent)| Comparison {
             name,
-            a,
-            b,
+            label,
+            samples: a,
+            reference: b,
             z: z_score(a, b),
+            independent,
         })
         .collect()
+}
+
+/// sum z^2 / n and max |z| over the independent observables of a comparison.
+pub fn chi2_and_max_z(rows: &[Comparison]) -> (f64, f64) {
+    let ind: Vec<f64> = rows.iter().filter(|c| c.independent).map(|c| c.z).collect();
+    let chi2 = ind.iter().map(|z| z * z).sum::<f64>() / ind.len().max(1) as f64;
+    (chi2, ind.iter().fold(0.0, |m, z| m.max(z.abs())))
 }
 
 /// (a - b) / sqrt(err_a^2 + err_b^2); 0 when both are exact and equal.
