@@ -1,6 +1,6 @@
 //! The subcommands.
 
-use crate::plots::{forward_strip, schedule_curves, spread_components};
+use crate::plots::{colormap, forward_strip, schedule_curves, spread_components};
 use crate::progress::Terminal;
 use anyhow::{bail, Result};
 use gud::config::Config;
@@ -131,7 +131,7 @@ pub fn noise(args: &FigureArgs, index: usize, times: &[f64], seed: u64) -> Resul
     }
     let panels = forward_strip(&f.design, f.data.sample(index), times, seed)?;
     let caption = format!("forward process: {}", title(&f.design));
-    plot_panels(&fig, &caption, 1, &panels, None)?;
+    plot_panels(&fig, &caption, 1, &panels, None, colormap(&f.data))?;
     finish_figure(outputs, &args.out, &f.config)
 }
 
@@ -165,7 +165,8 @@ pub fn data(config: Option<&Path>, out: &Path, test: bool) -> Result<()> {
 
 /// The main job: fit the design, draw figures, sample with the config's score and sampler,
 /// and evaluate the samples against an independent reference (for phi^4, HMC at another seed).
-pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
+pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions, format: &str) -> Result<()> {
+    let figure = |name: &str| out.join(format!("{name}.{format}"));
     // the config and its data first: a bad config leaves no directory behind
     let mut fitted = fit(config, None)?;
     ensure_writable_dir(out)?;
@@ -178,7 +179,7 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
     let picked = spread_components(design, 8);
     let (t, curves) = schedule_curves(design, &picked);
     plot_schedule(
-        &outputs.stage(&out.join("schedule.png"))?,
+        &outputs.stage(&figure("schedule"))?,
         &title(design),
         &t,
         &curves,
@@ -190,11 +191,12 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
         opts.seed,
     )?;
     plot_panels(
-        &outputs.stage(&out.join("noise.png"))?,
+        &outputs.stage(&figure("noise"))?,
         &format!("forward process: {}", title(design)),
         1,
         &panels,
         None,
+        colormap(ds),
     )?;
     println!("gud run: {}", title(design));
     println!("  data: {} samples of shape {}", ds.len(), ds.shape());
@@ -226,12 +228,17 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions) -> Result<()> {
     gud_io::npy::write_dataset(&outputs.stage(&out.join("samples.npy"))?, &last.samples)?;
     let caption = format!("{} score, {} sampler, {} NFE", s.score, s.sampler, s.nfe);
     crate::plots::sample_grid(
-        &outputs.stage(&out.join("samples.png"))?,
+        &outputs.stage(&figure("samples"))?,
         &caption,
         &last.samples,
         16,
+        colormap(ds),
     )?;
-    crate::eval::plot_spectra(&outputs.stage(&out.join("spectra.png"))?, &last.eval)?;
+    crate::eval::plot_spectra(
+        &outputs.stage(&figure("spectra"))?,
+        &format!("power spectra: {caption}"),
+        &last.eval,
+    )?;
     crate::eval::print_report("generated", "reference", &last.eval);
     if many {
         print_nfe_table(&report);

@@ -122,10 +122,12 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         report.classifier_frechet = Some(classifier_frechet(c, &gen, &reference)?);
     }
     if let Some(p) = &grid_out {
-        crate::plots::sample_grid(p, &format!("samples: {}", a.generated.display()), &gen, 16)?;
+        let title = format!("samples: {}", a.generated.display());
+        let map = crate::plots::colormap(&reference);
+        crate::plots::sample_grid(p, &title, &gen, 16, map)?;
     }
     if let Some(p) = &spectra_out {
-        plot_spectra(p, &report)?;
+        plot_spectra(p, "power spectra", &report)?;
     }
     outputs.commit()?;
     if a.json {
@@ -199,37 +201,52 @@ pub fn print_report(samples: &str, reference: &str, r: &EvalReport) {
     }
 }
 
-pub fn plot_spectra(path: &std::path::Path, r: &EvalReport) -> Result<()> {
+/// The radially averaged power spectra of samples and reference and their ratio, both in
+/// log10, against the radius |n| of the lattice momentum index.
+pub fn plot_spectra(path: &std::path::Path, title: &str, r: &EvalReport) -> Result<()> {
     let x = r.spectrum_radius.clone();
     let panels = [
         LinePanel {
-            title: "radially averaged power".into(),
-            x_label: "|n|".into(),
+            title: "radially averaged power P(|n|)".into(),
+            x_label: "|n| (momentum index)".into(),
+            y_label: "log10 P".into(),
             log_y: true,
             series: vec![
                 Series {
                     label: "samples".into(),
                     x: x.clone(),
                     y: r.spectrum_samples.clone(),
+                    error: Some(r.spectrum_samples_error.clone()),
                 },
                 Series {
                     label: "reference".into(),
                     x: x.clone(),
                     y: r.spectrum_reference.clone(),
+                    error: Some(r.spectrum_reference_error.clone()),
                 },
             ],
         },
         LinePanel {
-            title: "log(P_samples / P_reference)".into(),
-            x_label: "|n|".into(),
+            title: "P_samples / P_reference".into(),
+            x_label: "|n| (momentum index)".into(),
+            y_label: "log10 ratio".into(),
             log_y: false,
             series: vec![Series {
-                label: "log ratio".into(),
+                label: "log10 ratio (band: +-1 standard error)".into(),
                 x,
-                y: r.spectrum_log_ratio.clone(),
+                y: r.spectrum_log_ratio
+                    .iter()
+                    .map(|l| l / std::f64::consts::LN_10)
+                    .collect(),
+                error: Some(
+                    r.spectrum_log_ratio_error
+                        .iter()
+                        .map(|e| e / std::f64::consts::LN_10)
+                        .collect(),
+                ),
             }],
         },
     ];
-    plot_lines(path, "power spectra", &panels)?;
+    plot_lines(path, title, &panels)?;
     Ok(())
 }

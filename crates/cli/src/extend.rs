@@ -86,7 +86,7 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
             design.shape().w,
             ext.seams.seam
         );
-        crate::plots::sample_grid(g, &title, &ext.images, 16)?;
+        crate::plots::sample_grid(g, &title, &ext.images, 16, crate::plots::colormap(&train))?;
     }
     outputs.commit()?;
     let summary = serde_json::json!({

@@ -59,6 +59,9 @@ enum Command {
         /// score defaults to 5,10,20,50, the analytic ones to the config's steps.
         #[arg(long, value_delimiter = ',')]
         nfe: Vec<usize>,
+        /// Format of the figures: png (bitmap) or svg (vector, for papers).
+        #[arg(long, default_value = "png", value_parser = ["png", "svg"])]
+        format: String,
     },
     /// Train the neural score of a config into a run directory (checkpoints, metrics, --resume).
     Train(Box<train::TrainArgs>),
@@ -146,10 +149,12 @@ fn main() -> ExitCode {
             seed,
             samples,
             nfe,
+            format,
         } => commands::run(
             config.as_deref().or(config_flag.as_deref()),
             &out,
             &gud::job::JobOptions { seed, samples, nfe },
+            &format,
         ),
         Command::Data { config, out, test } => commands::data(config.as_deref(), &out, test),
         Command::Schedule { io, components } => commands::schedule(&io, components),

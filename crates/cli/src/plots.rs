@@ -4,12 +4,12 @@ use anyhow::Result;
 use gud_core::basis::ComponentInfo;
 use gud_core::process::forward_with_noise;
 use gud_core::{Design, Field};
-use gud_io::figures::{Panel, ScheduleCurve};
+use gud_io::figures::{Colormap, Panel, ScheduleCurve};
 use rand_distr::{Distribution, StandardNormal};
 
 fn label(i: usize, info: &ComponentInfo) -> String {
     if let Some(m) = info.momentum {
-        format!("|k|={:.2} ({},{})", m.k_hat(), m.n[0], m.n[1])
+        format!("|k_hat|={:.2} n=({},{})", m.k_hat(), m.n[0], m.n[1])
     } else if let Some(w) = info.wavelet {
         let pos = info.position.unwrap_or([0.0, 0.0]);
         format!("level {} col {:.1}", w.level, pos[1])
@@ -98,12 +98,24 @@ pub fn forward_strip(
         .collect()
 }
 
-/// A grid of the first `max` samples of a data set (square-ish, shared colour scale).
+/// The colour map of a data set's figures: grey for images (quantised data), blue-white-red
+/// for signed fields (lattices).
+pub fn colormap(data: &gud_core::Dataset) -> Colormap {
+    if data.quantization().is_some() {
+        Colormap::Grey
+    } else {
+        Colormap::Diverging
+    }
+}
+
+/// A grid of the first `max` samples of a data set (square-ish, shared colour scale, a colour
+/// bar; `map` for one channel).
 pub fn sample_grid(
     path: &std::path::Path,
     title: &str,
     data: &gud_core::Dataset,
     max: usize,
+    map: Colormap,
 ) -> Result<()> {
     let s = data.shape();
     let n = data.len().min(max).max(1);
@@ -122,6 +134,6 @@ pub fn sample_grid(
     // about as many rows as columns of pixels overall: wide images stack in more rows
     let aspect = s.w as f64 / s.h as f64;
     let rows = ((n as f64 * aspect).sqrt().floor() as usize).clamp(1, n);
-    gud_io::figures::plot_panels(path, title, rows, &panels, None)?;
+    gud_io::figures::plot_panels(path, title, rows, &panels, None, map)?;
     Ok(())
 }

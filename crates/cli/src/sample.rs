@@ -212,6 +212,7 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
             ),
             &out,
             16,
+            crate::plots::colormap(&train),
         )?;
     }
     outputs.commit()?;

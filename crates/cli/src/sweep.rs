@@ -126,6 +126,7 @@ fn write_outputs(
         xs: xs.clone(),
         ys: ys.clone(),
         values: grid(&|p| p.bits_per_dim),
+        errors: Some(grid(&|p| p.bits_per_dim_se)),
     }];
     if a.samples > 0 {
         maps.push(HeatMap {
@@ -135,6 +136,7 @@ fn write_outputs(
             xs: xs.clone(),
             ys,
             values: grid(&|p| p.metric),
+            errors: None,
         });
     }
     plot_heatmaps(

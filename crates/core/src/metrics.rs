@@ -17,6 +17,8 @@ pub struct Spectrum {
     pub radius: Vec<f64>,
     /// Mean power per radial bin.
     pub power: Vec<f64>,
+    /// Standard error of the mean power per bin (over samples, taken as independent).
+    pub error: Vec<f64>,
 }
 
 /// The radially averaged power spectrum of a data set (fields as they are, mean included).
@@ -38,19 +40,26 @@ pub fn power_spectrum(data: &Dataset) -> Spectrum {
         .as_slice()
         .par_chunks(64 * d)
         .map(|block| {
-            let (mut acc, mut chi) = (vec![0.0; bins], vec![0.0; d]);
+            // per bin: the sum over samples of each sample's bin power, and of its square
+            let (mut acc, mut chi, mut own) = (vec![0.0; 2 * bins], vec![0.0; d], vec![0.0; bins]);
             for phi in block.chunks_exact(d) {
                 basis.forward(phi, &mut chi);
+                own.fill(0.0);
                 for (b, x) in bin_of.iter().zip(&chi) {
-                    acc[*b] += x * x;
+                    own[*b] += x * x;
+                }
+                for (b, p) in own.iter().enumerate() {
+                    acc[b] += p;
+                    acc[bins + b] += p * p;
                 }
             }
             acc
         })
         .collect();
-    let power_sum = partial.iter().fold(vec![0.0; bins], |a, b| {
+    let sums = partial.iter().fold(vec![0.0; 2 * bins], |a, b| {
         a.iter().zip(b).map(|(x, y)| x + y).collect()
     });
+    let (power_sum, square_sum) = sums.split_at(bins);
     let mut count = vec![0usize; bins];
     let mut radius = vec![0.0; bins];
     for (c, b) in basis.components().iter().zip(&bin_of) {
@@ -59,13 +68,31 @@ pub fn power_spectrum(data: &Dataset) -> Spectrum {
         radius[*b] += ((n[0] * n[0] + n[1] * n[1]) as f64).sqrt();
     }
     let keep: Vec<usize> = (0..bins).filter(|&b| count[b] > 0).collect();
+    let n = data.len() as f64;
     Spectrum {
         radius: keep.iter().map(|&b| radius[b] / count[b] as f64).collect(),
         power: keep
             .iter()
-            .map(|&b| power_sum[b] / (count[b] * data.len()) as f64)
+            .map(|&b| power_sum[b] / (count[b] as f64 * n))
+            .collect(),
+        // Var of a sample's bin power over samples, / N for the mean, / count^2 per mode
+        error: keep
+            .iter()
+            .map(|&b| {
+                let mean = power_sum[b] / n;
+                let var = (square_sum[b] / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
+                (var / n).sqrt() / count[b] as f64
+            })
             .collect(),
     }
+}
+
+/// The standard error of log(P_a / P_b) per bin (errors of independent spectra, to first
+/// order).
+pub fn log_ratio_error(a: &Spectrum, b: &Spectrum) -> Vec<f64> {
+    (0..a.power.len())
+        .map(|k| (a.error[k] / a.power[k]).hypot(b.error[k] / b.power[k]))
+        .collect()
 }
 
 /// log(P_a / P_b) per bin (both spectra of the same shape).
@@ -321,6 +348,41 @@ mod tests {
         let one = sw(1);
         for threads in [2, 3, 7] {
             assert_eq!(sw(threads).to_bits(), one.to_bits(), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn spectrum_errors_of_white_noise_match_the_chi_square_law() {
+        // N(0, 1) sites: every mode of the orthonormal basis is N(0, 1), a bin of c modes has a
+        // per-sample power with variance 2 c, so the mean power per mode has the standard error
+        // sqrt(2 / (N c)). The estimated standard deviation of a chi^2_c variable has the relative
+        // error sqrt((2 + 12 / c) / N) / 2 (its kurtosis is 3 + 12 / c): 4 of those
+        use rand_distr::{Distribution, StandardNormal};
+        let (l, n) = (8, 4000);
+        let mut rng = crate::rng::stream(9, crate::rng::Purpose::Metrics, 0);
+        let values: Vec<f64> = (0..n * l * l)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let data = Dataset::new(Shape::lattice(l), values).unwrap();
+        let s = power_spectrum(&data);
+        let basis = FourierBasis::new(Shape::lattice(l));
+        for (b, r) in s.radius.iter().enumerate() {
+            let count = basis
+                .components()
+                .iter()
+                .filter_map(|c| c.momentum)
+                .filter(|m| {
+                    (((m.n[0] * m.n[0] + m.n[1] * m.n[1]) as f64).sqrt().round() - r.round()).abs()
+                        < 0.5
+                })
+                .count() as f64;
+            let want = (2.0 / (n as f64 * count)).sqrt();
+            let tol = 4.0 * want * ((2.0 + 12.0 / count) / n as f64).sqrt() / 2.0;
+            assert!(
+                (s.error[b] - want).abs() < tol,
+                "bin {b}: {} vs {want}",
+                s.error[b]
+            );
         }
     }
 

@@ -25,10 +25,16 @@ pub struct EvalReport {
     pub spectrum_radius: Vec<f64>,
     /// Radially averaged power of the samples.
     pub spectrum_samples: Vec<f64>,
+    /// Its standard error per bin.
+    pub spectrum_samples_error: Vec<f64>,
     /// Radially averaged power of the reference.
     pub spectrum_reference: Vec<f64>,
-    /// log(P_samples / P_reference) per bin.
+    /// Its standard error per bin.
+    pub spectrum_reference_error: Vec<f64>,
+    /// log(P_samples / P_reference) per bin (natural log).
     pub spectrum_log_ratio: Vec<f64>,
+    /// Its standard error per bin.
+    pub spectrum_log_ratio_error: Vec<f64>,
     /// The largest |log ratio|.
     pub max_abs_log_ratio: f64,
     /// Sliced Wasserstein distance of samples and reference.
@@ -94,6 +100,7 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let (sg, sr): (Spectrum, Spectrum) = (power_spectrum(gen), power_spectrum(reference));
     let ratio = log_ratio(&sg, &sr);
+    let ratio_error = gud_core::metrics::log_ratio_error(&sg, &sr);
     let half = reference.len() / 2;
     let d = reference.dim();
     let floor = if half >= 1 {
@@ -117,8 +124,11 @@ pub fn evaluate(
         max_abs_log_ratio: ratio.iter().fold(0.0, |m, r| m.max(r.abs())),
         spectrum_radius: sg.radius.clone(),
         spectrum_samples: sg.power,
+        spectrum_samples_error: sg.error,
         spectrum_reference: sr.power,
+        spectrum_reference_error: sr.error,
         spectrum_log_ratio: ratio,
+        spectrum_log_ratio_error: ratio_error,
         sliced_wasserstein: sliced_wasserstein(gen, reference, directions, seed)?,
         sliced_wasserstein_floor: floor,
         memorisation: memorisation(gen, train)?,

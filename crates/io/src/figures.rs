@@ -1,5 +1,6 @@
-//! PNG figures drawn with plotters into memory, encoded as PNG and written atomically:
-//! schedule curves (GUD fig. 2) and forward-process strips (GUD fig. 4).
+//! Figures drawn with plotters, as PNG or SVG by the output's file name, written atomically:
+//! schedule curves (GUD fig. 2), image grids and forward-process strips (GUD fig. 4) with a
+//! colour bar, line charts and heat maps.
 
 use crate::atomic::write_atomic;
 use crate::{IoError, Result};
@@ -27,17 +28,61 @@ fn fig_err(path: &Path) -> impl Fn(String) -> IoError + '_ {
     }
 }
 
-/// Renders with `draw` on a w x h RGB canvas and writes it as PNG to `path` atomically.
-fn render_png(
-    path: &Path,
-    (w, h): (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
-) -> Result<()> {
+/// A figure that draws itself on any plotters backend (PNG bitmap or SVG).
+trait Draw {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String>;
+}
+
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
+
+/// Anything plotters reports, as text.
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// The output format of a figure, from its file name: `.svg` is SVG (vector, anti-aliased
+/// text and lines), `.png` a PNG bitmap.
+fn is_svg(path: &Path) -> Result<bool> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+    {
+        Some(e) if e == "svg" => Ok(true),
+        Some(e) if e == "png" => Ok(false),
+        // staged outputs carry a temporary suffix after the real name: look at the name
+        _ => {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+            match name {
+                Some(n) if n.contains(".svg") => Ok(true),
+                Some(n) if n.contains(".png") => Ok(false),
+                _ => Err(fig_err(path)(
+                    "expected a file name ending in .png or .svg (the figure's format)".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// Draws `fig` on a w x h canvas and writes it to `path` atomically, as SVG or PNG by the
+/// file name.
+fn render(path: &Path, (w, h): (u32, u32), fig: &impl Draw) -> Result<()> {
     ensure_font();
+    if is_svg(path)? {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+            root.fill(&WHITE)
+                .map_err(|e| fig_err(path)(e.to_string()))?;
+            fig.draw(&root).map_err(fig_err(path))?;
+            root.present().map_err(|e| fig_err(path)(e.to_string()))?;
+        }
+        return write_atomic(path, svg.as_bytes());
+    }
     let mut rgb = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        draw(&root).map_err(fig_err(path))?;
+        fig.draw(&root).map_err(fig_err(path))?;
         root.present().map_err(|e| fig_err(path)(e.to_string()))?;
     }
     let mut png = Vec::new();
@@ -50,6 +95,48 @@ fn render_png(
     )
     .map_err(|e| fig_err(path)(e.to_string()))?;
     write_atomic(path, &png)
+}
+
+/// A vertical colour bar in `area`: the map `color(v)` from `lo` (bottom) to `hi` (top), with
+/// the end values and the middle written beside it.
+fn colour_bar<DB: DrawingBackend>(
+    area: &Area<DB>,
+    lo: f64,
+    hi: f64,
+    color: impl Fn(f64) -> RGBColor,
+) -> Result<(), String> {
+    let (w, h) = area.dim_in_pixel();
+    let (top, bottom) = (12i32, h as i32 - 12);
+    let (x0, x1) = (4i32, 4 + (w as i32 / 4).clamp(8, 18));
+    let steps = 64;
+    for k in 0..steps {
+        let f = (k as f64 + 0.5) / steps as f64;
+        let y0 = bottom - ((bottom - top) as f64 * (k + 1) as f64 / steps as f64) as i32;
+        let y1 = bottom - ((bottom - top) as f64 * k as f64 / steps as f64) as i32;
+        area.draw(&Rectangle::new(
+            [(x0, y0), (x1, y1)],
+            color(lo + f * (hi - lo)).filled(),
+        ))
+        .map_err(text)?;
+    }
+    area.draw(&Rectangle::new(
+        [(x0, top), (x1, bottom)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(text)?;
+    let style = ("sans-serif", 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (v, y) in [
+        (hi, top),
+        (0.5 * (lo + hi), (top + bottom) / 2),
+        (lo, bottom),
+    ] {
+        area.draw(&Text::new(format!("{v:.3}"), (x1 + 4, y), style.clone()))
+            .map_err(text)?;
+    }
+    Ok(())
 }
 
 /// One component's curves over the time grid.
@@ -80,7 +167,18 @@ fn finite_range<'a>(vals: impl Iterator<Item = &'a f64>) -> (f64, f64) {
 
 /// Three panels: sigma_i(t), gamma_i(t) and log SNR_i(t), one line per component.
 pub fn plot_schedule(path: &Path, title: &str, t: &[f64], curves: &[ScheduleCurve]) -> Result<()> {
-    render_png(path, (1500, 520), |root| {
+    render(path, (1500, 520), &ScheduleFigure { title, t, curves })
+}
+
+struct ScheduleFigure<'a> {
+    title: &'a str,
+    t: &'a [f64],
+    curves: &'a [ScheduleCurve],
+}
+
+impl Draw for ScheduleFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String> {
+        let (title, t, curves) = (self.title, self.t, self.curves);
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(40);
         top.titled(title, ("sans-serif", 22))
@@ -105,6 +203,7 @@ pub fn plot_schedule(path: &Path, title: &str, t: &[f64], curves: &[ScheduleCurv
             chart
                 .configure_mesh()
                 .x_desc("t")
+                .y_desc(name)
                 .label_style(("sans-serif", 13))
                 .draw()
                 .map_err(|e| e.to_string())?;
@@ -136,7 +235,7 @@ pub fn plot_schedule(path: &Path, title: &str, t: &[f64], curves: &[ScheduleCurv
             }
         }
         Ok(())
-    })
+    }
 }
 
 /// One image of a strip: C x H x W values and a caption.
@@ -167,15 +266,38 @@ fn diverging(v: f64) -> RGBColor {
     RGBColor((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8)
 }
 
-/// A grid of images (rows x cols panels, row-major). One channel: diverging colours on a
-/// symmetric scale shared by all panels (`scale`, or the 99th percentile of |value|); three
-/// channels: RGB, mapping [-scale, scale] to [0, 255].
+/// How one-channel images are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colormap {
+    /// Blue-white-red on a symmetric scale [-s, s]: signed fields (lattice configurations,
+    /// noise).
+    Diverging,
+    /// Black to white over [-s, s]: images.
+    Grey,
+}
+
+impl Colormap {
+    fn color(self, v: f64) -> RGBColor {
+        match self {
+            Colormap::Diverging => diverging(v),
+            Colormap::Grey => {
+                let g = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5) as u8;
+                RGBColor(g, g, g)
+            }
+        }
+    }
+}
+
+/// A grid of images (rows x cols panels, row-major) with a colour bar. One channel: `map` on a
+/// symmetric scale [-s, s] shared by all panels (`scale`, or the 99th percentile of |value|);
+/// three channels: RGB, mapping [-s, s] to [0, 255].
 pub fn plot_panels(
     path: &Path,
     title: &str,
     rows: usize,
     panels: &[Panel],
     scale: Option<f64>,
+    map: Colormap,
 ) -> Result<()> {
     let cols = panels.len().div_ceil(rows.max(1)).max(1);
     // cells keep the images' aspect ratio (wide images, e.g. from `gud extend`, get wide cells)
@@ -199,12 +321,48 @@ pub fn plot_panels(
             .unwrap_or(1.0)
             .max(1e-12)
     });
-    let size = (cols as u32 * cell_w + 20, rows as u32 * (cell + 28) + 50);
-    render_png(path, size, |root| {
+    let size = (
+        cols as u32 * cell_w + 20 + BAR,
+        rows as u32 * (cell + 28) + 50,
+    );
+    let fig = PanelsFigure {
+        title,
+        rows,
+        cols,
+        panels,
+        scale,
+        map,
+    };
+    render(path, size, &fig)
+}
+
+/// Pixels reserved right of a grid for its colour bar.
+const BAR: u32 = 80;
+
+struct PanelsFigure<'a> {
+    title: &'a str,
+    rows: usize,
+    cols: usize,
+    panels: &'a [Panel],
+    scale: f64,
+    map: Colormap,
+}
+
+impl Draw for PanelsFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String> {
+        let (title, rows, cols, panels, scale) =
+            (self.title, self.rows, self.cols, self.panels, self.scale);
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(45);
         top.titled(title, ("sans-serif", 20))
             .map_err(|e| e.to_string())?;
+        let (body, bar) = body.split_horizontally(body.dim_in_pixel().0 - BAR);
+        let map = self.map;
+        if panels.first().is_some_and(|p| p.channels < 3) {
+            colour_bar(&bar.margin(20, 20, 0, 0), -scale, scale, |v| {
+                map.color(v / scale)
+            })?;
+        }
         let body = body.margin(0, 0, 10, 10);
         let areas = body.split_evenly((rows, cols));
         for (area, p) in areas.iter().zip(panels) {
@@ -226,7 +384,7 @@ pub fn plot_panels(
                         };
                         RGBColor(c(0), c(1), c(2))
                     } else {
-                        diverging(p.data[y * p.width + x] / scale)
+                        map.color(p.data[y * p.width + x] / scale)
                     };
                     let (x0, y0) = ((x as f64 * dx) as i32, (y as f64 * dy) as i32);
                     let (x1, y1) = (((x + 1) as f64 * dx) as i32, ((y + 1) as f64 * dy) as i32);
@@ -236,7 +394,7 @@ pub fn plot_panels(
             }
         }
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +412,7 @@ mod tests {
             log_snr: t.iter().map(|x| 1.0 - 2.0 * x).collect(),
         };
         let p = dir.path().join("s.png");
-        plot_schedule(&p, "test", &t, &[curve.clone(), curve]).unwrap();
+        plot_schedule(&p, "test", &t, &[curve.clone(), curve.clone()]).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         let panel = Panel {
@@ -265,8 +423,37 @@ mod tests {
             data: (0..16).map(|i| i as f64 - 8.0).collect(),
         };
         let p2 = dir.path().join("n.png");
-        plot_panels(&p2, "strip", 1, &[panel.clone(), panel], None).unwrap();
+        plot_panels(
+            &p2,
+            "strip",
+            1,
+            &[panel.clone(), panel.clone()],
+            None,
+            Colormap::Grey,
+        )
+        .unwrap();
         assert_eq!(&std::fs::read(&p2).unwrap()[1..4], b"PNG");
+        // the same as SVG, by the file name; another extension is an error naming the file
+        let p3 = dir.path().join("n.svg");
+        plot_panels(&p3, "strip", 1, &[panel.clone()], None, Colormap::Diverging).unwrap();
+        let svg = std::fs::read_to_string(&p3).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("strip"),
+            "{}",
+            &svg[..100]
+        );
+        plot_schedule(&dir.path().join("s.svg"), "test", &t, &[curve]).unwrap();
+        let e = plot_panels(
+            &dir.path().join("n.pdf"),
+            "x",
+            1,
+            &[panel],
+            None,
+            Colormap::Grey,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("n.pdf") && e.contains(".svg"), "{e}");
     }
 }
 
@@ -279,6 +466,8 @@ pub struct Series {
     pub x: Vec<f64>,
     /// Ordinates.
     pub y: Vec<f64>,
+    /// Standard errors of the ordinates, drawn as a shaded band of +-1 error (optional).
+    pub error: Option<Vec<f64>>,
 }
 
 /// A chart of lines side by side with others (e.g. power spectra and their log-ratio).
@@ -288,6 +477,8 @@ pub struct LinePanel {
     pub title: String,
     /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
+    pub y_label: String,
     /// Plot log10(y) (only positive values are drawn).
     pub log_y: bool,
     /// The lines.
@@ -297,7 +488,17 @@ pub struct LinePanel {
 /// Panels of labelled lines in one row.
 pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> {
     let width = 520 * panels.len().max(1) as u32;
-    render_png(path, (width, 480), |root| {
+    render(path, (width, 480), &LinesFigure { title, panels })
+}
+
+struct LinesFigure<'a> {
+    title: &'a str,
+    panels: &'a [LinePanel],
+}
+
+impl Draw for LinesFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String> {
+        let (title, panels) = (self.title, self.panels);
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(40);
         top.titled(title, ("sans-serif", 20))
@@ -308,10 +509,17 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
             .zip(panels)
         {
             let ty = |v: f64| if p.log_y { v.log10() } else { v };
+            // the range holds the lines and their error bands
             let ys: Vec<f64> = p
                 .series
                 .iter()
-                .flat_map(|s| s.y.iter().map(|&v| ty(v)))
+                .flat_map(|s| {
+                    let err = s.error.clone().unwrap_or_else(|| vec![0.0; s.y.len()]);
+                    s.y.iter()
+                        .zip(err)
+                        .flat_map(|(&v, e)| [ty(v), ty(v + e), ty(v - e)])
+                        .collect::<Vec<f64>>()
+                })
                 .collect();
             let xs: Vec<f64> = p.series.iter().flat_map(|s| s.x.iter().copied()).collect();
             let (x0, x1) = finite_range(xs.iter());
@@ -326,7 +534,7 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
             chart
                 .configure_mesh()
                 .x_desc(p.x_label.as_str())
-                .y_desc(if p.log_y { "log10" } else { "" })
+                .y_desc(p.y_label.as_str())
                 .label_style(("sans-serif", 13))
                 .draw()
                 .map_err(|e| e.to_string())?;
@@ -339,6 +547,30 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
                         .map(|(&x, &y)| (x, ty(y)))
                         .filter(|(_, y)| y.is_finite())
                         .collect();
+                if let Some(err) = &s.error {
+                    // the band +-1 error, transformed as the line is
+                    let upper: Vec<(f64, f64)> =
+                        s.x.iter()
+                            .zip(&s.y)
+                            .zip(err)
+                            .map(|((&x, &y), &e)| (x, ty(y + e)))
+                            .filter(|(_, y)| y.is_finite())
+                            .collect();
+                    let lower: Vec<(f64, f64)> =
+                        s.x.iter()
+                            .zip(&s.y)
+                            .zip(err)
+                            .map(|((&x, &y), &e)| (x, ty(y - e)))
+                            .filter(|(_, y)| y.is_finite())
+                            .collect();
+                    if upper.len() == s.x.len() && lower.len() == s.x.len() {
+                        let band: Vec<(f64, f64)> =
+                            upper.into_iter().chain(lower.into_iter().rev()).collect();
+                        chart
+                            .draw_series(std::iter::once(Polygon::new(band, color.mix(0.25))))
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(|e| e.to_string())?
@@ -360,7 +592,7 @@ pub fn plot_lines(path: &Path, title: &str, panels: &[LinePanel]) -> Result<()> 
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
-    })
+    }
 }
 
 /// A heat map of one quantity on a grid (GUD figs. 3 and 5).
@@ -378,21 +610,67 @@ pub struct HeatMap {
     pub ys: Vec<String>,
     /// values[row][column]; non-finite cells are drawn grey.
     pub values: Vec<Vec<f64>>,
+    /// Standard errors of the values (same layout), written in the cells when given.
+    pub errors: Option<Vec<Vec<f64>>>,
 }
 
-/// Heat maps side by side, each cell labelled with its value. Cell (c, r) is centred on the
-/// integer point (c, r), so that integer ticks carry the grid coordinates.
+/// Heat maps side by side, each with a colour bar and each cell labelled with its value (and
+/// its standard error when known). Cell (c, r) is centred on the integer point (c, r), so that
+/// integer ticks carry the grid coordinates. When every difference between cells is within
+/// two standard errors, the colour scale is widened to +-2 errors around the mean, so that
+/// noise is not drawn as structure.
 pub fn plot_heatmaps(path: &Path, title: &str, maps: &[HeatMap]) -> Result<()> {
-    let width = 560 * maps.len().max(1) as u32;
-    render_png(path, (width, 480), |root| {
+    let width = (560 + BAR) * maps.len().max(1) as u32;
+    render(path, (width, 480), &HeatFigure { title, maps })
+}
+
+struct HeatFigure<'a> {
+    title: &'a str,
+    maps: &'a [HeatMap],
+}
+
+/// The colour range of a heat map: its values' range, widened to mean +- 2 errors when the
+/// values differ by less than their errors.
+fn heat_range(m: &HeatMap) -> (f64, f64) {
+    let (lo, hi) = finite_range(m.values.iter().flatten());
+    let Some(errors) = &m.errors else {
+        return (lo, hi);
+    };
+    let err = errors
+        .iter()
+        .flatten()
+        .filter(|e| e.is_finite())
+        .fold(0.0f64, |a, &e| a.max(e));
+    let vals: Vec<f64> = m
+        .values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if vals.is_empty() || err <= 0.0 {
+        return (lo, hi);
+    }
+    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+    (lo.min(mean - 2.0 * err), hi.max(mean + 2.0 * err))
+}
+
+impl Draw for HeatFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> Result<(), String> {
+        let (title, maps) = (self.title, self.maps);
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(40);
         top.titled(title, ("sans-serif", 20))
             .map_err(|e| e.to_string())?;
         for (area, m) in body.split_evenly((1, maps.len().max(1))).iter().zip(maps) {
+            let (area, bar) = area.split_horizontally(area.dim_in_pixel().0 - BAR);
             let (nx, ny) = (m.xs.len() as f64, m.ys.len() as f64);
-            let (lo, hi) = finite_range(m.values.iter().flatten());
-            let mut chart = ChartBuilder::on(area)
+            let (lo, hi) = heat_range(m);
+            let hi = hi.max(lo + 1e-12);
+            colour_bar(&bar.margin(40, 40, 0, 0), lo, hi, |v| {
+                ViridisRGB::get_color_normalized(v, lo, hi)
+            })?;
+            let mut chart = ChartBuilder::on(&area)
                 .caption(&m.title, ("sans-serif", 17))
                 .margin(10)
                 .x_label_area_size(35)
@@ -422,7 +700,7 @@ pub fn plot_heatmaps(path: &Path, title: &str, maps: &[HeatMap]) -> Result<()> {
             for (r, row) in m.values.iter().enumerate() {
                 for (c, &v) in row.iter().enumerate() {
                     let color = if v.is_finite() {
-                        ViridisRGB::get_color_normalized(v, lo, hi.max(lo + 1e-12))
+                        ViridisRGB::get_color_normalized(v, lo, hi)
                     } else {
                         RGBColor(200, 200, 200)
                     };
@@ -431,20 +709,30 @@ pub fn plot_heatmaps(path: &Path, title: &str, maps: &[HeatMap]) -> Result<()> {
                     chart
                         .draw_series(std::iter::once(Rectangle::new(cell, color.filled())))
                         .map_err(|e| e.to_string())?;
-                    let text = Text::new(
-                        format!("{v:.4}"),
-                        (x, y),
-                        ("sans-serif", 13)
-                            .into_font()
-                            .color(&RED)
-                            .pos(Pos::new(HPos::Center, VPos::Center)),
-                    );
+                    let err = m.errors.as_ref().and_then(|e| e.get(r)?.get(c).copied());
+                    let lines = match err {
+                        Some(e) if e.is_finite() => {
+                            vec![
+                                (format!("{v:.3}"), y + 0.12),
+                                (format!("+-{e:.3}"), y - 0.15),
+                            ]
+                        }
+                        _ => vec![(format!("{v:.4}"), y)],
+                    };
+                    let font = ("sans-serif", 13)
+                        .into_font()
+                        .color(&RED)
+                        .pos(Pos::new(HPos::Center, VPos::Center));
                     chart
-                        .draw_series(std::iter::once(text))
+                        .draw_series(
+                            lines
+                                .into_iter()
+                                .map(|(t, yy)| Text::new(t, (x, yy), font.clone())),
+                        )
                         .map_err(|e| e.to_string())?;
                 }
             }
         }
         Ok(())
-    })
+    }
 }
