@@ -17,7 +17,7 @@ a = p.parse_args()
 configs, summary = gud.phi4.hmc(a.size, a.m2, a.lam, a.samples, seed=0)
 print(f"{configs.shape[0]} configurations of {a.size} x {a.size} in {summary['wall_s']:.2f} s "
       f"(acceptance {summary['acceptance']:.2f}, tau_int(|M|) "
-      f"{summary['tau_int_abs_m']['tau']:.2f} trajectories, separation {summary['sep']})")
+      f"{summary['tau_int_abs_m_trajectories']['tau']:.2f} trajectories, separation {summary['sep']})")
 obs = gud.phi4.observables(configs, a.m2, a.lam)
 for name in ["abs_m", "m2", "chi", "chi_2pt", "binder", "phi2", "phi4", "action_density"]:
     o = obs[name]

@@ -323,7 +323,15 @@ fn phi4_sample_then_observe() {
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(summary["acceptance"].as_f64().unwrap() > 0.5, "{summary}");
-    assert!(summary["tau_int_abs_m"]["tau"].as_f64().unwrap() >= 0.5);
+    // tau_int in both units, named by them (issue 21): trajectories and saved configurations
+    assert!(
+        summary["tau_int_abs_m_trajectories"]["tau"]
+            .as_f64()
+            .unwrap()
+            >= 0.5
+    );
+    let saved = summary["tau_int_abs_m_saved"]["tau"].as_f64().unwrap();
+    assert!((0.4..5.0).contains(&saved), "{summary}");
     let o = gud(&[
         "phi4",
         "observe",

@@ -124,8 +124,8 @@ pub fn phi4_data(p: &Phi4DataConfig, monitor: &dyn Monitor) -> Result<Dataset> {
     };
     let run = gud_phi4::hmc::sample(&lat, p.samples, &cfg, monitor)?;
     monitor.note(&format!(
-        "  acceptance {:.3}, tau_int(|M|) {:.2}, {:.1} s",
-        run.summary.acceptance, run.summary.tau_int_abs_m.tau, run.summary.wall_s
+        "  acceptance {:.3}, tau_int(|M|) {:.2} trajectories, {:.1} s",
+        run.summary.acceptance, run.summary.tau_int_abs_m_trajectories.tau, run.summary.wall_s
     ));
     // rounded to float32 as in the cache file, so that a cached rerun sees the same data
     let configs = run.configs.iter().map(|&x| x as f32 as f64).collect();

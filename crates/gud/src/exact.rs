@@ -235,7 +235,7 @@ pub fn mcmc(
 }
 
 /// The project's HMC at the lattice's couplings: seconds per configuration x 2 tau_int(|M|),
-/// tau_int in units of the saved configurations (the summary's is in trajectories).
+/// tau_int in units of the saved configurations.
 fn hmc_cost(lattice: &Lattice, n: usize, seed: u64, monitor: &dyn Monitor) -> Result<HmcCost> {
     let cfg = HmcConfig {
         seed: seed.wrapping_add(7919),
@@ -243,7 +243,7 @@ fn hmc_cost(lattice: &Lattice, n: usize, seed: u64, monitor: &dyn Monitor) -> Re
     };
     let run = gud_phi4::hmc::sample(lattice, n, &cfg, monitor)?;
     let s = &run.summary;
-    let tau = (s.tau_int_abs_m.tau / s.sep as f64).max(0.5);
+    let tau = s.tau_int_abs_m_saved.tau;
     Ok(HmcCost {
         configurations: n,
         wall_s: s.wall_s,

@@ -86,12 +86,15 @@ pub struct HmcSummary {
     pub therm: usize,
     /// Trajectories between saved configurations.
     pub sep: usize,
-    /// tau_int of |M| and of S in trajectories, measured on the production trajectories.
-    pub tau_int_abs_m: TauInt,
-    /// tau_int of the action.
-    pub tau_int_action: TauInt,
-    /// tau_int measured by the pilot (what chose therm and sep).
-    pub pilot_tau_int: f64,
+    /// tau_int of |M| in trajectories, measured on every production trajectory.
+    pub tau_int_abs_m_trajectories: TauInt,
+    /// tau_int of the action in trajectories.
+    pub tau_int_action_trajectories: TauInt,
+    /// tau_int of |M| in saved configurations (each chain's saved series): the unit of
+    /// `gud phi4 observe` and of the jackknife bins.
+    pub tau_int_abs_m_saved: TauInt,
+    /// tau_int of |M| in trajectories measured by the pilot (what chose therm and sep).
+    pub pilot_tau_int_trajectories: f64,
     /// All trajectories of a chain.
     pub trajectories_per_chain: usize,
     /// Seconds.
@@ -516,6 +519,15 @@ pub fn sample(lat: &Lattice, n: usize, cfg: &HmcConfig, monitor: &dyn Monitor) -
     }
     let prod_s = prod_start.elapsed().as_secs_f64();
     let (tau_m, tau_a) = tau_of(&series);
+    let abs_m: Vec<Vec<f64>> = saved
+        .iter()
+        .map(|c| {
+            c.chunks_exact(v)
+                .map(|phi| (phi.iter().sum::<f64>() / v as f64).abs())
+                .collect()
+        })
+        .collect();
+    let tau_saved = crate::stats::tau_int(&abs_m.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let configs: Vec<f64> = saved.concat().into_iter().take(n * v).collect();
     let all_traj = therm.max(done_so_far) + total;
     let summary = HmcSummary {
@@ -530,9 +542,10 @@ pub fn sample(lat: &Lattice, n: usize, cfg: &HmcConfig, monitor: &dyn Monitor) -
         acceptance: acceptance(&chains),
         therm: therm.max(done_so_far),
         sep,
-        tau_int_abs_m: tau_m,
-        tau_int_action: tau_a,
-        pilot_tau_int: pilot_tau,
+        tau_int_abs_m_trajectories: tau_m,
+        tau_int_action_trajectories: tau_a,
+        tau_int_abs_m_saved: tau_saved,
+        pilot_tau_int_trajectories: pilot_tau,
         trajectories_per_chain: all_traj,
         wall_s: start.elapsed().as_secs_f64(),
         site_updates_per_s: (total * steps * v * cfg.chains) as f64 / prod_s.max(1e-12),
