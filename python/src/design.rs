@@ -178,7 +178,8 @@ impl PyDesign {
         data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let path = Path::new(config);
-        let is_file = config.ends_with(".toml") || (!config.contains('\n') && path.is_file());
+        // TOML text has a line break or a key = value; anything else names a file
+        let is_file = !config.contains('\n') && !config.contains('=');
         let (cfg, origin) = if is_file {
             (gud::config::load(path).map_err(to_py)?, config.to_string())
         } else {

@@ -137,6 +137,8 @@ def test_design_from_config_matches_the_binary_sample(tmp_path):
     )
     want = np.load(out)
     design = gud.Design.from_config(str(cfg))
+    # the same config as text
+    np.testing.assert_array_equal(gud.Design.from_config(FREE_FIELD).sigma_data, design.sigma_data)
     fields, report = gud.sample(design, gud.Score(design, "gaussian"), 40, seed=3,
                                 kind="exp", steps=8)
     assert report["nfe"] == 8 and report["samples"] == 40
