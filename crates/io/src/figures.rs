@@ -435,7 +435,15 @@ mod tests {
         assert_eq!(&std::fs::read(&p2).unwrap()[1..4], b"PNG");
         // the same as SVG, by the file name; another extension is an error naming the file
         let p3 = dir.path().join("n.svg");
-        plot_panels(&p3, "strip", 1, std::slice::from_ref(&panel), None, Colormap::Diverging).unwrap();
+        plot_panels(
+            &p3,
+            "strip",
+            1,
+            std::slice::from_ref(&panel),
+            None,
+            Colormap::Diverging,
+        )
+        .unwrap();
         let svg = std::fs::read_to_string(&p3).unwrap();
         assert!(
             svg.starts_with("<svg") && svg.contains("strip"),
