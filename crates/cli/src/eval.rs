@@ -22,18 +22,10 @@ pub struct EvalArgs {
     /// Lattice phi^4 couplings `M2,LAM`: compare every observable (docs/phi4.md).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_couplings)]
     pub phi4: Option<(f64, f64)>,
-    /// m^2 of the phi^4 action S = sum [ (d phi)^2 + m2 phi^2 + lam phi^4 ] (with --lam): the
-    /// same as --phi4 M2,LAM.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        requires = "lam",
-        conflicts_with = "phi4"
-    )]
-    pub m2: Option<f64>,
-    /// lambda of the phi^4 action (with --m2).
-    #[arg(long, requires = "m2")]
-    pub lam: Option<f64>,
+    /// The phi^4 couplings (`--m2 M --lam LAM`, or `--kappa K --lambda L` with files in the
+    /// hopping normalisation): compare every observable; the same as --phi4 M2,LAM.
+    #[command(flatten)]
+    pub couplings: crate::phi4::CouplingArgs,
     /// Random directions of the sliced Wasserstein distance.
     #[arg(long, default_value_t = 128)]
     pub directions: usize,
@@ -95,29 +87,30 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     );
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let spectra_out = a.spectra.as_ref().map(|g| outputs.stage(g)).transpose()?;
-    let gen = read(&a.generated, "samples", a)?;
-    let reference = read(&a.reference, "reference", a)?;
-    if gen.shape() != reference.shape() {
-        bail!(
-            "{} holds samples of shape {} but the reference {} holds {}",
-            a.generated.display(),
-            gen.shape(),
-            a.reference.display(),
-            reference.shape()
-        );
+    let mut gen = read(&a.generated, "samples", a)?;
+    let mut reference = read(&a.reference, "reference", a)?;
+    if a.phi4.is_some() && a.couplings.m2.is_some() {
+        bail!("give the couplings once: --phi4 M2,LAM or --m2 M --lam LAM");
     }
+    // the hopping convention's files hold varphi = phi / sqrt(kappa): rescale every set
+    let (couplings, factor) = match a.couplings.resolve()? {
+        Some((c, factor)) => (Some((c.m2, c.lam)), factor),
+        None => (a.phi4, 1.0),
+    };
+    let scale = |d: Dataset| -> Result<Dataset> {
+        if factor == 1.0 {
+            return Ok(d);
+        }
+        let v = d.as_slice().iter().map(|x| x * factor).collect();
+        Ok(Dataset::new(d.shape(), v)?)
+    };
+    gen = scale(gen)?;
+    reference = scale(reference)?;
     let train = match &a.train {
-        Some(p) => read(p, "training set", a)?,
+        Some(p) => scale(read(p, "training set", a)?)?,
         None => reference.clone(),
     };
-    let mut report = evaluate(
-        &gen,
-        &reference,
-        &train,
-        a.directions,
-        a.seed,
-        a.phi4.or(a.m2.zip(a.lam)),
-    )?;
+    let mut report = evaluate(&gen, &reference, &train, a.directions, a.seed, couplings)?;
     if let Some(c) = &a.classifier {
         report.classifier_frechet = Some(classifier_frechet(c, &gen, &reference)?);
     }

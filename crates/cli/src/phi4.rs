@@ -29,7 +29,7 @@ pub struct CouplingArgs {
 
 impl CouplingArgs {
     /// The couplings in gud's convention and the factor phi = factor * field of the file.
-    fn resolve(&self) -> Result<Option<(Couplings, f64)>> {
+    pub fn resolve(&self) -> Result<Option<(Couplings, f64)>> {
         Ok(match (self.m2, self.lam, self.kappa, self.lambda) {
             (Some(m2), Some(lam), None, None) => Some((Couplings::new(m2, lam)?, 1.0)),
             (None, None, Some(k), Some(l)) => Some((Couplings::from_hopping(k, l)?, k.sqrt())),

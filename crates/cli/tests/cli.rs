@@ -2436,6 +2436,40 @@ fn issue21_one_flag_language() {
     assert!(new.status.success(), "{}", stderr(&new));
     assert_eq!(stdout_json(&new)["phi4"], stdout_json(&old)["phi4"]);
     assert!(stdout_json(&new)["phi4"].is_object());
+    // the hopping convention: kappa = 0.25, lambda = 0.5 is m2 = -4, lam = 8, and its files
+    // hold varphi = phi / sqrt(kappa) = 2 phi (exact in binary)
+    for (seed, f) in [("1", "gen_h.npy"), ("2", "ref_h.npy")] {
+        let o = gud(&[
+            "phi4",
+            "sample",
+            "--size",
+            "4",
+            "--kappa",
+            "0.25",
+            "--lambda",
+            "0.5",
+            "--samples",
+            "200",
+            "--seed",
+            seed,
+            "--out",
+            &d(f),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let hop = gud(&[
+        "eval",
+        "--generated",
+        &d("gen_h.npy"),
+        "--reference",
+        &d("ref_h.npy"),
+        "--kappa",
+        "0.25",
+        "--lambda",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(stdout_json(&hop)["phi4"], stdout_json(&new)["phi4"]);
     // list defaults print as they parse
     let help = String::from_utf8_lossy(&gud(&["noise", "--help"]).stdout).into_owned();
     let default = help
