@@ -389,3 +389,10 @@ def test_examples_run(script, args):
     )
     assert r.returncode == 0, r.stderr
     assert "binder" in r.stdout
+
+
+def test_the_package_docstring_example_runs():
+    import doctest
+
+    failures, tried = doctest.testmod(gud, verbose=False)
+    assert tried >= 4 and failures == 0
