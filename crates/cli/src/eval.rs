@@ -89,6 +89,15 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     let spectra_out = a.spectra.as_ref().map(|g| outputs.stage(g)).transpose()?;
     let mut gen = read(&a.generated, "samples", a)?;
     let mut reference = read(&a.reference, "reference", a)?;
+    if gen.shape() != reference.shape() {
+        bail!(
+            "{} holds samples of shape {} but the reference {} holds {}",
+            a.generated.display(),
+            gen.shape(),
+            a.reference.display(),
+            reference.shape()
+        );
+    }
     if a.phi4.is_some() && a.couplings.m2.is_some() {
         bail!("give the couplings once: --phi4 M2,LAM or --m2 M --lam LAM");
     }
