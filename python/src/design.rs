@@ -73,6 +73,22 @@ impl PyDesign {
         section(&self.sampler, table, overrides, "sampler", &[])
     }
 
+    /// The sampler of exact proposals: as [`Self::sampler_config`], with the proposal batch
+    /// ([`gud::exact::PROPOSAL_BATCH`]) unless a batch is given.
+    pub(crate) fn proposal_config(
+        &self,
+        table: Option<&Bound<'_, PyAny>>,
+        overrides: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<SamplerConfig> {
+        let mut c = self.sampler_config(table, overrides)?;
+        let given =
+            table.is_some() || overrides.is_some_and(|k| k.contains("batch").unwrap_or(false));
+        if !given {
+            c.batch = gud::exact::PROPOSAL_BATCH;
+        }
+        Ok(c)
+    }
+
     /// The whole config with `sampler` as its `[sampler]`.
     pub(crate) fn config_with(&self, sampler: SamplerConfig) -> gud::config::Config {
         gud::config::Config {

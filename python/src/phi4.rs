@@ -164,10 +164,7 @@ fn mcmc<'py>(
     score.check_dim(design)?;
     let shape = design.design.shape();
     let lattice = Lattice::new(shape.h, couplings(m2, lam)?).map_err(to_py)?;
-    let mut scfg = design.sampler_config(sampler, keys)?;
-    if keys.is_none_or(|k| !k.contains("batch").unwrap_or(false)) && sampler.is_none() {
-        scfg.batch = gud::exact::PROPOSAL_BATCH;
-    }
+    let scfg = design.proposal_config(sampler, keys)?;
     let cfg = design.config_with(scfg);
     let opts = gud::exact::McmcOptions {
         proposals,

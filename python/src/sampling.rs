@@ -10,6 +10,12 @@ use gud_core::sampler::{PosteriorVariance, TimeGrid};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// One of a config enum's kebab-case names (`key` names it in the error, with the choices).
+fn choice<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> PyResult<T> {
+    T::deserialize(toml::Value::String(value.to_string()))
+        .map_err(|e| value_error(format!("{key}: {}", e.message().trim())))
+}
+
 /// A serialisable report as a Python dict (through JSON, the binary's `--json` form).
 pub(crate) fn to_dict<'py>(
     py: Python<'py>,
@@ -66,10 +72,7 @@ fn propose<'py>(
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Arr<'py>, Arr<'py>, Bound<'py, PyAny>)> {
     score.check_dim(design)?;
-    let mut scfg = design.sampler_config(sampler, keys)?;
-    if keys.is_none_or(|k| !k.contains("batch").unwrap_or(false)) && sampler.is_none() {
-        scfg.batch = gud::exact::PROPOSAL_BATCH;
-    }
+    let scfg = design.proposal_config(sampler, keys)?;
     if let Some(t) = tol {
         if !(t > 0.0 && t < 1.0) {
             return Err(value_error(format!("tol: expected 0 < tol < 1, got {t}")));
@@ -118,43 +121,10 @@ fn nll<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     score.check_dim(design)?;
     let test = dataset(data, "data")?;
-    let method = match method {
-        "elbo" => gud::nll::Method::Elbo,
-        "ode" => gud::nll::Method::Ode,
-        m => {
-            return Err(value_error(format!(
-                "method: expected \"elbo\" or \"ode\", got {m:?}"
-            )))
-        }
-    };
-    let divergence = match divergence {
-        None => None,
-        Some("exact") => Some(Divergence::Exact),
-        Some("hutchinson") => Some(Divergence::Hutchinson),
-        Some(d) => {
-            return Err(value_error(format!(
-                "divergence: expected \"exact\" or \"hutchinson\", got {d:?}"
-            )))
-        }
-    };
-    let time_grid = match grid {
-        "uniform-t" => TimeGrid::UniformT,
-        "uniform-gamma" => TimeGrid::UniformGamma,
-        g => {
-            return Err(value_error(format!(
-                "grid: expected \"uniform-t\" or \"uniform-gamma\", got {g:?}"
-            )))
-        }
-    };
-    let posterior_variance = match posterior_variance {
-        "none" => PosteriorVariance::None,
-        "gaussian" => PosteriorVariance::Gaussian,
-        v => {
-            return Err(value_error(format!(
-                "posterior_variance: expected \"none\" or \"gaussian\", got {v:?}"
-            )))
-        }
-    };
+    let method: gud::nll::Method = choice("method", method)?;
+    let divergence: Option<Divergence> = divergence.map(|d| choice("divergence", d)).transpose()?;
+    let time_grid: TimeGrid = choice("grid", grid)?;
+    let posterior_variance: PosteriorVariance = choice("posterior_variance", posterior_variance)?;
     if !(tol > 0.0 && tol < 1.0) {
         return Err(value_error(format!("tol: expected 0 < tol < 1, got {tol}")));
     }

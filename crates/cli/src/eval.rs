@@ -20,7 +20,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub train: Option<PathBuf>,
     /// Lattice phi^4 couplings `M2,LAM`: compare every observable (docs/phi4.md).
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_couplings)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_couplings, conflicts_with_all = ["m2", "kappa"])]
     pub phi4: Option<(f64, f64)>,
     /// The phi^4 couplings (`--m2 M --lam LAM`, or `--kappa K --lambda L` with files in the
     /// hopping normalisation): compare every observable; the same as --phi4 M2,LAM.
@@ -97,9 +97,6 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
             a.reference.display(),
             reference.shape()
         );
-    }
-    if a.phi4.is_some() && a.couplings.m2.is_some() {
-        bail!("give the couplings once: --phi4 M2,LAM or --m2 M --lam LAM");
     }
     // the hopping convention's files hold varphi = phi / sqrt(kappa): rescale every set
     let (couplings, factor) = match a.couplings.resolve()? {

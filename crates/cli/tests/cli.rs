@@ -2391,25 +2391,18 @@ fn issue21_data_writes_the_training_and_held_out_sets() {
 fn issue21_one_flag_language() {
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
-    for (seed, f) in [("1", "gen.npy"), ("2", "ref.npy")] {
-        let o = gud(&[
-            "phi4",
-            "sample",
-            "--size",
-            "4",
-            "--m2",
-            "-4",
-            "--lam",
-            "8",
-            "--samples",
-            "200",
-            "--seed",
-            seed,
-            "--out",
-            &d(f),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    // two independent HMC sets (seeds 1 and 2) of a 4 x 4 lattice with the given couplings
+    let hmc_pair = |couplings: [&str; 4], names: [&str; 2]| {
+        for (seed, f) in [("1", names[0]), ("2", names[1])] {
+            let mut args = vec!["phi4", "sample", "--size", "4"];
+            args.extend(couplings);
+            let out = d(f);
+            args.extend(["--samples", "200", "--seed", seed, "--out", &out]);
+            let o = gud(&args);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    };
+    hmc_pair(["--m2", "-4", "--lam", "8"], ["gen.npy", "ref.npy"]);
     // eval: --generated (a file) with --m2/--lam equals the older --samples / --phi4 form
     let new = gud(&[
         "eval",
@@ -2438,25 +2431,10 @@ fn issue21_one_flag_language() {
     assert!(stdout_json(&new)["phi4"].is_object());
     // the hopping convention: kappa = 0.25, lambda = 0.5 is m2 = -4, lam = 8, and its files
     // hold varphi = phi / sqrt(kappa) = 2 phi (exact in binary)
-    for (seed, f) in [("1", "gen_h.npy"), ("2", "ref_h.npy")] {
-        let o = gud(&[
-            "phi4",
-            "sample",
-            "--size",
-            "4",
-            "--kappa",
-            "0.25",
-            "--lambda",
-            "0.5",
-            "--samples",
-            "200",
-            "--seed",
-            seed,
-            "--out",
-            &d(f),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    hmc_pair(
+        ["--kappa", "0.25", "--lambda", "0.5"],
+        ["gen_h.npy", "ref_h.npy"],
+    );
     let hop = gud(&[
         "eval",
         "--generated",

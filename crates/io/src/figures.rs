@@ -43,6 +43,7 @@ fn text<E: std::fmt::Display>(e: E) -> String {
 /// The output format of a figure, from its file name: `.svg` is SVG (vector, anti-aliased
 /// text and lines), `.png` a PNG bitmap.
 fn is_svg(path: &Path) -> Result<bool> {
+    // staged temporaries keep the extension of their final name (atomic::temp_path)
     match path
         .extension()
         .and_then(|e| e.to_str())
@@ -50,17 +51,9 @@ fn is_svg(path: &Path) -> Result<bool> {
     {
         Some(e) if e == "svg" => Ok(true),
         Some(e) if e == "png" => Ok(false),
-        // staged outputs carry a temporary suffix after the real name: look at the name
-        _ => {
-            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
-            match name {
-                Some(n) if n.contains(".svg") => Ok(true),
-                Some(n) if n.contains(".png") => Ok(false),
-                _ => Err(fig_err(path)(
-                    "expected a file name ending in .png or .svg (the figure's format)".into(),
-                )),
-            }
-        }
+        _ => Err(fig_err(path)(
+            "expected a file name ending in .png or .svg (the figure's format)".into(),
+        )),
     }
 }
 

@@ -18,10 +18,10 @@ use crate::rng::{stream, Purpose};
 use crate::schedule::Schedule;
 use crate::score::ScoreModel;
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How the divergence of the drift is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Divergence {
     /// The trace from d Jacobian probes e_i.
