@@ -4,7 +4,7 @@
 use crate::design::{dataset, PyDesign};
 use crate::{array, section, to_py, value_error, Arr, Floats};
 use gud_core::config::ScoreConfig;
-use gud_core::score::{GaussianScore, ScoreModel};
+use gud_core::score::{GaussianScore, MixtureScore, ScoreModel};
 use gud_core::NoisingState;
 use numpy::PyArrayMethods;
 use pyo3::prelude::*;
@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 /// A score model: `Score(design, kind="gaussian", data=None, **options)` builds an analytic one
 /// (kinds gaussian, empirical, smoothed, els, mixture, with the options of the config's
-/// `[score]` table; the data-dependent ones use `data` or the design's training data);
+/// `[score]` table; the data-dependent ones use `data` or the design's training data; `base`:
+/// the design's own analytic base, Gaussian or its fitted mixtures);
 /// `Score.from_callable(fn, dim, vjp=None, float32=False)` wraps your own network.
 #[pyclass(module = "gud._gud", name = "Score", frozen)]
 pub struct PyScore {
@@ -50,6 +51,18 @@ impl PyScore {
         data: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        if kind == "base" {
+            // the design's own analytic base (SPEC section 4): Gaussian, or its fitted mixtures
+            if options.is_some_and(|o| !o.is_empty()) || data.is_some() {
+                return Err(value_error(
+                    "score kind \"base\" is the design's own base: it takes no data or options",
+                ));
+            }
+            return Ok(PyScore {
+                model: Arc::new(MixtureScore::new(design.design.base().clone())),
+                callable: None,
+            });
+        }
         let kind_only = PyDict::new(py);
         kind_only.set_item("kind", kind)?;
         if let Some(o) = options {

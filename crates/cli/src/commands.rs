@@ -163,6 +163,67 @@ pub fn data(config: Option<&Path>, out: &Path, test: bool) -> Result<()> {
     Ok(())
 }
 
+/// `gud export`: the EMA weights of a run for PyTorch.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A trained run (`gud train --out RUN`).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Output safetensors file: the EMA weights under PyTorch names, the network config and
+    /// the input scaling as metadata.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write a check file (safetensors): noised training rows with the network's inputs
+    /// x and gamma, its output y and gud's eps_hat, to test a reimplementation against.
+    #[arg(long)]
+    pub check: Option<PathBuf>,
+    /// Rows of the check file.
+    #[arg(long, default_value_t = 16)]
+    pub check_rows: usize,
+    /// Seed of the check rows (stream (seed, export check, 0)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn export(a: &ExportArgs) -> Result<()> {
+    let (run, config, mut outputs) = run_or_config(Some(&a.run), None, &[]);
+    let run = run.expect("--run is required");
+    let out = outputs.stage(&a.out)?;
+    let check = a.check.as_deref().map(|p| outputs.stage(p)).transpose()?;
+    let fitted = fit(config.as_deref(), None)?;
+    let report = gud::export::export(
+        &fitted,
+        &run,
+        &out,
+        check.as_deref().map(|p| (p, a.check_rows)),
+        a.seed,
+    )?;
+    outputs.commit()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    eprintln!(
+        "wrote {} ({} tensors, {} parameters, EMA weights of step {}){}",
+        a.out.display(),
+        report.tensors,
+        report.parameters,
+        report.step,
+        match &a.check {
+            Some(c) => format!(
+                " and {} ({} rows; eps_hat = base + U y to {:.1e})",
+                c.display(),
+                report.check_rows,
+                report.check_decomposition_error
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(())
+}
+
 /// The main job: fit the design, draw figures, sample with the config's score and sampler,
 /// and evaluate the samples against an independent reference (for phi^4, HMC at another seed).
 pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions, format: &str) -> Result<()> {

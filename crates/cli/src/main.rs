@@ -82,6 +82,9 @@ enum Command {
     /// Train the small image classifier whose features give `gud eval --classifier` its
     /// Frechet distance (a stand-in for FID).
     Classifier(Box<classifier::ClassifierArgs>),
+    /// Write a trained run's EMA weights for PyTorch (the module gud.unet.UNet of the Python
+    /// package, docs/network.md), optionally with a check file of inputs and outputs.
+    Export(Box<commands::ExportArgs>),
     /// Lattice phi^4: HMC sampling, observables and exact sampling (docs/phi4.md).
     Phi4 {
         #[command(subcommand)]
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Classifier(a) => classifier::classifier(&a),
         Command::Sweep(a) => sweep::sweep(&a),
         Command::Extend(a) => extend::extend(&a),
+        Command::Export(a) => commands::export(&a),
         Command::Run {
             config,
             config_flag,

@@ -863,6 +863,116 @@ fn train_resume_equals_uninterrupted_and_sample_from_run() {
     assert_clean_failure(&o, &["already holds a checkpoint", "--resume"]);
 }
 
+/// The tensors of a safetensors file: name -> (dtype, shape, bytes), and its metadata.
+#[cfg(feature = "nn")]
+fn read_safetensors(
+    path: &Path,
+) -> (
+    std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)>,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = header
+        .remove("__metadata__")
+        .and_then(|m| m.as_object().cloned())
+        .unwrap_or_default();
+    let body = &bytes[8 + n..];
+    let tensors = header
+        .into_iter()
+        .map(|(name, v)| {
+            let off: Vec<usize> = serde_json::from_value(v["data_offsets"].clone()).unwrap();
+            let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).unwrap();
+            let dtype = v["dtype"].as_str().unwrap().to_string();
+            (name, (dtype, shape, body[off[0]..off[1]].to_vec()))
+        })
+        .collect();
+    (tensors, meta)
+}
+
+#[test]
+#[cfg(feature = "nn")]
+fn export_writes_the_ema_weights_under_pytorch_names_and_a_check_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 8);
+    let run = dir.path().join("run");
+    let o = gud(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (w, check) = (
+        dir.path().join("w.safetensors"),
+        dir.path().join("c.safetensors"),
+    );
+    let o = gud(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        w.to_str().unwrap(),
+        "--check",
+        check.to_str().unwrap(),
+        "--check-rows",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = stdout_json(&o);
+    let (ckpt, _) = read_safetensors(&run.join("checkpoint.safetensors"));
+    let (weights, meta) = read_safetensors(&w);
+    // exactly the EMA group, renamed, bytes unchanged
+    let ema: std::collections::BTreeMap<_, _> = ckpt
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("ema.")?.to_string(), v.clone())))
+        .collect();
+    assert_eq!(weights, ema);
+    assert!(weights.contains_key("down.0.0.conv1.weight") && weights.contains_key("in.weight"));
+    assert_eq!(report["tensors"], weights.len());
+    let params: usize = weights
+        .values()
+        .map(|(_, s, _)| s.iter().product::<usize>())
+        .sum();
+    assert_eq!(report["parameters"], params);
+    assert_eq!(meta["format"], "gud-weights/1");
+    assert_eq!(meta["shape"], "[1, 4, 4]");
+    assert_eq!(meta["gamma_channel"], "false");
+    assert!(meta["config"].as_str().unwrap().contains("[network]"));
+    let (rows, cmeta) = read_safetensors(&check);
+    assert_eq!(cmeta["format"], "gud-export-check/1");
+    assert_eq!(rows["x"].1, vec![5, 1, 4, 4]);
+    assert_eq!(rows["eps_hat"].1, vec![5, 16]);
+    let err = report["check_decomposition_error"].as_f64().unwrap();
+    assert!(err < 1e-5, "eps_hat != base + U y: {err}");
+    // the output never replaces an input: the checkpoint is refused as --out
+    let before = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+    let o = gud(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        run.join("checkpoint.safetensors").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["checkpoint.safetensors"]);
+    assert_eq!(
+        std::fs::read(run.join("checkpoint.safetensors")).unwrap(),
+        before
+    );
+    let o = gud(&[
+        "export",
+        "--run",
+        dir.path().join("nope").to_str().unwrap(),
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["nope"]);
+}
+
 #[test]
 #[cfg(feature = "nn")]
 fn bad_runs_fail_cleanly() {
@@ -2072,6 +2182,8 @@ fn commands_reading(name: &str) -> Vec<Vec<&'static str>> {
             "--classifier",
             "{}",
         ],
+        #[cfg(feature = "nn")]
+        vec!["export", "--run", "{run}", "--out", "{out}/w.safetensors"],
     ];
     match name.split('_').next() {
         Some("cfg") => configs,

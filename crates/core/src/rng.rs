@@ -51,6 +51,8 @@ pub enum Purpose {
     /// Training batches of a user's own network ([`crate::process::noised_batch`]; index:
     /// the training step).
     UserBatch,
+    /// The noised rows of `gud export --check` (index 0).
+    ExportCheck,
 }
 
 impl Purpose {
@@ -74,6 +76,7 @@ impl Purpose {
             Purpose::Tangent => 15,
             Purpose::UserNoise => 16,
             Purpose::UserBatch => 17,
+            Purpose::ExportCheck => 18,
         }
     }
 }
@@ -113,6 +116,11 @@ mod tests {
             Purpose::Classifier,
             Purpose::Dequantization,
             Purpose::NetworkInit,
+            Purpose::Metropolis,
+            Purpose::Tangent,
+            Purpose::UserNoise,
+            Purpose::UserBatch,
+            Purpose::ExportCheck,
         ];
         let mut seen = std::collections::HashSet::new();
         for p in purposes {

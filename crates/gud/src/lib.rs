@@ -18,6 +18,7 @@
 //! - [`exact`]: exact lattice sampling (SPEC 9): proposals with their exact density,
 //!   independence Metropolis-Hastings, reweighting, log Z;
 //! - [`sweep`], [`extend`]: design-space sweeps and sliding-window extension;
+//! - [`export`]: a trained network's EMA weights for PyTorch (`gud.unet.UNet`), with a check file;
 //! - [`job`]: the main job of `gud run`, returning a typed [`job::JobReport`].
 //!
 //! The main job on the free field with its analytic (exact) score, in a few lines:
@@ -55,6 +56,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod exact;
+pub mod export;
 pub mod extend;
 pub mod job;
 pub mod nll;

@@ -51,7 +51,7 @@ pub fn save(
     design: (&[f64], &[f64]),
     groups: &[(&str, &Named)],
 ) -> Result<()> {
-    let mut owned: BTreeMap<String, (&'static str, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut owned = Entries::new();
     for (prefix, tensors) in groups {
         for (name, t) in tensors.iter() {
             let shape = t.size().iter().map(|&s| s as usize).collect();
@@ -62,9 +62,34 @@ pub fn save(
         let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
         owned.insert(name.into(), ("F64", vec![values.len()], bytes));
     }
+    let data_crc = |data: &[u8]| format!("crc32:{:08x}", crc32fast::hash(data));
+    let meta = BTreeMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("step".to_string(), step.to_string()),
+        (
+            "network".to_string(),
+            serde_json::to_string(network).expect("the network config serialises"),
+        ),
+    ]);
+    write_tensors(path, &owned, meta, Some(&data_crc))
+}
+
+/// Tensors of a safetensors file: name -> (dtype "F32" / "F64", shape, little-endian bytes).
+pub type Entries = BTreeMap<String, (&'static str, Vec<usize>, Vec<u8>)>;
+
+/// Writes `tensors` and the string `metadata` atomically as a safetensors file any reader
+/// accepts (safetensors' Python and Rust readers, `torch`), laid out deterministically
+/// (tensors and keys in name order). With `checksum`, the metadata key `checksum` is that
+/// function of the whole tensor data.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &Entries,
+    mut metadata: BTreeMap<String, String>,
+    checksum: Option<&dyn Fn(&[u8]) -> String>,
+) -> Result<()> {
     let mut data = Vec::new();
     let mut header = serde_json::Map::new();
-    for (name, (dtype, shape, bytes)) in &owned {
+    for (name, (dtype, shape, bytes)) in tensors {
         let begin = data.len();
         data.extend_from_slice(bytes);
         header.insert(
@@ -72,16 +97,10 @@ pub fn save(
             serde_json::json!({ "dtype": dtype, "shape": shape, "data_offsets": [begin, data.len()] }),
         );
     }
-    let meta: BTreeMap<&str, String> = BTreeMap::from([
-        ("checksum", format!("crc32:{:08x}", crc32fast::hash(&data))),
-        ("format", FORMAT.to_string()),
-        ("step", step.to_string()),
-        (
-            "network",
-            serde_json::to_string(network).expect("the network config serialises"),
-        ),
-    ]);
-    header.insert("__metadata__".into(), serde_json::json!(meta));
+    if let Some(f) = checksum {
+        metadata.insert("checksum".into(), f(&data));
+    }
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
     // serde_json's map keeps keys sorted (no preserve_order feature): a canonical header
     let mut text = serde_json::to_string(&header).expect("the header serialises");
     while !text.len().is_multiple_of(8) {
@@ -221,6 +240,39 @@ impl Checkpoint {
             tch::no_grad(|| var.shallow_clone().copy_(&src));
         }
         Ok(())
+    }
+
+    /// The EMA weights (what samples) as they would be named in PyTorch: `ema.down.0.0.conv1.weight`
+    /// becomes `down.0.0.conv1.weight`, layouts unchanged (tch and PyTorch share them: Conv2d
+    /// (out, in, kh, kw), Linear (out, in)). Returns (name -> F32 entry, parameters).
+    pub fn ema_weights(&self) -> Result<(Entries, usize)> {
+        let st = SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| Error::checkpoint(&self.path, e.to_string()))?;
+        let mut out = Entries::new();
+        let mut parameters = 0;
+        for (name, view) in st.tensors() {
+            let Some(short) = name.strip_prefix("ema.") else {
+                continue;
+            };
+            if view.dtype() != Dtype::F32 {
+                return Err(Error::checkpoint(
+                    &self.path,
+                    format!("tensor `{name}` is {:?}, expected F32", view.dtype()),
+                ));
+            }
+            parameters += view.shape().iter().product::<usize>();
+            out.insert(
+                short.to_string(),
+                ("F32", view.shape().to_vec(), view.data().to_vec()),
+            );
+        }
+        if out.is_empty() {
+            return Err(Error::checkpoint(
+                &self.path,
+                "no `ema.*` tensors: not a gud-nn checkpoint of a network",
+            ));
+        }
+        Ok((out, parameters))
     }
 
     /// Fails unless the checkpoint's network is the one `network` describes (regression, issue

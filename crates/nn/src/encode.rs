@@ -34,6 +34,10 @@ impl<'a> Encoder<'a> {
     pub fn design(&self) -> &'a Design {
         self.design
     }
+    /// The input images' scale s_rms (the root-mean-square prior scale): x = U^T (S chi) / s_rms.
+    pub fn input_scale(&self) -> f64 {
+        self.s_rms
+    }
     /// Whether gamma is an input channel.
     pub fn gamma_channel(&self) -> bool {
         self.gamma_channel

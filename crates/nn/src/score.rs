@@ -125,6 +125,37 @@ impl<'a> NeuralScore<'a> {
         to_vec(&y)
     }
 
+    /// The encoder between components and the network's images.
+    pub fn encoder(&self) -> &Encoder<'a> {
+        &self.encoder
+    }
+
+    /// The network's own inputs and output for rows that each have their own noising state
+    /// (`gamma_rows` (n, d)): input images x (n, planes * d), gamma (n, d) and output y (n, d),
+    /// all f32 (what a reimplementation of the network must reproduce: `gud export --check`).
+    pub fn network_io(&self, chi_t: &[f64], gamma_rows: &[f64]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let d = self.encoder.design().dim();
+        let n = chi_t.len() / d;
+        let planes = self.encoder.input_planes();
+        let mut x = vec![0f32; n * d * planes];
+        let mut scratch = vec![0.0; d];
+        for ((row, g), xr) in chi_t
+            .chunks_exact(d)
+            .zip(gamma_rows.chunks_exact(d))
+            .zip(x.chunks_exact_mut(d * planes))
+        {
+            self.encoder.input(row, g, &mut scratch, xr);
+        }
+        let g: Vec<f32> = gamma_rows.iter().map(|&v| v as f32).collect();
+        let xt = self.images(&x, n, planes);
+        let gt = Tensor::from_slice(&g)
+            .view([n as i64, d as i64])
+            .to_device(self.device);
+        let guard = self.net.lock().expect("network lock");
+        let y = tch::no_grad(|| guard.1.forward(&xt, &gt));
+        (x, g, to_vec(&y))
+    }
+
     /// Network output y and `(U^T u)^T (dNN/dx) x_v` per row by one backward pass, where x_v is
     /// the input image of the direction v (the field planes only: gamma does not depend on chi).
     fn correction_form(
