@@ -1,7 +1,7 @@
 # README's two commands: `make run` (the main job on the built-in phi^4 default) and
 # `make test`. Both first install libtorch into .torch/ when it is missing (scripts/setup-libtorch.sh).
-# `make test` also tests the CLI built without the network (no libtorch: cargo alone) and the
-# Python package (`make python`: a virtual environment in .venv with numpy, pytest and gud).
+# `make test` also tests the CLI built without the network (no libtorch: cargo alone; first, so
+# that target/debug/gud is the full binary when the Python tests call it) and the Python package (`make python`: a virtual environment in .venv with numpy, pytest and gud).
 LIBTORCH := $(CURDIR)/.torch/site-packages/torch
 export LIBTORCH
 ARGS ?=
@@ -10,8 +10,8 @@ ARGS ?=
 run: setup
 	cargo run --release -- run $(ARGS)
 test: setup
-	cargo test --workspace
 	env -u LIBTORCH cargo test -p gud-cli --no-default-features
+	cargo test --workspace
 	$(MAKE) python
 	.venv/bin/python -m pytest -q python/tests
 # The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`.

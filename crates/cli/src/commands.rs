@@ -21,7 +21,7 @@ pub struct FigureArgs {
     /// Training data (.npy, (N, H, W) or (N, C, H, W)); overrides the config's data.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Output PNG; the resolved config is written beside it.
+    /// Output figure, .png, .svg or .pdf by its extension; the resolved config is written beside it.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -45,10 +45,10 @@ pub struct EvalArgs {
     /// Use only the first N images of each image file read.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Write a grid of the first generated samples (PNG).
+    /// Write a grid of the first generated samples (.png, .svg or .pdf).
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    /// Write the power spectra and their log-ratio (PNG).
+    /// Write the power spectra and their log-ratio (.png, .svg or .pdf).
     #[arg(long)]
     pub spectra: Option<PathBuf>,
 }

@@ -43,7 +43,7 @@ pub struct ExtendArgs {
     /// Output .npy (N, H, width) or (N, C, H, width) float32; the config is written beside it.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also write a grid of the first images (PNG).
+    /// Also write a grid of the first images (.png, .svg or .pdf).
     #[arg(long)]
     pub grid: Option<PathBuf>,
 }

@@ -59,8 +59,8 @@ enum Command {
         /// score defaults to 5,10,20,50, the analytic ones to the config's steps.
         #[arg(long, value_delimiter = ',')]
         nfe: Vec<usize>,
-        /// Format of the figures: png (bitmap) or svg (vector, for papers).
-        #[arg(long, default_value = "png", value_parser = ["png", "svg"])]
+        /// Format of the figures: png (anti-aliased bitmap), svg or pdf (vector, for papers).
+        #[arg(long, default_value = "png", value_parser = ["png", "svg", "pdf"])]
         format: String,
     },
     /// Train the neural score of a config into a run directory (checkpoints, metrics, --resume).

@@ -94,7 +94,7 @@ pub struct SampleArgs {
     /// Output .npy, (N, H, W) or (N, C, H, W) float32; the resolved config is written beside it.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also write a grid of the first samples as PNG.
+    /// Also write a grid of the first samples (.png, .svg or .pdf).
     #[arg(long)]
     pub grid: Option<PathBuf>,
 }

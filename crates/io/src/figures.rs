@@ -1,4 +1,5 @@
-//! Figures drawn with plotters, as PNG or SVG by the output's file name, written atomically:
+//! Figures drawn with plotters, as PNG (anti-aliased), SVG or PDF by the output's file name,
+//! written atomically:
 //! schedule curves (GUD fig. 2), image grids and forward-process strips (GUD fig. 4) with a
 //! colour bar, line charts and heat maps.
 
@@ -11,13 +12,14 @@ use std::path::Path;
 use std::sync::Once;
 
 static FONT: Once = Once::new();
+/// DejaVu Sans, embedded: every figure's text (no system fonts needed).
+const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-/// Registers the embedded DejaVu Sans as "sans-serif" (no system fonts needed).
+/// Registers the embedded DejaVu Sans as "sans-serif" for plotters' text layout.
 fn ensure_font() {
     FONT.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
         // The embedded font is valid; a failure would only lose text, never the plot.
-        let _ = register_font("sans-serif", FontStyle::Normal, bytes);
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT_BYTES);
     });
 }
 
@@ -40,44 +42,63 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// The output format of a figure, from its file name: `.svg` is SVG (vector, anti-aliased
-/// text and lines), `.png` a PNG bitmap.
-fn is_svg(path: &Path) -> Result<bool> {
+/// The output format of a figure, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// PNG: the SVG rasterised with anti-aliasing (resvg).
+    Png,
+    /// SVG as plotters draws it (vector).
+    Svg,
+    /// PDF converted from the SVG (vector, fonts embedded).
+    Pdf,
+}
+
+/// The format named by the extension of `path`: `.png`, `.svg` or `.pdf`.
+fn format_of(path: &Path) -> Result<Format> {
     // staged temporaries keep the extension of their final name (atomic::temp_path)
     match path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
+        .as_deref()
     {
-        Some(e) if e == "svg" => Ok(true),
-        Some(e) if e == "png" => Ok(false),
+        Some("png") => Ok(Format::Png),
+        Some("svg") => Ok(Format::Svg),
+        Some("pdf") => Ok(Format::Pdf),
         _ => Err(fig_err(path)(
-            "expected a file name ending in .png or .svg (the figure's format)".into(),
+            "expected a file name ending in .png, .svg or .pdf (the figure's format)".into(),
         )),
     }
 }
 
-/// Draws `fig` on a w x h canvas and writes it to `path` atomically, as SVG or PNG by the
-/// file name.
-fn render(path: &Path, (w, h): (u32, u32), fig: &impl Draw) -> Result<()> {
-    ensure_font();
-    if is_svg(path)? {
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-            root.fill(&WHITE)
-                .map_err(|e| fig_err(path)(e.to_string()))?;
-            fig.draw(&root).map_err(fig_err(path))?;
-            root.present().map_err(|e| fig_err(path)(e.to_string()))?;
-        }
-        return write_atomic(path, svg.as_bytes());
-    }
-    let mut rgb = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        fig.draw(&root).map_err(fig_err(path))?;
-        root.present().map_err(|e| fig_err(path)(e.to_string()))?;
-    }
+/// The SVG text parsed for rendering, with the embedded font as every family.
+fn svg_tree(svg: &str) -> Result<svg2pdf::usvg::Tree, String> {
+    use svg2pdf::usvg;
+    let mut opt = usvg::Options {
+        font_family: "DejaVu Sans".into(),
+        ..Default::default()
+    };
+    let db = std::sync::Arc::make_mut(&mut opt.fontdb);
+    db.load_font_data(FONT_BYTES.to_vec());
+    db.set_sans_serif_family("DejaVu Sans");
+    usvg::Tree::from_str(svg, &opt).map_err(text)
+}
+
+/// The figure as an anti-aliased RGB PNG of w x h pixels.
+fn rasterise(tree: &svg2pdf::usvg::Tree, (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(w, h).ok_or("an empty canvas")?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(
+        tree,
+        resvg::tiny_skia::Transform::identity(),
+        &mut pixmap.as_mut(),
+    );
+    // opaque (white background): premultiplied RGBA is RGBA
+    let rgb: Vec<u8> = pixmap
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
     let mut png = Vec::new();
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut png),
@@ -86,8 +107,37 @@ fn render(path: &Path, (w, h): (u32, u32), fig: &impl Draw) -> Result<()> {
         h,
         image::ColorType::Rgb8,
     )
-    .map_err(|e| fig_err(path)(e.to_string()))?;
-    write_atomic(path, &png)
+    .map_err(text)?;
+    Ok(png)
+}
+
+/// Draws `fig` on a w x h canvas and writes it to `path` atomically, as PNG, SVG or PDF by the
+/// file name. One drawing for all three: plotters' SVG, rasterised anti-aliased for PNG
+/// (resvg) or converted for PDF (svg2pdf).
+fn render(path: &Path, (w, h): (u32, u32), fig: &impl Draw) -> Result<()> {
+    ensure_font();
+    let format = format_of(path)?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| fig_err(path)(e.to_string()))?;
+        fig.draw(&root).map_err(fig_err(path))?;
+        root.present().map_err(|e| fig_err(path)(e.to_string()))?;
+    }
+    let bytes = match format {
+        Format::Svg => svg.into_bytes(),
+        Format::Png => {
+            rasterise(&svg_tree(&svg).map_err(fig_err(path))?, (w, h)).map_err(fig_err(path))?
+        }
+        Format::Pdf => svg2pdf::to_pdf(
+            &svg_tree(&svg).map_err(fig_err(path))?,
+            svg2pdf::ConversionOptions::default(),
+            svg2pdf::PageOptions::default(),
+        )
+        .map_err(|e| fig_err(path)(e.to_string()))?,
+    };
+    write_atomic(path, &bytes)
 }
 
 /// A vertical colour bar in `area`: the map `color(v)` from `lo` (bottom) to `hi` (top), with
@@ -443,9 +493,18 @@ mod tests {
             "{}",
             &svg[..100]
         );
-        plot_schedule(&dir.path().join("s.svg"), "test", &t, &[curve]).unwrap();
+        plot_schedule(&dir.path().join("s.svg"), "test", &t, &[curve.clone()]).unwrap();
+        // PDF: a vector file with the font embedded
+        let pdf = dir.path().join("s.pdf");
+        plot_schedule(&pdf, "test", &t, &[curve]).unwrap();
+        let bytes = std::fs::read(&pdf).unwrap();
+        assert!(bytes.starts_with(b"%PDF-"));
+        assert!(
+            bytes.windows(9).any(|w| w == b"/FontFile"),
+            "no embedded font"
+        );
         let e = plot_panels(
-            &dir.path().join("n.pdf"),
+            &dir.path().join("n.eps"),
             "x",
             1,
             &[panel],
@@ -454,7 +513,31 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("n.pdf") && e.contains(".svg"), "{e}");
+        assert!(e.contains("n.eps") && e.contains(".pdf"), "{e}");
+    }
+
+    /// RGB pixels of a PNG.
+    fn pixels(png: &[u8]) -> Vec<[u8; 3]> {
+        let img = image::load_from_memory(png).unwrap().to_rgb8();
+        img.pixels().map(|p| p.0).collect()
+    }
+
+    #[test]
+    fn png_lines_are_anti_aliased_and_text_is_drawn_with_the_embedded_font() {
+        ensure_font();
+        // a diagonal line: anti-aliasing leaves pixels between black and white along it
+        let line = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40">
+            <rect width="40" height="40" fill="white"/>
+            <line x1="0" y1="3" x2="40" y2="29" stroke="black" stroke-width="1"/></svg>"#;
+        let px = pixels(&rasterise(&svg_tree(line).unwrap(), (40, 40)).unwrap());
+        let grey = px.iter().filter(|p| p[0] > 20 && p[0] < 235).count();
+        assert!(grey >= 40, "{grey} intermediate pixels: not anti-aliased");
+        // text in the family plotters writes ("sans-serif") is rendered, not dropped
+        let text = r#"<svg xmlns="http://www.w3.org/2000/svg" width="80" height="30">
+            <text x="2" y="22" font-family="sans-serif" font-size="20">gud</text></svg>"#;
+        let px = pixels(&rasterise(&svg_tree(text).unwrap(), (80, 30)).unwrap());
+        let dark = px.iter().filter(|p| p[0] < 128).count();
+        assert!(dark > 30, "{dark} dark pixels: the text was not drawn");
     }
 }
 
