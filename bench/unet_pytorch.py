@@ -54,6 +54,8 @@ def main():
     ap.add_argument("--size", type=int, default=8)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile-eval", type=float, default=None,
+                    help="only the forward loop for this many seconds (for perf record)")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
     unet = load_unet_module()
@@ -85,6 +87,13 @@ def main():
         for _ in range(steps):
             step()
 
+    if a.profile_eval is not None:
+        xp, gp = torch.randn(64, 1, size, size), torch.randn(1, d).expand(64, d)
+        until = time.perf_counter() + a.profile_eval
+        with torch.no_grad():
+            while time.perf_counter() < until:
+                net(xp, gp)
+        return
     train_rates = rates(a.reps, steps, train)
     n = 256
     xs, gs = torch.randn(n, 1, size, size), torch.randn(1, d).expand(n, d)

@@ -351,7 +351,9 @@ def test_keyboard_interrupt_stops_a_long_hmc_run():
     start = time.monotonic()
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        gud.phi4.hmc(32, -4.0, 8.0, 50000, seed=0, chains=4)
+        # 2000 configurations 5000 trajectories apart: minutes of work in 16 MB (a short run
+        # could end before a starved timer thread sends the signal)
+        gud.phi4.hmc(32, -4.0, 8.0, 2000, seed=0, chains=4, sep=5000)
     timer.cancel()
     assert time.monotonic() - start < 30
 

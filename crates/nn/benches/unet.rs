@@ -114,6 +114,16 @@ fn main() {
         let _ = unet.forward(&xs.narrow(0, k, 64), &gs.narrow(0, k, 64));
     };
     tch::no_grad(|| forward(0));
+    // `--profile-eval S`: only the forward loop for S seconds (for perf record)
+    if let Some(secs) = arg("--profile-eval") {
+        let until = Instant::now() + std::time::Duration::from_secs_f64(secs.parse().unwrap());
+        tch::no_grad(|| {
+            while Instant::now() < until {
+                forward(0);
+            }
+        });
+        return;
+    }
     let net_eval = rates(reps, evals * n as usize, || {
         tch::no_grad(|| {
             for _ in 0..evals {
