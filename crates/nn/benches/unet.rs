@@ -82,27 +82,6 @@ fn main() {
         flip_sign: Some(true),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(&design, &data, &net, &cfg).unwrap();
-    let steps = match size {
-        0..=8 => 20,
-        9..=16 => 8,
-        _ => 3,
-    };
-    for _ in 0..3 {
-        trainer.train_step();
-    }
-    let train = rates(reps, steps, || {
-        for _ in 0..steps {
-            trainer.train_step();
-        }
-    });
-    let batch = trainer.batch(0);
-    let net_train = rates(reps, steps, || {
-        for _ in 0..steps {
-            trainer.train_step_on(&batch);
-        }
-    });
-
     // the network's forward alone, on tensors ready in memory (PyTorch's eval)
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let unet = UNet::new(&vs.root(), &net, shape, false).unwrap();
@@ -124,6 +103,27 @@ fn main() {
         });
         return;
     }
+    let mut trainer = Trainer::new(&design, &data, &net, &cfg).unwrap();
+    let steps = match size {
+        0..=8 => 20,
+        9..=16 => 8,
+        _ => 3,
+    };
+    for _ in 0..3 {
+        trainer.train_step();
+    }
+    let train = rates(reps, steps, || {
+        for _ in 0..steps {
+            trainer.train_step();
+        }
+    });
+    let batch = trainer.batch(0);
+    let net_train = rates(reps, steps, || {
+        for _ in 0..steps {
+            trainer.train_step_on(&batch);
+        }
+    });
+
     let net_eval = rates(reps, evals * n as usize, || {
         tch::no_grad(|| {
             for _ in 0..evals {

@@ -24,7 +24,6 @@
 //! ```
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
 
 #[cfg(feature = "torch")]
 pub mod checkpoint;
@@ -79,9 +78,11 @@ pub fn device(name: &str) -> Result<tch::Device> {
     }
 }
 
-/// Sets libtorch's intra-op threads (all cores when `None`).
+/// Sets libtorch's intra-op threads (all cores when `None`), and keeps freed memory in the
+/// process ([`keep_freed_memory`]).
 #[cfg(feature = "torch")]
 pub fn set_threads(threads: Option<usize>) {
+    keep_freed_memory();
     let n = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -89,3 +90,32 @@ pub fn set_threads(threads: Option<usize>) {
     });
     tch::set_num_threads(n.max(1) as i32);
 }
+
+/// Keeps the memory libtorch frees inside the process (glibc malloc: no heap trimming, and
+/// blocks up to 64 MB from the heap rather than fresh mappings). Without it every forward pass
+/// gave its activations back to the kernel and faulted them in again: 17% of an 8 x 8
+/// evaluation's time was page faults and zeroing (perf, issue 22), against 3.5% in PyTorch.
+/// The peak resident memory is unchanged; the process just does not shrink between passes.
+#[cfg(all(feature = "torch", target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn keep_freed_memory() {
+    // glibc's <malloc.h>
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: mallopt only sets two tuning parameters of the allocator; it is called
+        // once, and glibc serialises it with allocation.
+        unsafe {
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        }
+    });
+}
+
+/// Elsewhere the allocator is left as it is.
+#[cfg(all(feature = "torch", not(all(target_os = "linux", target_env = "gnu"))))]
+pub fn keep_freed_memory() {}
