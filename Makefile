@@ -8,7 +8,8 @@ ARGS ?=
 
 .PHONY: run test setup bench data python
 run: setup
-	cargo run --release -- run $(ARGS)
+	cargo build --release
+	target/release/gud run $(ARGS)
 test: setup
 	env -u LIBTORCH cargo test -p gud-cli --no-default-features
 	cargo test --workspace

@@ -1,10 +1,10 @@
-//! torch-sys sets no rpath: give the gud binary and its tests one to the libtorch they
+//! torch-sys sets no rpath: give gud-torch and the tests one to the libtorch they
 //! linked (DEP_TCH_LIBTORCH_LIB comes from the direct torch-sys dependency).
 fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch");
+        println!("cargo:rustc-link-arg-bin=gud-torch=-Wl,--no-as-needed,-ltorch");
     }
 }

@@ -27,31 +27,27 @@ pub struct ClassifierArgs {
     pub seed: u64,
 }
 
-/// Without the network: the library's clear error.
-#[cfg(not(feature = "nn"))]
-pub fn classifier(a: &ClassifierArgs) -> Result<()> {
-    let monitor = crate::progress::Terminal::new("gud classifier");
-    gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
-    Ok(())
-}
-
-#[cfg(feature = "nn")]
 pub fn classifier(a: &ClassifierArgs) -> Result<()> {
     let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
     let model_out = outputs.stage(&a.out)?;
     let start = std::time::Instant::now();
     let monitor = crate::progress::Terminal::new("gud classifier");
-    let t = gud::classifier::train(&a.config, a.steps, a.batch, a.lr, a.seed, &monitor)?;
+    let options = gud::classifier::ClassifierOptions {
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+    };
+    let t = gud::classifier::train(&a.config, &options, &model_out, &monitor)?;
     drop(monitor);
-    t.model.save(&model_out)?;
     outputs.commit()?;
     let summary = serde_json::json!({
         "out": a.out.display().to_string(),
-        "shape": t.model.shape().to_string(),
-        "classes": t.model.classes(),
+        "shape": t.shape,
+        "classes": t.classes,
         "train_images": t.train_images,
         "test_images": t.test_images,
-        "test_accuracy": t.model.test_accuracy,
+        "test_accuracy": t.test_accuracy,
         "steps": a.steps,
         "wall_s": start.elapsed().as_secs_f64(),
     });

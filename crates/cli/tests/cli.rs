@@ -775,6 +775,38 @@ fn without_the_network_neural_commands_say_so() {
     );
 }
 
+/// The `gud` binary links no libtorch (issue 21: `gud --version` took 0.5 s loading it); with
+/// the network built, `gud-torch` next to it does, and `gud train` runs there.
+#[test]
+#[cfg(all(feature = "nn", target_os = "linux"))]
+fn gud_itself_links_no_libtorch_and_hands_the_network_to_gud_torch() {
+    let needs = |exe: &Path, lib: &str| {
+        let bytes = std::fs::read(exe).unwrap();
+        bytes.windows(lib.len()).any(|w| w == lib.as_bytes())
+    };
+    let front = Path::new(env!("CARGO_BIN_EXE_gud"));
+    let torch = Path::new(env!("CARGO_BIN_EXE_gud-torch"));
+    for lib in ["libtorch_cpu.so", "libc10.so"] {
+        assert!(needs(torch, lib), "gud-torch should link {lib}");
+        assert!(
+            !needs(front, lib),
+            "gud names {lib}: it would load libtorch"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 2);
+    let run = dir.path().join("run");
+    let o = gud(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run.join("checkpoint.safetensors").exists());
+}
+
 /// A neural config small enough for a test: free field L = 4, a tiny U-Net, one thread.
 fn tiny_neural_config(dir: &Path, steps: u64) -> std::path::PathBuf {
     let cfg = dir.join("tiny.toml");
@@ -863,14 +895,13 @@ fn train_resume_equals_uninterrupted_and_sample_from_run() {
     assert_clean_failure(&o, &["already holds a checkpoint", "--resume"]);
 }
 
+/// name -> (dtype, shape, bytes)
+#[cfg(feature = "nn")]
+type Tensors = std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)>;
+
 /// The tensors of a safetensors file: name -> (dtype, shape, bytes), and its metadata.
 #[cfg(feature = "nn")]
-fn read_safetensors(
-    path: &Path,
-) -> (
-    std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)>,
-    serde_json::Map<String, serde_json::Value>,
-) {
+fn read_safetensors(path: &Path) -> (Tensors, serde_json::Map<String, serde_json::Value>) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Map<String, serde_json::Value> =

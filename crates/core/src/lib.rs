@@ -39,6 +39,7 @@ pub mod likelihood;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;
+pub mod nn_config;
 pub mod numerics;
 pub mod prior;
 pub mod process;

@@ -1,12 +1,12 @@
 //! A whole config file: the data section, the design space (`gud_core::config`), the network
-//! and training settings (`gud_nn::config`), with the built-in default (the phi^4 job of
+//! and training settings (`gud_core::nn_config`), with the built-in default (the phi^4 job of
 //! examples/phi4.toml). Missing sections take their own defaults.
 
 use gud_core::config::{
     BaseConfig, DesignConfig, MeanMode, MixtureConfig, SamplerConfig, ScoreConfig,
 };
+use gud_core::nn_config::{NetworkConfig, TrainConfig};
 use gud_io::images::ImageDataConfig;
-use gud_nn::config::{NetworkConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -17,10 +17,16 @@ pub enum Error {
     /// Lattice phi^4.
     #[error(transparent)]
     Phi4(gud_phi4::Phi4Error),
-    /// The network.
-    #[cfg(feature = "nn")]
-    #[error(transparent)]
-    Nn(#[from] gud_nn::Error),
+    /// The network (its errors, from the registered [`crate::network::Network`]).
+    #[error("{0}")]
+    Network(Box<dyn std::error::Error + Send + Sync>),
+    /// Something needs the network and none is registered ([`crate::network::register`]).
+    #[error(
+        "{0} needs the neural network (libtorch), which this program does not include: use \
+         the `gud` binary built with the default cargo features (`make setup` installs \
+         libtorch), or register `gud-torch` (gud_torch::register()) in a program of your own"
+    )]
+    NoNetwork(String),
     /// JSON of a report or a metrics line.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
@@ -57,6 +63,20 @@ impl From<gud_phi4::Phi4Error> for Error {
 }
 
 impl Error {
+    /// The network's error `e`.
+    pub fn network(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Network(Box::new(e))
+    }
+
+    /// What needed the network, if this error (through any context) is [`Error::NoNetwork`].
+    pub fn no_network(&self) -> Option<&str> {
+        match self {
+            Error::NoNetwork(what) => Some(what),
+            Error::Context { source, .. } => source.no_network(),
+            _ => None,
+        }
+    }
+
     /// The stop request inside this error (through any context), if it is one.
     pub fn interrupted(&self) -> Option<&Interrupted> {
         match self {
@@ -92,12 +112,14 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
 }
 
 /// Returns an [`Error::Invalid`] with a formatted message.
-macro_rules! bail {
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __bail {
     ($($arg:tt)*) => {
         return Err($crate::error::Error::Invalid(format!($($arg)*)))
     };
 }
-pub(crate) use bail;
+pub use crate::__bail as bail;
 
 #[cfg(test)]
 mod tests {

@@ -68,24 +68,14 @@ pub struct Phi4Report {
     pub max_abs_z: f64,
 }
 
-/// Frechet distance between the classifier features of two image sets.
-#[cfg(not(feature = "nn"))]
-pub fn classifier_frechet(_: &std::path::Path, _: &Dataset, _: &Dataset) -> Result<f64> {
-    Err(crate::without_nn("the classifier Frechet distance"))
-}
-
-/// Frechet distance between the classifier features of two image sets.
-#[cfg(feature = "nn")]
+/// Frechet distance between the features of the classifier at `path` of two image sets
+/// (with the registered [`crate::network::Network`]).
 pub fn classifier_frechet(
     path: &std::path::Path,
     gen: &Dataset,
     reference: &Dataset,
 ) -> Result<f64> {
-    let c = gud_nn::Classifier::load(path)?;
-    let k = gud_nn::classifier::FEATURES;
-    let (mg, cg) = gud_core::metrics::gaussian_fit(&c.features(gen)?, k)?;
-    let (mr, cr) = gud_core::metrics::gaussian_fit(&c.features(reference)?, k)?;
-    Ok(gud_core::metrics::frechet_distance(&mg, &cg, &mr, &cr))
+    crate::network::get("the classifier Frechet distance")?.classifier_frechet(path, gen, reference)
 }
 
 /// All metrics of `gen` against `reference` (memorisation against `train`); `phi4` couplings

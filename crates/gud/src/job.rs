@@ -134,11 +134,13 @@ pub fn is_neural(fitted: &Fitted) -> bool {
 }
 
 /// Resolves the training settings of a neural config and checks that `run` holds no run of
-/// another config; returns whether `run` is continued. Call before writing anything.
+/// another config; returns whether `run` is continued. Call before writing anything. A neural
+/// config without a registered network is [`crate::Error::NoNetwork`] here.
 pub fn prepare(fitted: &mut Fitted, run: &Run) -> Result<bool> {
     if !is_neural(fitted) {
         return Ok(false);
     }
+    crate::network::get("training the neural score")?;
     crate::train::resolve(&mut fitted.config);
     run.continues(&fitted.config)
 }

@@ -11,7 +11,9 @@
 //! - [`data`]: a config (TOML or the built-in phi^4 default), its data set (phi^4 by HMC,
 //!   cached; free field; npy; images) and the fitted design ([`data::fit`] -> [`Fitted`]);
 //! - [`run`]: the run directory of a trained network ([`Run`]: config, checkpoint, metrics);
-//! - [`train`]: the training driver (checkpoints, resume bit-exact, NaN guard; feature `nn`);
+//! - [`train`]: the training driver (checkpoints, resume bit-exact, NaN guard);
+//! - [`network`]: the trained network as a plug-in that `gud-torch` registers: this crate
+//!   never links libtorch, and what needs the network says so without one;
 //! - [`sample`]: any score of a config ([`sample::build_score`]) and batched, seeded sampling;
 //! - [`eval`], [`nll`]: evaluation against a reference (phi^4 z-scores, spectra, Wasserstein,
 //!   memorisation, classifier Frechet) and likelihoods (ELBO, exact ODE);
@@ -59,6 +61,7 @@ pub mod exact;
 pub mod export;
 pub mod extend;
 pub mod job;
+pub mod network;
 pub mod nll;
 pub mod run;
 pub mod sample;
@@ -71,12 +74,3 @@ pub use data::Fitted;
 pub use error::{Error, Result};
 pub use gud_core::monitor::{Interrupted, Monitor, Silent, StopAfter};
 pub use run::Run;
-
-/// The error of everything that needs the network in a gud built without it.
-#[cfg(not(feature = "nn"))]
-pub fn without_nn(what: &str) -> Error {
-    Error::Invalid(format!(
-        "{what} needs the neural network, and this gud was built without it: rebuild with the \
-         default cargo features (feature `nn`, which links libtorch; `make setup` installs it)"
-    ))
-}

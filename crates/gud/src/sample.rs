@@ -26,32 +26,17 @@ pub fn build_score<'a>(
     neural_score(cfg, design, run)
 }
 
-#[cfg(not(feature = "nn"))]
-fn neural_score<'a>(
-    _: &Config,
-    _: &'a Design,
-    _: Option<&Run>,
-) -> Result<Box<dyn ScoreModel + 'a>> {
-    Err(crate::without_nn("the neural score"))
-}
-
-/// The EMA network of the trained run, evaluated in chunks of 64.
-#[cfg(feature = "nn")]
+/// The EMA network of the trained run (the registered [`crate::network::Network`]).
 fn neural_score<'a>(
     cfg: &Config,
     design: &'a Design,
     run: Option<&Run>,
 ) -> Result<Box<dyn ScoreModel + 'a>> {
+    let network = crate::network::get("the neural score")?;
     let Some(run) = run else {
         bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
     };
-    gud_nn::set_threads(Some(crate::threads::torch(cfg.train.threads)));
-    let device = gud_nn::device(&cfg.train.device)?;
-    let ckpt = gud_nn::Checkpoint::read(&run.checkpoint_path())?;
-    ckpt.check_network(&cfg.network)?;
-    Ok(Box::new(gud_nn::NeuralScore::from_checkpoint(
-        design, &ckpt, device, 64,
-    )?))
+    network.score(cfg, design, run)
 }
 
 /// The grid of the config's sampler on the design's schedule, with its RG projection.

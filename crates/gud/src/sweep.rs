@@ -11,7 +11,7 @@ use crate::error::{bail, Result};
 use crate::run::Run;
 use gud_core::config::ScoreConfig;
 use gud_core::monitor::{Interrupted, Monitor};
-use gud_nn::config::FamilyConfig;
+use gud_core::nn_config::FamilyConfig;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -493,7 +493,13 @@ mod tests {
             "{}",
             &svg[..100]
         );
-        plot_schedule(&dir.path().join("s.svg"), "test", &t, &[curve.clone()]).unwrap();
+        plot_schedule(
+            &dir.path().join("s.svg"),
+            "test",
+            &t,
+            std::slice::from_ref(&curve),
+        )
+        .unwrap();
         // PDF: a vector file with the font embedded
         let pdf = dir.path().join("s.pdf");
         plot_schedule(&pdf, "test", &t, &[curve]).unwrap();

@@ -77,6 +77,9 @@ pub fn save(
 /// Tensors of a safetensors file: name -> (dtype "F32" / "F64", shape, little-endian bytes).
 pub type Entries = BTreeMap<String, (&'static str, Vec<usize>, Vec<u8>)>;
 
+/// A function of a file's whole tensor data, written as its metadata `checksum`.
+pub type Checksum<'a> = &'a dyn Fn(&[u8]) -> String;
+
 /// Writes `tensors` and the string `metadata` atomically as a safetensors file any reader
 /// accepts (safetensors' Python and Rust readers, `torch`), laid out deterministically
 /// (tensors and keys in name order). With `checksum`, the metadata key `checksum` is that
@@ -85,7 +88,7 @@ pub fn write_tensors(
     path: &Path,
     tensors: &Entries,
     mut metadata: BTreeMap<String, String>,
-    checksum: Option<&dyn Fn(&[u8]) -> String>,
+    checksum: Option<Checksum>,
 ) -> Result<()> {
     let mut data = Vec::new();
     let mut header = serde_json::Map::new();

@@ -9,11 +9,12 @@
 //! against a target computed in Rust ([`encode`]).
 //!
 //! This is the only crate of the workspace on libtorch (tch); nothing in gud-core depends on it.
-//! A tour: [`config`] (the `[network]` and `[train]` settings, built without libtorch when the
-//! feature `torch` is off), [`unet`] (the network), [`encode`] (chi_t and gamma_t to images,
+//! A tour: [`config`] (the `[network]` and `[train]` settings: gud-core's `nn_config`,
+//! re-exported, so that the pipeline reads them without libtorch), [`unet`] (the network), [`encode`] (chi_t and gamma_t to images,
 //! the output back to eps), [`train`] (the loss of SPEC section 4, AdamW, EMA, checkpoints in
 //! [`checkpoint`]), [`score`] (the trained score as a `ScoreModel`) and [`classifier`]. The
-//! pipeline (`gud::train`) drives training; the settings round-trip through TOML:
+//! pipeline drives training through the plug-in of gud-torch; the settings round-trip through
+//! TOML:
 //!
 //! ```
 //! use gud_nn::config::{NetworkConfig, Padding};
@@ -29,7 +30,7 @@
 pub mod checkpoint;
 #[cfg(feature = "torch")]
 pub mod classifier;
-pub mod config;
+pub use gud_core::nn_config as config;
 #[cfg(feature = "torch")]
 pub mod encode;
 #[cfg(feature = "torch")]

@@ -1,8 +1,8 @@
 //! The network and training settings of a config (`[network]`, `[train]`): plain serde types,
-//! available without libtorch (feature `torch` off) so that the pipeline reads and writes
-//! them in any build.
+//! here rather than in gud-nn (which re-exports them as `gud_nn::config`) so that the pipeline
+//! reads and writes them without linking libtorch.
 
-use gud_core::error::{Error, Result};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Padding of the U-Net's convolutions.
