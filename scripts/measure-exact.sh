@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Issue 16's measurement: exact sampling with the trained phi^4 default (L = 8, m2 = -4,
-# lam = 8): `gud phi4 mcmc` at K grid points of the exp sampler, each observable of the chain
-# and of the reweighted proposals against an independent HMC reference (16384 configurations,
-# seed 1000), with acceptance, ESS/N, tau_int and the cost beside HMC's.
-# Usage: scripts/measure-exact.sh RUN OUTDIR PROPOSALS K...   (e.g. out/base/phi4 out/exact 1024 5 10)
+# Issue 16's measurement: exact sampling with a trained phi^4 run (by default L = 8, m2 = -4,
+# lam = 8; SIZE, M2 and LAM in the environment for others): `gud phi4 mcmc` at K grid points
+# of the exp sampler, each observable of the chain and of the reweighted proposals against an
+# independent HMC reference (16384 configurations, seed 1000), with acceptance, ESS/N, tau_int
+# and the cost beside HMC's.
+# Usage: [SIZE=L M2=M LAM=G] scripts/measure-exact.sh RUN OUTDIR PROPOSALS K...
+#        (e.g. out/base/phi4 out/exact 1024 5 10)
 set -euo pipefail
 run=$1 out=$2 n=$3
 shift 3
 gud=${GUD:-target/release/gud}
 mkdir -p "$out"
-ref="$out/hmc_L8_m2-4_lam8_n16384_seed1000.npy"
-[ -f "$ref" ] || "$gud" phi4 sample --size 8 --m2 -4 --lam 8 --samples 16384 --seed 1000 --out "$ref" > /dev/null
-"$gud" phi4 observe "$ref" --m2 -4 --lam 8 --json > "$ref.json"
+size=${SIZE:-8} m2=${M2:--4} lam=${LAM:-8}
+ref="$out/hmc_L${size}_m2${m2}_lam${lam}_n16384_seed1000.npy"
+[ -f "$ref" ] || "$gud" phi4 sample --size "$size" --m2="$m2" --lam "$lam" --samples 16384 --seed 1000 --out "$ref" > /dev/null
+"$gud" phi4 observe "$ref" --m2="$m2" --lam "$lam" --json > "$ref.json"
 for k in "$@"; do
   "$gud" phi4 mcmc --run "$run" --steps "$k" --proposals "$n" --seed 1 --hmc 4096 --json \
     --out "$out/chain_K$k.npy" > "$out/mcmc_K$k.json"
