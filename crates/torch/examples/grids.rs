@@ -49,14 +49,31 @@ fn main() {
         let batch = 256;
         for start in (0..samples).step_by(batch) {
             let n = batch.min(samples - start);
-            let (part, _) =
-                generate(&plan, score.as_ref(), &cfg.sampler, seed, start as u64, n, &mut |_| {}).unwrap();
+            let (part, _) = generate(
+                &plan,
+                score.as_ref(),
+                &cfg.sampler,
+                seed,
+                start as u64,
+                n,
+                &mut |_| {},
+            )
+            .unwrap();
             chi0.extend(part);
         }
-        let gen = gud_core::Dataset::new(design.shape(), design.whitened_batch_to_fields(&chi0)).unwrap();
+        let gen =
+            gud_core::Dataset::new(design.shape(), design.whitened_batch_to_fields(&chi0)).unwrap();
         let r = gud::eval::evaluate(&gen, &reference, &f.data, 16, 0, Some((-4.0, 8.0))).unwrap();
         let p = r.phi4.unwrap();
-        let zs: Vec<String> = p.observables.iter().map(|o| format!("{} {:+.2}", o.name, o.z)).collect();
-        println!("{g} nfe {nfe} seed {seed}: max|z| {:.2}  {}", p.max_abs_z, zs.join(", "));
+        let zs: Vec<String> = p
+            .observables
+            .iter()
+            .map(|o| format!("{} {:+.2}", o.name, o.z))
+            .collect();
+        println!(
+            "{g} nfe {nfe} seed {seed}: max|z| {:.2}  {}",
+            p.max_abs_z,
+            zs.join(", ")
+        );
     }
 }
