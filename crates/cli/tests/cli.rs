@@ -794,8 +794,15 @@ fn gud_itself_links_no_libtorch_and_hands_the_network_to_gud_torch() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_neural_config(dir.path(), 2);
-    let run = dir.path().join("run");
+    let (_, run) = trained_tiny_run(dir.path(), 2);
+    assert!(run.join("checkpoint.safetensors").exists());
+}
+
+/// `gud train` of [`tiny_neural_config`] with `steps` steps into `dir`/run: (config, run).
+#[cfg(feature = "nn")]
+fn trained_tiny_run(dir: &Path, steps: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = tiny_neural_config(dir, steps);
+    let run = dir.join("run");
     let o = gud(&[
         "train",
         "--config",
@@ -803,8 +810,8 @@ fn gud_itself_links_no_libtorch_and_hands_the_network_to_gud_torch() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(run.join("checkpoint.safetensors").exists());
+    assert!(o.status.success(), "{}", stderr(&o));
+    (cfg, run)
 }
 
 /// A neural config small enough for a test: free field L = 4, a tiny U-Net, one thread.
@@ -899,44 +906,30 @@ fn train_resume_equals_uninterrupted_and_sample_from_run() {
 #[cfg(feature = "nn")]
 type Tensors = std::collections::BTreeMap<String, (String, Vec<usize>, Vec<u8>)>;
 
-/// The tensors of a safetensors file: name -> (dtype, shape, bytes), and its metadata.
+/// The tensors of a safetensors file (read by the safetensors crate: any reader must accept
+/// gud's files) and its metadata.
 #[cfg(feature = "nn")]
-fn read_safetensors(path: &Path) -> (Tensors, serde_json::Map<String, serde_json::Value>) {
+fn read_safetensors(path: &Path) -> (Tensors, std::collections::BTreeMap<String, String>) {
     let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let meta = header
-        .remove("__metadata__")
-        .and_then(|m| m.as_object().cloned())
-        .unwrap_or_default();
-    let body = &bytes[8 + n..];
-    let tensors = header
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = file
+        .tensors()
         .into_iter()
-        .map(|(name, v)| {
-            let off: Vec<usize> = serde_json::from_value(v["data_offsets"].clone()).unwrap();
-            let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).unwrap();
-            let dtype = v["dtype"].as_str().unwrap().to_string();
-            (name, (dtype, shape, body[off[0]..off[1]].to_vec()))
+        .map(|(name, t)| {
+            let dtype = format!("{:?}", t.dtype());
+            (name, (dtype, t.shape().to_vec(), t.data().to_vec()))
         })
         .collect();
-    (tensors, meta)
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default();
+    (tensors, meta.into_iter().collect())
 }
 
 #[test]
 #[cfg(feature = "nn")]
 fn export_writes_the_ema_weights_under_pytorch_names_and_a_check_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_neural_config(dir.path(), 8);
-    let run = dir.path().join("run");
-    let o = gud(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, run) = trained_tiny_run(dir.path(), 8);
     let (w, check) = (
         dir.path().join("w.safetensors"),
         dir.path().join("c.safetensors"),
@@ -973,7 +966,7 @@ fn export_writes_the_ema_weights_under_pytorch_names_and_a_check_file() {
     assert_eq!(meta["format"], "gud-weights/1");
     assert_eq!(meta["shape"], "[1, 4, 4]");
     assert_eq!(meta["gamma_channel"], "false");
-    assert!(meta["config"].as_str().unwrap().contains("[network]"));
+    assert!(meta["config"].contains("[network]"));
     let (rows, cmeta) = read_safetensors(&check);
     assert_eq!(cmeta["format"], "gud-export-check/1");
     assert_eq!(rows["x"].1, vec![5, 1, 4, 4]);
@@ -1008,16 +1001,7 @@ fn export_writes_the_ema_weights_under_pytorch_names_and_a_check_file() {
 #[cfg(feature = "nn")]
 fn bad_runs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_neural_config(dir.path(), 2);
-    let run = dir.path().join("run");
-    let o = gud(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (cfg, run) = trained_tiny_run(dir.path(), 2);
     let ckpt = run.join("checkpoint.safetensors");
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() - 100]).unwrap();

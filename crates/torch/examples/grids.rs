@@ -8,12 +8,12 @@ use gud::Silent;
 use gud_core::sampler::{generate, Plan};
 use std::path::Path;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     gud_torch::register();
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 7 {
         eprintln!("usage: grids RUN REF.npy K SEED SAMPLES GRID[,GRID...]");
-        std::process::exit(2);
+        return std::process::ExitCode::from(2);
     }
     let run = gud::Run::new(&a[1]);
     let reference = gud_io::npy::read_dataset(Path::new(&a[2])).unwrap();
@@ -76,4 +76,5 @@ fn main() {
             zs.join(", ")
         );
     }
+    std::process::ExitCode::SUCCESS
 }
