@@ -74,7 +74,7 @@ impl PyDesign {
     }
 
     /// The sampler of exact proposals: as [`Self::sampler_config`], with the proposal batch
-    /// ([`gud::exact::PROPOSAL_BATCH`]) unless a batch is given.
+    /// ([`gud::exact::proposal_batch`]) unless a batch is given.
     pub(crate) fn proposal_config(
         &self,
         table: Option<&Bound<'_, PyAny>>,
@@ -84,7 +84,7 @@ impl PyDesign {
         let given =
             table.is_some() || overrides.is_some_and(|k| k.contains("batch").unwrap_or(false));
         if !given {
-            c.batch = gud::exact::PROPOSAL_BATCH;
+            c.batch = gud::exact::proposal_batch(self.design.dim());
         }
         Ok(c)
     }

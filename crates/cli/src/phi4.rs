@@ -120,7 +120,8 @@ pub struct McmcArgs {
     /// solver tolerance instead of the K-step map.
     #[arg(long, conflicts_with = "steps")]
     pub tol: Option<f64>,
-    /// Proposals integrated together (each carries its d x d Jacobian).
+    /// Proposals integrated together (each carries its d x d Jacobian; default: up to 128, fewer
+    /// on large lattices, at most the config's sampler batch).
     #[arg(long)]
     pub batch: Option<usize>,
     /// Seed of the proposals (proposal k uses stream k) and the accept/reject draws.
@@ -165,7 +166,7 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
     cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
     cfg.sampler.batch = a
         .batch
-        .unwrap_or(cfg.sampler.batch.min(gud::exact::PROPOSAL_BATCH));
+        .unwrap_or(cfg.sampler.batch.min(gud::exact::proposal_batch(design.dim())));
     let (couplings, factor) = match (a.couplings.resolve()?, &cfg.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),

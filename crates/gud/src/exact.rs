@@ -18,9 +18,7 @@ use gud_phi4::{HmcConfig, Lattice};
 use serde::Serialize;
 use std::time::Instant;
 
-/// Proposals integrated together by default: each carries its d x d Jacobian, and small
-/// batches keep them in cache (measured fastest at L = 8: 4 of 16).
-pub const PROPOSAL_BATCH: usize = 4;
+pub use gud_core::exact::proposal_batch;
 
 /// The settings of [`mcmc`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -185,8 +185,9 @@ fn main() {
     // the peak of training and sampling (before the Jacobians' cotangent batches)
     let rss = peak_rss_mb();
 
-    // the full Jacobian of exact sampling: rows per second (4 rows per call at 8 x 8, else 1)
-    let rows = if size <= 8 { 4 } else { 1 };
+    // the full Jacobian of exact sampling: rows per second (in calls of as many rows as exact
+    // sampling integrates together, at most the 256 rows at hand)
+    let rows = gud_core::exact::proposal_batch(d).min(n as usize);
     let (mut e, mut j) = (vec![0.0; rows * d], vec![0.0; rows * d * d]);
     score.eps_jacobian(&chi[..rows * d], &state, &mut e, &mut j);
     let jac = rates(reps.min(2), rows, || {

@@ -49,7 +49,7 @@ pub use classifier::{Classifier, ClassifierTraining};
 #[cfg(feature = "torch")]
 pub use error::{Error, Result};
 #[cfg(feature = "torch")]
-pub use score::NeuralScore;
+pub use score::{jacobian_replicas, NeuralScore, JACOBIAN_BATCH};
 #[cfg(feature = "torch")]
 pub use train::{StepStats, Trainer};
 #[cfg(feature = "torch")]

@@ -71,6 +71,9 @@ impl<'a> NeuralScore<'a> {
         device: Device,
         chunk: usize,
     ) -> Self {
+        // the weights are never trained here: no backward pass computes their gradients
+        let mut vs = vs;
+        vs.freeze();
         NeuralScore {
             encoder,
             net: Mutex::new((vs, net)),
@@ -197,6 +200,18 @@ impl<'a> NeuralScore<'a> {
     }
 }
 
+/// Images in one forward pass of [`ScoreModel::eps_jacobian`]: 64-128 measured fastest per
+/// Jacobian row at 8 x 8 and 16 x 16 (2 cores).
+pub const JACOBIAN_BATCH: usize = 128;
+
+/// Replicas r per row and rows per forward pass for the Jacobians of `n` rows of d components:
+/// about [`JACOBIAN_BATCH`] images per pass, as few replicas (backward passes of d / r
+/// cotangents each) as that allows.
+pub fn jacobian_replicas(n: usize, d: usize) -> (usize, usize) {
+    let r = JACOBIAN_BATCH.div_ceil(n.max(1)).clamp(1, d.max(1));
+    (r, (JACOBIAN_BATCH / r).max(1))
+}
+
 fn to_vec(y: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(y.to_device(Device::Cpu).contiguous().view(-1))
         .expect("the network's output is f32")
@@ -237,11 +252,13 @@ impl ScoreModel for NeuralScore<'_> {
     }
 
     /// Exact (autograd): `J_b = diag(base derivative) + O^T (dNN/dx) E`, with O the output
-    /// directions of the components and E the input images of the unit vectors e_k. Each row is
-    /// replicated d times so that one forward and one backward pass of the replicated batch give
-    /// every row's d vector-Jacobian products together (in chunks of about 256 images). Measured
-    /// (`cargo bench -p gud-nn --bench unet`, 2 cores): 14.5 rows/s at 8 x 8 against 6.6 for one
-    /// forward pass shared by d backward passes, 1.3 against 0.5 at 16 x 16.
+    /// directions of the components and E the input images of the unit vectors e_k. The rows'
+    /// forward pass is shared by their d vector-Jacobian products: each row is replicated r
+    /// times so that the forward batch holds about [`JACOBIAN_BATCH`] images, and d / r backward
+    /// passes of that graph (replica i of pass j takes the cotangent of component j r + i) give
+    /// every row's d x d Jacobian. Measured (`cargo run --release -p gud-nn --example jacobian`,
+    /// 2 cores, rows/s): 8 x 8, 128 rows: 48-57 against 27-35 for a forward pass per cotangent
+    /// (r = d); 16 x 16: 3.5-3.75 against 2.1.
     fn eps_jacobian(
         &self,
         chi_t: &[f64],
@@ -251,10 +268,14 @@ impl ScoreModel for NeuralScore<'_> {
     ) {
         let d = self.dim();
         let planes = self.encoder.input_planes();
+        let n_all = chi_t.len() / d;
+        let (r, rows_per_chunk) = jacobian_replicas(n_all, d);
+        let passes = d.div_ceil(r);
         let mut scratch = vec![0.0; d];
         let zero = vec![0.0; d];
-        // O (d output images, one per component) and E^T (d input images of e_k, field planes)
-        let (mut out_dirs, mut in_dirs) = (vec![0f32; d * d], vec![0f32; d * d * planes]);
+        // the cotangent images of pass j (r of them, replica i: component j r + i's output
+        // direction, zero past d) and E^T (d input images of e_k, field planes)
+        let (mut out_dirs, mut in_dirs) = (vec![0f32; passes * r * d], vec![0f32; d * d * planes]);
         let mut unit = vec![0.0; d];
         for k in 0..d {
             unit[k] = 1.0;
@@ -265,34 +286,48 @@ impl ScoreModel for NeuralScore<'_> {
             vr[d..].fill(0.0);
             unit[k] = 0.0;
         }
+        let shape = self.encoder.design().shape();
+        let image = [shape.c as i64, shape.h as i64, shape.w as i64];
+        let cotangents: Vec<Tensor> = out_dirs
+            .chunks_exact(r * d)
+            .map(|c| {
+                Tensor::from_slice(c)
+                    .view([1, r as i64, image[0], image[1], image[2]])
+                    .to_device(self.device)
+            })
+            .collect();
         let e_t = Tensor::from_slice(&in_dirs)
             .view([d as i64, (d * planes) as i64])
-            .to_device(self.device);
+            .to_device(self.device)
+            .transpose(0, 1);
         let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
         let analytic = self.encoder.design().base();
-        // small chunks keep the replicated activations in cache (measured: 4 rows of d = 64
-        // images are 1.3x faster per row than 16)
-        let rows_per_chunk = (256 / d).max(1);
         for (c, rows) in chi_t.chunks(rows_per_chunk * d).enumerate() {
             let n = rows.len() / d;
             let replicated: Vec<f64> = rows
                 .chunks_exact(d)
-                .flat_map(|r| std::iter::repeat_n(r, d).flatten().copied())
+                .flat_map(|row| std::iter::repeat_n(row, r).flatten().copied())
                 .collect();
             let (xt, gt) = self.inputs(&replicated, state.gamma());
             let xt = xt.set_requires_grad(true);
             let guard = self.net.lock().expect("network lock");
             let y = guard.1.forward(&xt, &gt);
-            let dirs: Vec<f32> = (0..n).flat_map(|_| out_dirs.iter().copied()).collect();
-            let s = (&y * self.images(&dirs, n * d, 1)).sum(tch::Kind::Float);
-            let grad = Tensor::run_backward(&[s], &[&xt], false, false)
-                .pop()
-                .expect("one gradient");
+            let y5 = y.view([n as i64, r as i64, image[0], image[1], image[2]]);
+            let grads: Vec<Tensor> = cotangents
+                .iter()
+                .enumerate()
+                .map(|(j, cot)| {
+                    let s = (&y5 * cot).sum(tch::Kind::Float);
+                    Tensor::run_backward(&[s], &[&xt], j + 1 < passes, false)
+                        .pop()
+                        .expect("one gradient")
+                        .view([(n * r) as i64, (d * planes) as i64])
+                })
+                .collect();
             drop(guard);
-            // J_NN[(b, i), k] = grad_(b,i) . E_k
-            let jn = grad
-                .view([(n * d) as i64, (d * planes) as i64])
-                .matmul(&e_t.transpose(0, 1))
+            // rows (j, b r + i) of `jn`: component j r + i of row b, J_NN[(b, k), :] = grad . E
+            let jn = Tensor::stack(&grads, 0)
+                .matmul(&e_t)
                 .to_kind(tch::Kind::Double);
             let jn = Vec::<f64>::try_from(jn.to_device(Device::Cpu).contiguous().view(-1))
                 .expect("f64 Jacobian");
@@ -303,11 +338,12 @@ impl ScoreModel for NeuralScore<'_> {
                 self.encoder.base(row, state, o);
                 // every replica of a row has the same output: take the first
                 self.encoder
-                    .add_correction(&y[b * d * d..b * d * d + d], &mut scratch, o);
+                    .add_correction(&y[b * r * d..b * r * d + d], &mut scratch, o);
                 let j = &mut jac[(base + b) * d * d..(base + b + 1) * d * d];
-                j.copy_from_slice(&jn[b * d * d..(b + 1) * d * d]);
-                for i in 0..d {
-                    j[i * d + i] += analytic.eps_derivative(i, row[i], a2[i], s2[i]);
+                for (k, jk) in j.chunks_exact_mut(d).enumerate() {
+                    let at = ((k / r) * n * r + b * r + k % r) * d;
+                    jk.copy_from_slice(&jn[at..at + d]);
+                    jk[k] += analytic.eps_derivative(k, row[k], a2[k], s2[k]);
                 }
             }
         }

@@ -967,3 +967,33 @@ mod checkpoint_reader {
         }
     }
 }
+
+#[test]
+fn the_full_jacobian_does_not_depend_on_how_rows_share_their_forward_passes() {
+    // issue 16: 130 rows take one replica each (r = 1: 64 backward passes of 128 rows, then a
+    // chunk of 2); one row alone takes 64 replicas (one backward pass): the same Jacobian
+    gud_nn::set_threads(Some(1));
+    let data = data(64, 1);
+    let design = design(&data, "fourier");
+    let score = perturbed_score(&design, &data);
+    let d = design.dim();
+    let state = design.state(0.3);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let n = 130;
+    assert_eq!(gud_nn::jacobian_replicas(n, d), (1, gud_nn::JACOBIAN_BATCH));
+    let chi: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
+    let (mut eps, mut jac) = (vec![0.0; n * d], vec![0.0; n * d * d]);
+    score.eps_jacobian(&chi, &state, &mut eps, &mut jac);
+    for b in [0, 77, 127, 128, 129] {
+        let row = &chi[b * d..(b + 1) * d];
+        let (mut e1, mut j1) = (vec![0.0; d], vec![0.0; d * d]);
+        score.eps_jacobian(row, &state, &mut e1, &mut j1);
+        let largest = j1.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for (a, c) in jac[b * d * d..(b + 1) * d * d].iter().zip(&j1) {
+            assert!((a - c).abs() < 1e-5 * largest, "row {b}: {a} vs {c}");
+        }
+        for (a, c) in eps[b * d..(b + 1) * d].iter().zip(&e1) {
+            assert!((a - c).abs() < 1e-5, "row {b}: eps {a} vs {c}");
+        }
+    }
+}
