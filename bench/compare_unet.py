@@ -1,12 +1,14 @@
 """gud-nn against PyTorch eager on the same U-Net, in one table: `make bench`.
 
-For each size, one process of each (`cargo bench -p gud-nn --bench unet` and
-bench/unet_pytorch.py, the order alternating between sizes), each measuring `--reps` times;
-prints the median with [min, max] to three significant figures, the ratio gud / PyTorch of the
-medians, both processes' peak resident memory, gud's eps_hat rate (network plus encoding) and
-the sampler's per-step overhead outside the network.
+For each size, `--reps` rounds; each round runs one process of each (`cargo bench -p gud-nn
+--bench unet` and bench/unet_pytorch.py, `--per-round` repetitions each, the order alternating
+between rounds), so that both see the same minutes of this shared machine. Prints the median of
+all repetitions with [min, max] to three significant figures, the ratio gud / PyTorch of the medians,
+both processes' peak resident memory (median over the rounds), gud's eps_hat rate (network
+plus encoding) and the sampler's per-step overhead outside the network.
 
     PYTHONPATH=.torch/full .venv/bin/python bench/compare_unet.py [--sizes 8,16,28,32] [--reps 5]
+        [--per-round 2]
 """
 import argparse
 import json
@@ -37,6 +39,19 @@ def cell(v):
     return f"{sig3(m)} [{sig3(lo)}, {sig3(hi)}]"
 
 
+def merge(rounds):
+    """One process's JSON per round -> one dict: rates as lists over the rounds, memory as the
+    median over the rounds."""
+    out = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if isinstance(value, list):
+            out[key] = [v for r in rounds for v in r[key]]
+        elif key.endswith("_mb"):
+            out[key] = stats([r[key] for r in rounds])[0]
+    out["reps"] = len(rounds)
+    return out
+
+
 def run(cmd, env=None):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
@@ -47,23 +62,28 @@ def run(cmd, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="8,16,28,32")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=5, help="rounds")
+    ap.add_argument("--per-round", type=int, default=2, help="repetitions of each process per round")
     a = ap.parse_args()
     gud_cmd = ["cargo", "bench", "-q", "-p", "gud-nn", "--bench", "unet", "--"]
     py_cmd = [sys.executable, str(ROOT / "bench" / "unet_pytorch.py")]
     rows = []
-    for i, size in enumerate(int(s) for s in a.sizes.split(",")):
-        args = ["--size", str(size), "--reps", str(a.reps), "--json"]
-        order = [("gud", gud_cmd), ("torch", py_cmd)]
-        if i % 2:
-            order.reverse()
-        got = {name: run(cmd + args) for name, cmd in order}
-        rows.append((size, got["gud"], got["torch"]))
+    for size in (int(s) for s in a.sizes.split(",")):
+        args = ["--size", str(size), "--reps", str(a.per_round), "--json"]
+        got = {"gud": [], "torch": []}
+        for r in range(a.reps):
+            order = [("gud", gud_cmd), ("torch", py_cmd)]
+            if r % 2:
+                order.reverse()
+            for name, cmd in order:
+                got[name].append(run(cmd + args))
+        rows.append((size, merge(got["gud"]), merge(got["torch"])))
         print(f"measured {size}x{size}", file=sys.stderr)
     g0, t0 = rows[0][1], rows[0][2]
     print(f"gud-nn (libtorch via tch) against PyTorch {t0['version']} eager, the same U-Net "
           f"(gud.unet.UNet), batch 64, {g0['threads']} threads; median [min, max] of "
-          f"{a.reps} repetitions")
+          f"{a.reps} rounds of {a.per_round} repetitions (one process of each per round, "
+          "interleaved)")
     print()
     print("| size | train steps/s gud | PyTorch | ratio | eval samples/s gud | PyTorch | ratio "
           "| peak RSS MB gud | PyTorch | ratio | eps_hat samples/s | sampler overhead |")

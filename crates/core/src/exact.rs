@@ -97,13 +97,15 @@ impl ScoreModel for Linearised<'_> {
     }
 }
 
-/// Proposals integrated together by default for fields of d values: as many as keep each of
-/// the sampler's Jacobian arrays (n d^2 values) under 2^25, at most 128. The network's
-/// Jacobians share a forward pass over about 128 images, so large batches need few replicas per
-/// row: measured at L = 8, K = 10 (`gud phi4 mcmc --run R --proposals 128 --batch B`, 2 cores):
-/// 0.245 / 0.215 / 0.187 / 0.181 s per proposal at B = 4 / 16 / 64 / 128.
+/// Proposals integrated together by default for fields of d values: at most 128, and at most
+/// 8192 / d (a batch is the unit of progress and of stopping; the network's Jacobians need
+/// about 128 images per forward pass, which 8192 / d proposals of r = d / 64 replicas fill)
+/// and 2^25 / d^2 (each of the sampler's Jacobian arrays holds n d^2 values). Measured at
+/// L = 8, K = 10 (`gud phi4 mcmc --run R --proposals 128 --batch B`, 2 cores): 0.245 / 0.215 /
+/// 0.187 / 0.181 s per proposal at B = 4 / 16 / 64 / 128.
 pub fn proposal_batch(d: usize) -> usize {
-    ((1usize << 25) / (d.max(1) * d.max(1))).clamp(1, 128)
+    let d = d.max(1);
+    (8192 / d).min((1usize << 25) / (d * d)).clamp(1, 128)
 }
 
 /// log |det A| of a d x d matrix (row-major) by LU with partial pivoting.
@@ -374,6 +376,21 @@ pub fn independence_metropolis(log_w: &[f64], seed: u64) -> Result<Chain> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_proposal_batch_bounds_the_work_per_batch_and_the_jacobians_memory() {
+        // L = 8, 16, 32, 64 and a tiny design
+        assert_eq!(proposal_batch(64), 128);
+        assert_eq!(proposal_batch(256), 32);
+        assert_eq!(proposal_batch(1024), 8);
+        assert_eq!(proposal_batch(4096), 2);
+        assert_eq!(proposal_batch(4), 128);
+        for d in [1, 7, 64, 100, 333, 4096, 100_000] {
+            let n = proposal_batch(d);
+            assert!(n >= 1 && n <= 128 && (n == 1 || n * d * d <= 1 << 25), "d = {d}: {n}");
+        }
+    }
+
     use super::*;
     use crate::config::{DesignConfig, MeanMode, ScoreConfig};
     use crate::free_field::free_field_samples;

@@ -150,7 +150,10 @@ pub fn mcmc(
                 opts.seed,
                 first as u64,
                 n,
-                &mut |_| {},
+                &mut |step| {
+                    let done = first + n * (step.step + 1) / step.steps.max(1);
+                    monitor.progress("proposals", done, opts.proposals, "");
+                },
             )?,
         };
         monitor.progress("proposals", first + n, opts.proposals, "");
