@@ -164,9 +164,11 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
     cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
-    cfg.sampler.batch = a
-        .batch
-        .unwrap_or(cfg.sampler.batch.min(gud::exact::proposal_batch(design.dim())));
+    cfg.sampler.batch = a.batch.unwrap_or(
+        cfg.sampler
+            .batch
+            .min(gud::exact::proposal_batch(design.dim())),
+    );
     let (couplings, factor) = match (a.couplings.resolve()?, &cfg.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),

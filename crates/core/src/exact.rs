@@ -387,7 +387,10 @@ mod tests {
         assert_eq!(proposal_batch(4), 128);
         for d in [1, 7, 64, 100, 333, 4096, 100_000] {
             let n = proposal_batch(d);
-            assert!(n >= 1 && n <= 128 && (n == 1 || n * d * d <= 1 << 25), "d = {d}: {n}");
+            assert!(
+                (1..=128).contains(&n) && (n == 1 || n * d * d <= 1 << 25),
+                "d = {d}: {n}"
+            );
         }
     }
 

@@ -250,7 +250,10 @@ fn exact_stage(
     if let Some(n) = nfe {
         c.sampler.steps = grid_points(c.sampler.kind, n);
     }
-    c.sampler.batch = c.sampler.batch.min(crate::exact::proposal_batch(design.dim()));
+    c.sampler.batch = c
+        .sampler
+        .batch
+        .min(crate::exact::proposal_batch(design.dim()));
     let lattice = gud_phi4::Lattice::new(p.size, gud_phi4::Couplings::new(p.m2, p.lam)?)?;
     let mcmc_opts = crate::exact::McmcOptions {
         proposals: cfg.exact.proposals,

@@ -48,7 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         let jacobians = || {
-            let xs = x.repeat_interleave_self_int(r, 0, None).set_requires_grad(true);
+            let xs = x
+                .repeat_interleave_self_int(r, 0, None)
+                .set_requires_grad(true);
             let y = unet.forward(&xs, &gamma).view([n, r, 1, size, size]);
             for (j, c) in cotangents.iter().enumerate() {
                 let s = (&y * c).sum(Kind::Float);
@@ -63,7 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             calls += 1;
         }
         let rate = (calls * n) as f64 / start.elapsed().as_secs_f64();
-        println!("{size}x{size} N {n} R {r} (forward batch {}): {rate:.2} rows/s", n * r);
+        println!(
+            "{size}x{size} N {n} R {r} (forward batch {}): {rate:.2} rows/s",
+            n * r
+        );
     }
     Ok(())
 }

@@ -981,7 +981,9 @@ fn the_full_jacobian_does_not_depend_on_how_rows_share_their_forward_passes() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let n = 130;
     assert_eq!(gud_nn::jacobian_replicas(n, d), (1, gud_nn::JACOBIAN_BATCH));
-    let chi: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
+    let chi: Vec<f64> = (0..n * d)
+        .map(|_| rng.random::<f64>() * 2.0 - 1.0)
+        .collect();
     let (mut eps, mut jac) = (vec![0.0; n * d], vec![0.0; n * d * d]);
     score.eps_jacobian(&chi, &state, &mut eps, &mut jac);
     for b in [0, 77, 127, 128, 129] {

@@ -10,14 +10,16 @@
 use gud::config::{Config, DataConfig};
 use gud::Silent;
 use gud_core::config::SamplerKind;
-use gud_core::exact::{propose, proposal_batch};
+use gud_core::exact::{proposal_batch, propose};
 use gud_core::sampler::generate;
 use gud_nn::{NeuralScore, Trainer};
 use std::time::Instant;
 
 fn arg(name: &str) -> Option<String> {
     let a: Vec<String> = std::env::args().collect();
-    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1).cloned())
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,7 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (cfg, data, design) = (f.config, f.data, f.design);
         let d = design.dim();
         let trainer = Trainer::new(&design, &data, &cfg.network, &cfg.train)?;
-        let score = NeuralScore::with_weights(&design, &cfg.network, trainer.ema(), gud_nn::device("cpu")?, 64)?;
+        let score = NeuralScore::with_weights(
+            &design,
+            &cfg.network,
+            trainer.ema(),
+            gud_nn::device("cpu")?,
+            64,
+        )?;
         let plan = gud::sample::plan(&cfg, &design)?;
         // without log q: the ordinary sampler
         let samples = 256;
