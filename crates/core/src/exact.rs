@@ -376,6 +376,11 @@ pub fn independence_metropolis(log_w: &[f64], seed: u64) -> Result<Chain> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::{DesignConfig, MeanMode, ScoreConfig};
+    use crate::free_field::free_field_samples;
+    use crate::Field;
+    use rand_distr::{Distribution, StandardNormal};
 
     #[test]
     fn the_proposal_batch_bounds_the_work_per_batch_and_the_jacobians_memory() {
@@ -393,12 +398,6 @@ mod tests {
             );
         }
     }
-
-    use super::*;
-    use crate::config::{DesignConfig, MeanMode, ScoreConfig};
-    use crate::free_field::free_field_samples;
-    use crate::Field;
-    use rand_distr::{Distribution, StandardNormal};
 
     fn free_design(l: usize, n: usize) -> (Design, crate::Dataset) {
         let data = free_field_samples(l, 0.5, n, 1).unwrap();
