@@ -188,13 +188,15 @@ fn main() {
     // the full Jacobian of exact sampling: rows per second, in calls of as many rows as exact
     // sampling integrates together up to 16 x 16 (one row above: 784 and more backward passes
     // per row take minutes)
-    let rows = if d <= 256 {
+    let batched = d <= 256;
+    let rows = if batched {
         gud_core::exact::proposal_batch(d).min(n as usize)
     } else {
         1
     };
     let (mut e, mut j) = (vec![0.0; rows * d], vec![0.0; rows * d * d]);
-    if d <= 256 {
+    if batched {
+        // warm-up (skipped where one call takes minutes)
         score.eps_jacobian(&chi[..rows * d], &state, &mut e, &mut j);
     }
     let jac = rates(reps.min(2), rows, || {

@@ -59,12 +59,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         generate(&plan, &score, &cfg.sampler, 0, 0, samples, &mut |_| {})?;
         let plain = t0.elapsed().as_secs_f64() / samples as f64;
-        // with log q: one default batch of proposals (at least 8)
-        let mut sampler = cfg.sampler.clone();
-        sampler.batch = proposal_batch(d);
+        // with log q: one batch of the default proposal batch's size, 8 to 32 proposals
         let count = proposal_batch(d).clamp(8, 32);
         let t0 = Instant::now();
-        let p = propose(&design, &plan, &score, &sampler, 0, 0, count, &mut |_| {})?;
+        let p = propose(
+            &design,
+            &plan,
+            &score,
+            &cfg.sampler,
+            0,
+            0,
+            count,
+            &mut |_| {},
+        )?;
         let exact = t0.elapsed().as_secs_f64() / count as f64;
         assert!(p.log_q.iter().all(|x| x.is_finite()));
         eprintln!("measured L = {l}");
