@@ -33,6 +33,7 @@ from ._gud import (
     propose,
     sample,
     set_threads,
+    tune_grid,
 )
 from . import phi4
 
@@ -50,6 +51,7 @@ __all__ = [
     "propose",
     "sample",
     "set_threads",
+    "tune_grid",
 ]
 
 

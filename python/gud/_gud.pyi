@@ -82,6 +82,17 @@ def sample(
     sampler: Table = None,
     **keys: Any,
 ) -> tuple[Array, dict[str, Any]]: ...
+def tune_grid(
+    design: Design,
+    score: Score,
+    steps: int = 10,
+    pilot: int = 256,
+    reference_steps: int = 200,
+    max_trials: int = 200,
+    seed: int = 0,
+    sampler: Table = None,
+    **keys: Any,
+) -> dict[str, Any]: ...
 def propose(
     design: Design,
     score: Score,

@@ -27,7 +27,7 @@ pub(crate) fn to_dict<'py>(
 
 /// Draws samples `first .. first + n` (fields (n, c, h, w)) with the design's `[sampler]`
 /// (or `sampler`, a dict or TOML text, and keyword keys on top: kind, steps, grid,
-/// posterior_variance, projection, batch, order). Sample k starts from stream k of `seed`, so
+/// posterior_variance, projection, batch, order, times). Sample k starts from stream k of `seed`, so
 /// any one regenerates alone, and equals the binary's `gud sample` draw. Returns
 /// (fields, report).
 #[pyfunction]
@@ -52,6 +52,41 @@ fn sample<'py>(
         array(py, fields, &design.fields_shape(n))?,
         to_dict(py, &report)?,
     ))
+}
+
+/// The `steps`-point grid of the design's deterministic sampler (`exp` or `ode`; `sampler`
+/// and keyword keys as in :func:`sample`) that minimises the mean squared error per site
+/// against a uniform grid of `reference_steps` points on `pilot` prior draws (`gud tune-grid`,
+/// docs/samplers.md). Returns a dict: `times` (pass as `times=` to :func:`sample` or
+/// :func:`propose`), `rms_error`, `uniform_rms_error`, `reference_rms_error`, `trials`.
+#[pyfunction]
+#[pyo3(signature = (design, score, steps=10, pilot=256, reference_steps=200, max_trials=200, seed=0, sampler=None, **keys))]
+#[allow(clippy::too_many_arguments)]
+fn tune_grid<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    score: &PyScore,
+    steps: usize,
+    pilot: usize,
+    reference_steps: usize,
+    max_trials: usize,
+    seed: u64,
+    sampler: Option<&Bound<'py, PyAny>>,
+    keys: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    score.check_dim(design)?;
+    let cfg = design.config_with(design.sampler_config(sampler, keys)?);
+    let tuning = gud_core::sampler::GridTuning {
+        points: steps,
+        pilot,
+        reference_points: reference_steps,
+        seed,
+        max_trials,
+    };
+    let monitor = PyMonitor::new(score.callable());
+    let (g, model) = (&design.design, &score.model);
+    let r = py.detach(|| gud::sample::tune_grid(&cfg, g, model.as_ref(), &tuning, &monitor));
+    to_dict(py, &monitor.finish(r)?)
 }
 
 /// Proposals with the exact log-density of the map that produced them (SPEC section 9):
@@ -215,6 +250,7 @@ fn metropolis<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(propose, m)?)?;
+    m.add_function(wrap_pyfunction!(tune_grid, m)?)?;
     m.add_function(wrap_pyfunction!(nll, m)?)?;
     m.add_function(wrap_pyfunction!(log_weights, m)?)?;
     m.add_function(wrap_pyfunction!(ess_fraction, m)?)?;

@@ -295,6 +295,22 @@ def test_phi4_exact_sampling_with_the_gaussian_base():
     assert abs(gud.ess_fraction(w) - rep["ess_fraction"]) < 1e-12
 
 
+def test_a_tuned_grid_beats_the_uniform_one_and_samples_on_its_times():
+    configs, _ = gud.phi4.hmc(4, -4.0, 8.0, 1024, seed=2, chains=16)
+    d = gud.Design.fit(configs, mean="zero", basis="fourier", prior="free", schedule="rg",
+                       base={"kind": "mixture", "components": 2, "modes": "all"})
+    score = gud.Score(d, "mixture")
+    t = gud.tune_grid(d, score, steps=6, pilot=32, reference_steps=60, max_trials=40)
+    assert len(t["times"]) == 6 and t["trials"] <= 40
+    assert t["rms_error"] < t["uniform_rms_error"]
+    fields, rep = gud.sample(d, score, 8, times=t["times"])
+    assert rep["grid_points"] == 6 and fields.shape == (8, 1, 4, 4)
+    with pytest.raises(ValueError, match="sampler.times"):
+        gud.sample(d, score, 8, times=[0.5, 0.1])
+    with pytest.raises(ValueError, match="deterministic"):
+        gud.tune_grid(d, score, kind="sde")
+
+
 # --- bad input -------------------------------------------------------------------------
 
 

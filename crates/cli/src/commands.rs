@@ -279,6 +279,12 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions, format: &str) -
             "  sampled {} with the {} score and the {} sampler: {} NFE per sample, {:.1}% of component evaluations saved, {:.2} s",
             s.samples, s.score, s.sampler, s.nfe, 100.0 * s.saved_fraction(), r.wall_s
         );
+        if let Some(t) = &r.tuned_grid {
+            println!(
+                "    on a tuned grid (gud tune-grid, {} trials): rms error per site {:.2e} against {:.2e} on the uniform grid",
+                t.trials, t.rms_error, t.uniform_rms_error
+            );
+        }
         if many {
             let name = format!("samples_nfe{}.npy", s.nfe);
             gud_io::npy::write_dataset(&outputs.stage(&out.join(name))?, &r.samples)?;

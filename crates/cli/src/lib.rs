@@ -70,6 +70,9 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Draw samples with an analytic score model and a sampler (docs/samplers.md).
     Sample(Box<sample::SampleArgs>),
+    /// Tune the K grid points of a deterministic sampler (exp, ode) for a score: the grid whose
+    /// samples are closest to a fine grid's on a pilot batch (docs/samplers.md).
+    TuneGrid(Box<sample::TuneGridArgs>),
     /// Compare generated samples with a reference set: spectra, sliced Wasserstein distance,
     /// memorisation and (lattice data) every phi^4 observable.
     Eval(Box<eval::EvalArgs>),
@@ -149,6 +152,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Phi4 { command } => phi4::run(command),
         Command::Sample(a) => sample::sample(&a),
+        Command::TuneGrid(a) => sample::tune_grid(&a),
         Command::Train(a) => train::train(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Nll(a) => nll::nll(&a),

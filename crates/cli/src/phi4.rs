@@ -116,6 +116,10 @@ pub struct McmcArgs {
     /// Grid points K; overrides the config's.
     #[arg(long)]
     pub steps: Option<usize>,
+    /// An explicit grid t_max = t_0 > t_1 > ... (comma-separated, e.g. from `gud tune-grid`)
+    /// instead of K uniform points.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["steps", "tol"])]
+    pub times: Vec<f64>,
     /// Propose with the continuous probability-flow ODE (adaptive, exact divergence) at this
     /// solver tolerance instead of the K-step map.
     #[arg(long, conflicts_with = "steps")]
@@ -164,6 +168,13 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
     cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
+    if a.steps.is_some() {
+        cfg.sampler.times = None;
+    }
+    if !a.times.is_empty() {
+        cfg.sampler.steps = a.times.len();
+        cfg.sampler.times = Some(a.times.clone());
+    }
     cfg.sampler.batch = a.batch.unwrap_or(
         cfg.sampler
             .batch

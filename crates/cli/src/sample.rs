@@ -55,8 +55,12 @@ pub struct SampleArgs {
     #[arg(long)]
     pub order: Option<usize>,
     /// uniform-t | uniform-gamma.
-    #[arg(long, value_parser = kebab::<TimeGrid>)]
+    #[arg(long, value_parser = kebab::<TimeGrid>, conflicts_with = "times")]
     pub time_grid: Option<TimeGrid>,
+    /// An explicit grid t_max = t_0 > t_1 > ... (comma-separated, e.g. from `gud tune-grid`):
+    /// it is the grid, and --steps is its length.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["steps", "time_grid"])]
+    pub times: Vec<f64>,
     /// none | gaussian (ancestral sampler).
     #[arg(long, value_parser = kebab::<PosteriorVariance>)]
     pub posterior_variance: Option<PosteriorVariance>,
@@ -152,6 +156,13 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
     s.kind = a.sampler.unwrap_or(s.kind);
     s.steps = a.steps.unwrap_or(s.steps);
     s.grid = a.time_grid.unwrap_or(s.grid);
+    if a.steps.is_some() || a.time_grid.is_some() {
+        s.times = None;
+    }
+    if !a.times.is_empty() {
+        s.times = Some(a.times.clone());
+        s.steps = a.times.len();
+    }
     s.posterior_variance = a.posterior_variance.unwrap_or(s.posterior_variance);
     s.batch = a.batch.unwrap_or(s.batch);
     s.order = a.order.unwrap_or(s.order);
@@ -226,4 +237,120 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     summary["samples_per_s"] = serde_json::json!(a.samples as f64 / wall);
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TuneGridArgs {
+    /// A trained run (`gud train --out RUN`): its config and its network.
+    #[arg(long, conflicts_with = "config")]
+    pub run: Option<PathBuf>,
+    /// TOML config (an analytic score); the built-in phi^4 default when absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data (.npy); overrides the config's data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Score model; overrides the config's.
+    #[arg(long, value_enum)]
+    pub score: Option<ScoreKind>,
+    /// exp | ode (a deterministic sampler); the config's when absent.
+    #[arg(long, value_parser = kebab::<SamplerKind>)]
+    pub sampler: Option<SamplerKind>,
+    /// Adams-Bashforth order of the exp sampler (1 to 3).
+    #[arg(long)]
+    pub order: Option<usize>,
+    /// Grid points K of the tuned grid.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Prior draws the error is measured on.
+    #[arg(long, default_value_t = 256)]
+    pub pilot: usize,
+    /// Points of the uniform reference grid.
+    #[arg(long, default_value_t = 200)]
+    pub reference_steps: usize,
+    /// Most trial grids (each one pass of the pilot: pilot x (K - 1) evaluations for exp).
+    #[arg(long, default_value_t = 200)]
+    pub max_trials: usize,
+    /// Seed of the pilot's prior draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the grid as a config fragment (`[sampler]` kind, order, steps, times) in TOML.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `gud tune-grid`: the K-point grid of a deterministic sampler that minimises its error
+/// against a fine grid on a pilot batch (docs/samplers.md).
+pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
+    let (run, config, mut outputs) =
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+    let out = a.out.as_ref().map(|o| outputs.stage(o)).transpose()?;
+    let f = fit(config.as_deref(), a.data.as_deref())?;
+    let (mut cfg, train, design) = (f.config, f.data, f.design);
+    if let Some(kind) = a.score {
+        cfg.score = toml_score(kind)?;
+        if let (ScoreConfig::Mixture(_), gud_core::config::BaseConfig::Mixture(m)) =
+            (&cfg.score, &cfg.design.base)
+        {
+            cfg.score = ScoreConfig::Mixture(m.clone());
+        }
+    }
+    cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
+    cfg.sampler.order = a.order.unwrap_or(cfg.sampler.order);
+    let tuning = gud_core::sampler::GridTuning {
+        points: a.steps,
+        pilot: a.pilot,
+        reference_points: a.reference_steps,
+        seed: a.seed,
+        max_trials: a.max_trials,
+    };
+    let start = Instant::now();
+    let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
+    let tuned = gud::sample::tune_grid(
+        &cfg,
+        &design,
+        score.as_ref(),
+        &tuning,
+        &Terminal::new("gud"),
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    if let Some(path) = &out {
+        let fragment = SamplerFragment {
+            sampler: gud_core::config::SamplerConfig {
+                steps: tuned.times.len(),
+                times: Some(tuned.times.clone()),
+                ..cfg.sampler.clone()
+            },
+        };
+        let text = format!(
+            "# gud tune-grid: rms error per site {:.4e} (uniform-t grid {:.4e}, reference {:.4e})\n{}",
+            tuned.rms_error,
+            tuned.uniform_rms_error,
+            tuned.reference_rms_error,
+            toml::to_string(&fragment)?
+        );
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    outputs.commit()?;
+    let mut summary = serde_json::to_value(&tuned)?;
+    summary["sampler"] = serde_json::json!(score_sampler_name(&cfg));
+    summary["score"] = serde_json::json!(score.name());
+    summary["times_arg"] = serde_json::json!(tuned
+        .times
+        .iter()
+        .map(|t| format!("{t}"))
+        .collect::<Vec<_>>()
+        .join(","));
+    summary["wall_s"] = serde_json::json!(wall);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn score_sampler_name(cfg: &Config) -> String {
+    format!("{:?}", cfg.sampler.kind).to_lowercase()
+}
+
+#[derive(serde::Serialize)]
+struct SamplerFragment {
+    sampler: gud_core::config::SamplerConfig,
 }

@@ -495,6 +495,74 @@ fn sample_on_the_phi4_default_writes_samples_config_and_grid() {
 }
 
 #[test]
+fn tune_grid_writes_a_grid_that_sample_takes_and_bad_grids_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let frag = dir.path().join("grid.toml");
+    // the phi^4 default's data with the mixture base alone (no network)
+    let j = stdout_json(&gud(&[
+        "tune-grid",
+        "--score",
+        "mixture",
+        "--steps",
+        "5",
+        "--pilot",
+        "16",
+        "--reference-steps",
+        "40",
+        "--max-trials",
+        "12",
+        "--out",
+        frag.to_str().unwrap(),
+    ]));
+    let times: Vec<f64> = j["times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert_eq!(times.len(), 5);
+    assert!(j["rms_error"].as_f64() <= j["uniform_rms_error"].as_f64());
+    let text = std::fs::read_to_string(&frag).unwrap();
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["sampler"]["times"].as_array().unwrap().len(),
+        5,
+        "{text}"
+    );
+    let out = dir.path().join("s.npy");
+    let s = stdout_json(&gud(&[
+        "sample",
+        "--score",
+        "mixture",
+        "--samples",
+        "8",
+        "--times",
+        j["times_arg"].as_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(s["grid_points"].as_u64(), Some(5));
+    let resolved = std::fs::read_to_string(dir.path().join("s.config.toml")).unwrap();
+    assert!(resolved.contains("times = ["), "{resolved}");
+    let bad = dir.path().join("bad.npy");
+    let o = gud(&[
+        "sample",
+        "--score",
+        "mixture",
+        "--samples",
+        "8",
+        "--times",
+        "0.5,0.2",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["sampler.times", "t_max"]);
+    assert!(!bad.exists());
+    let o = gud(&["tune-grid", "--score", "mixture", "--sampler", "sde"]);
+    assert_clean_failure(&o, &["sampler.kind", "deterministic"]);
+}
+
+#[test]
 fn sample_with_every_sampler_score_and_projection() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.npy");

@@ -53,6 +53,8 @@ pub enum Purpose {
     UserBatch,
     /// The noised rows of `gud export --check` (index 0).
     ExportCheck,
+    /// The pilot prior draws of the time-grid tuner (index: draw).
+    GridTuning,
 }
 
 impl Purpose {
@@ -77,6 +79,7 @@ impl Purpose {
             Purpose::UserNoise => 16,
             Purpose::UserBatch => 17,
             Purpose::ExportCheck => 18,
+            Purpose::GridTuning => 19,
         }
     }
 }
@@ -121,6 +124,7 @@ mod tests {
             Purpose::UserNoise,
             Purpose::UserBatch,
             Purpose::ExportCheck,
+            Purpose::GridTuning,
         ];
         let mut seen = std::collections::HashSet::new();
         for p in purposes {

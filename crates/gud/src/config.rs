@@ -121,6 +121,57 @@ pub struct Config {
     /// The exact stage of the main job (phi^4 data, SPEC section 9).
     #[serde(default)]
     pub exact: ExactConfig,
+    /// Tuned time grids of the main job's small budgets (`gud tune-grid`).
+    #[serde(default)]
+    pub tune_grid: TuneGridConfig,
+}
+
+/// Tuned grids in `gud run` (docs/samplers.md, "Tuned grids"): before sampling at a budget of
+/// at most `max_nfe` evaluations, the K points of the deterministic sampler are placed to
+/// minimise its error against a fine grid on a pilot batch ([`gud_core::sampler::tune_grid`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TuneGridConfig {
+    /// On or off; when absent, on for the `neural` score with a deterministic sampler (exp,
+    /// ode): the analytic scores need no network time and take uniform grids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Budgets up to this many network evaluations per sample are tuned.
+    pub max_nfe: usize,
+    /// Prior draws the error is measured on.
+    pub pilot: usize,
+    /// Most trial grids per budget (each one pass of the pilot).
+    pub trials: usize,
+    /// Points of the uniform reference grid.
+    pub reference_steps: usize,
+    /// Seed of the pilot's prior draws.
+    pub seed: u64,
+}
+
+impl Default for TuneGridConfig {
+    fn default() -> Self {
+        TuneGridConfig {
+            enabled: None,
+            max_nfe: 20,
+            pilot: 128,
+            trials: 100,
+            reference_steps: 200,
+            seed: 0,
+        }
+    }
+}
+
+impl TuneGridConfig {
+    /// The tuner's settings for a grid of `points` points.
+    pub fn tuning(&self, points: usize) -> gud_core::sampler::GridTuning {
+        gud_core::sampler::GridTuning {
+            points,
+            pilot: self.pilot,
+            reference_points: self.reference_steps,
+            seed: self.seed,
+            max_trials: self.trials,
+        }
+    }
 }
 
 /// The exact stage of `gud run` on phi^4 data (SPEC section 9): proposals of the run's last
@@ -176,6 +227,7 @@ impl Default for Config {
                 ..TrainConfig::default()
             },
             exact: ExactConfig::default(),
+            tune_grid: TuneGridConfig::default(),
         }
     }
 }

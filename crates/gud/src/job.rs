@@ -61,6 +61,8 @@ pub struct JobRun {
     pub eval: EvalReport,
     /// The samples (phi-space).
     pub samples: Dataset,
+    /// The tuned grid the samples were drawn on (`[tune_grid]`), with its errors.
+    pub tuned_grid: Option<gud_core::sampler::TunedGrid>,
 }
 
 /// What the main job did and measured.
@@ -101,6 +103,8 @@ impl JobReport {
                 let mut j = serde_json::to_value(&r.eval).expect("the report serialises");
                 j["sampling"] = serde_json::to_value(&r.sampling).expect("the report serialises");
                 j["sampling"]["wall_s"] = serde_json::json!(r.wall_s);
+                j["sampling"]["tuned_grid"] =
+                    serde_json::to_value(&r.tuned_grid).expect("the report serialises");
                 j
             })
             .collect();
@@ -177,10 +181,17 @@ pub fn run(
     };
     let (reference, couplings) = crate::data::reference_data(cfg, ds, monitor)?;
     let mut runs = Vec::with_capacity(budgets.len());
+    let mut tuned_grids = Vec::new();
     for budget in &budgets {
         let mut c = cfg.clone();
         if let Some(n) = budget {
             c.sampler.steps = grid_points(c.sampler.kind, *n);
+            c.sampler.times = None;
+        }
+        let tuned_grid = tuned(&c, design, score.as_ref(), *budget, monitor)?;
+        if let Some(t) = &tuned_grid {
+            c.sampler.times = Some(t.times.clone());
+            tuned_grids.push(t.clone());
         }
         let start = Instant::now();
         let (gen, sampling) = crate::sample::draw_dataset(
@@ -198,14 +209,51 @@ pub fn run(
             wall_s,
             eval,
             samples: gen,
+            tuned_grid,
         });
     }
-    let exact = exact_stage(fitted, score.as_ref(), &reference, opts, monitor)?;
+    let exact = exact_stage(
+        fitted,
+        score.as_ref(),
+        &reference,
+        opts,
+        &tuned_grids,
+        monitor,
+    )?;
     Ok(JobReport {
         training,
         runs,
         exact,
     })
+}
+
+/// Whether grids are tuned: `[tune_grid] enabled`, else on for the neural score with a
+/// deterministic sampler.
+pub fn tuning_enabled(cfg: &crate::Config) -> bool {
+    let deterministic = matches!(cfg.sampler.kind, SamplerKind::Exp | SamplerKind::Ode);
+    let neural = cfg.score == (gud_core::config::ScoreConfig::Neural {});
+    deterministic && cfg.tune_grid.enabled.unwrap_or(neural)
+}
+
+/// The tuned grid of a budget of `nfe` evaluations (none past `[tune_grid] max_nfe`, without a
+/// budget, or with tuning off), on the config's sampler.
+fn tuned(
+    cfg: &crate::Config,
+    design: &gud_core::Design,
+    score: &dyn gud_core::score::ScoreModel,
+    nfe: Option<usize>,
+    monitor: &dyn Monitor,
+) -> Result<Option<gud_core::sampler::TunedGrid>> {
+    match nfe {
+        Some(n) if tuning_enabled(cfg) && n <= cfg.tune_grid.max_nfe => {
+            let tuning = cfg.tune_grid.tuning(cfg.sampler.points());
+            if tuning.points < 3 || tuning.reference_points <= tuning.points {
+                return Ok(None);
+            }
+            crate::sample::tune_grid(cfg, design, score, &tuning, monitor).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Whether the exact stage runs: `[exact] enabled`, else on for phi^4 data with a
@@ -223,6 +271,7 @@ fn exact_stage(
     score: &dyn gud_core::score::ScoreModel,
     reference: &Dataset,
     opts: &JobOptions,
+    tuned_grids: &[gud_core::sampler::TunedGrid],
     monitor: &dyn Monitor,
 ) -> Result<Option<ExactStage>> {
     let (cfg, design) = (&fitted.config, &fitted.design);
@@ -249,6 +298,12 @@ fn exact_stage(
     let mut c = cfg.clone();
     if let Some(n) = nfe {
         c.sampler.steps = grid_points(c.sampler.kind, n);
+        c.sampler.times = None;
+        // the budget's tuned grid, when the samples had one
+        let points = c.sampler.steps;
+        if let Some(t) = tuned_grids.iter().find(|t| t.times.len() == points) {
+            c.sampler.times = Some(t.times.clone());
+        }
     }
     c.sampler.batch = c
         .sampler

@@ -6,7 +6,7 @@ use crate::error::{bail, Context, Result};
 use crate::run::Run;
 use gud_core::config::ScoreConfig;
 use gud_core::monitor::{Interrupted, Monitor};
-use gud_core::sampler::{generate, Plan, Projection, SampleReport};
+use gud_core::sampler::{generate, Plan, SampleReport};
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design};
 
@@ -41,14 +41,7 @@ fn neural_score<'a>(
 
 /// The grid of the config's sampler on the design's schedule, with its RG projection.
 pub fn plan(cfg: &Config, design: &Design) -> Result<Plan> {
-    let projection = Projection::from_config(&cfg.sampler.projection)?;
-    Ok(Plan::new(
-        design.schedule(),
-        design.sigma_data(),
-        cfg.sampler.steps,
-        cfg.sampler.grid,
-        projection,
-    )?)
+    Ok(cfg.sampler.plan(design.schedule(), design.sigma_data())?)
 }
 
 /// Samples `first .. first + count` (phi-space fields, (count, d)) with the config's sampler
@@ -120,4 +113,36 @@ pub fn draw_dataset(
     let gen =
         Dataset::new(design.shape(), fields).context("the sampler produced non-finite values")?;
     Ok((gen, report))
+}
+
+/// Tunes the grid of the config's sampler (kind and order; `exp` or `ode`) for `score`
+/// ([`gud_core::sampler::tune_grid`]): the error is the mean squared error per site in
+/// phi-space (weights S_i^2 of the design's orthonormal basis) against a fine uniform grid, on
+/// a pilot batch of prior draws. The monitor hears every trial (phase `tuning grid`); a stop
+/// request ends the search after the current trial with [`crate::Error::Interrupted`].
+pub fn tune_grid(
+    cfg: &Config,
+    design: &Design,
+    score: &dyn ScoreModel,
+    tuning: &gud_core::sampler::GridTuning,
+    monitor: &dyn Monitor,
+) -> Result<gud_core::sampler::TunedGrid> {
+    let weights: Vec<f64> = design.scale().iter().map(|s| s * s).collect();
+    let detail = |e: f64| format!("rms error {e:.3e}");
+    let tuned = gud_core::sampler::tune_grid(
+        design.schedule(),
+        design.sigma_data(),
+        score,
+        &cfg.sampler,
+        &weights,
+        tuning,
+        &mut |done, best| {
+            monitor.progress("tuning grid", done, tuning.max_trials, &detail(best));
+            !monitor.should_stop()
+        },
+    )?;
+    if tuned.stopped {
+        return Err(Interrupted::new("no grid was written").into());
+    }
+    Ok(tuned)
 }

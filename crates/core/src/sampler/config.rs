@@ -79,6 +79,10 @@ pub struct SamplerConfig {
     pub batch: usize,
     /// Adams-Bashforth order of the `exp` sampler (1 to 3; default 3).
     pub order: usize,
+    /// An explicit grid (e.g. from `gud tune-grid`), decreasing from t_max: when given, it is
+    /// the grid, and `steps` and `grid` are not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub times: Option<Vec<f64>>,
 }
 
 impl Default for SamplerConfig {
@@ -91,6 +95,7 @@ impl Default for SamplerConfig {
             projection: ProjectionConfig::default(),
             batch: 256,
             order: 3,
+            times: None,
         }
     }
 }

@@ -14,12 +14,14 @@ pub(crate) use ode::velocity;
 mod sde;
 #[cfg(test)]
 mod tests;
+mod tune;
 
 pub use ancestral::AncestralSampler;
 pub use config::{PosteriorVariance, ProjectionConfig, SamplerConfig, SamplerKind, TimeGrid};
 pub use exponential::{rho, ExponentialSampler, MAX_ORDER};
 pub use ode::OdeSampler;
 pub use sde::SdeSampler;
+pub use tune::{tune_grid, GridTuning, TunedGrid};
 
 use crate::error::{Error, Result};
 use crate::process::NoisingState;
@@ -212,13 +214,6 @@ impl Plan {
         grid: TimeGrid,
         projection: Option<Projection>,
     ) -> Result<Self> {
-        if sigma_data.len() != schedule.dim() {
-            return Err(Error::ShapeMismatch {
-                what: "sampler plan".into(),
-                expected: format!("{} data variances", schedule.dim()),
-                got: format!("{}", sigma_data.len()),
-            });
-        }
         let times = time_grid(schedule, points, grid)?;
         Self::from_times(schedule, sigma_data, times, projection)
     }
@@ -230,6 +225,13 @@ impl Plan {
         times: Vec<f64>,
         projection: Option<Projection>,
     ) -> Result<Self> {
+        if sigma_data.len() != schedule.dim() {
+            return Err(Error::ShapeMismatch {
+                what: "sampler plan".into(),
+                expected: format!("{} data variances", schedule.dim()),
+                got: format!("{}", sigma_data.len()),
+            });
+        }
         if times.is_empty() || times.windows(2).any(|w| w[1] >= w[0]) {
             return Err(Error::param(
                 "sampler grid",
@@ -341,6 +343,40 @@ pub trait Sampler: Send + Sync {
 }
 
 impl SamplerConfig {
+    /// Grid points: those of `times` when given, else `steps`.
+    pub fn points(&self) -> usize {
+        self.times.as_ref().map_or(self.steps, Vec::len)
+    }
+
+    /// The plan of this config on the schedule, with its RG projection: its explicit `times`
+    /// (which must start at t_max, where the prior is drawn, and stay in the schedule's range),
+    /// or `steps` points of its `grid`.
+    pub fn plan(&self, schedule: &dyn Schedule, sigma_data: &[f64]) -> Result<Plan> {
+        let projection = Projection::from_config(&self.projection)?;
+        let Some(times) = &self.times else {
+            return Plan::new(schedule, sigma_data, self.steps, self.grid, projection);
+        };
+        let (t_min, t_max) = schedule.t_range();
+        let tol = 1e-9 * (1.0 + t_max.abs());
+        let starts = times.first().is_some_and(|t| (t - t_max).abs() <= tol);
+        if !starts
+            || times
+                .iter()
+                .any(|t| !(t_min - tol..=t_max + tol).contains(t))
+        {
+            return Err(Error::param(
+                "sampler.times",
+                format!("{times:?}"),
+                &format!(
+                    "a decreasing grid from t_max = {t_max} (where the prior is drawn) within \
+                     [t_min, t_max] = [{t_min}, {t_max}]"
+                ),
+            ));
+        }
+        let times = times.iter().map(|t| t.clamp(t_min, t_max)).collect();
+        Plan::from_times(schedule, sigma_data, times, projection)
+    }
+
     /// The sampler it names.
     pub fn build(&self) -> Box<dyn Sampler> {
         match self.kind {

@@ -65,15 +65,7 @@ fn run(
     n: usize,
     seed: u64,
 ) -> (Vec<f64>, SampleReport) {
-    let projection = Projection::from_config(&config.projection).unwrap();
-    let plan = Plan::new(
-        design.schedule(),
-        design.sigma_data(),
-        config.steps,
-        config.grid,
-        projection,
-    )
-    .unwrap();
+    let plan = config.plan(design.schedule(), design.sigma_data()).unwrap();
     generate(&plan, score, config, seed, 0, n, &mut |_| {}).unwrap()
 }
 
@@ -603,5 +595,43 @@ fn exp_order_out_of_range_is_named() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sampler.order"), "{err}");
+    }
+}
+
+#[test]
+fn an_explicit_grid_is_the_grid_and_a_bad_one_names_sampler_times() {
+    let (design, _) = design_with(PriorConfig::White {});
+    let sched = design.schedule();
+    let (t_min, t_max) = sched.t_range();
+    let config = exp_config(6, 3);
+    let uniform = time_grid(sched, 6, TimeGrid::UniformT).unwrap();
+    let explicit = SamplerConfig {
+        times: Some(uniform.clone()),
+        steps: 3,
+        ..config.clone()
+    };
+    assert_eq!(explicit.points(), 6);
+    let plan = explicit.plan(sched, design.sigma_data()).unwrap();
+    assert_eq!(plan.times, uniform);
+    // the same grid given either way samples the same, bit for bit
+    let score = GaussianScore::new(design.sigma_data().to_vec());
+    assert_eq!(
+        run(&design, &score, &explicit, 5, 2).0,
+        run(&design, &score, &config, 5, 2).0
+    );
+    let mid = 0.5 * (t_min + t_max);
+    for bad in [
+        vec![],
+        vec![mid, t_min],
+        vec![t_max, t_min, mid],
+        vec![t_max, t_min - 0.5],
+        vec![t_max, f64::NAN, t_min],
+    ] {
+        let c = SamplerConfig {
+            times: Some(bad.clone()),
+            ..config.clone()
+        };
+        let e = c.plan(sched, design.sigma_data()).unwrap_err().to_string();
+        assert!(e.contains("sampler"), "{bad:?}: {e}");
     }
 }
