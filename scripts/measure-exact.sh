@@ -5,7 +5,8 @@
 # independent HMC reference (16384 configurations, seed 1000), with acceptance, ESS/N, tau_int
 # and the cost beside HMC's.
 # Usage: [SIZE=L M2=M LAM=G] scripts/measure-exact.sh RUN OUTDIR PROPOSALS K...
-#        (e.g. out/base/phi4 out/exact 1024 5 10)
+#        (e.g. out/base/phi4 out/exact 1024 5 10; K with a suffix t, e.g. 10t: on the grid of
+#        `gud tune-grid --steps K`, written to OUTDIR/grid_KK.json)
 set -euo pipefail
 run=$1 out=$2 n=$3
 shift 3
@@ -16,7 +17,12 @@ ref="$out/hmc_L${size}_m2${m2}_lam${lam}_n16384_seed1000.npy"
 [ -f "$ref" ] || "$gud" phi4 sample --size "$size" --m2="$m2" --lam "$lam" --samples 16384 --seed 1000 --out "$ref" > /dev/null
 "$gud" phi4 observe "$ref" --m2="$m2" --lam "$lam" --json > "$ref.json"
 for k in "$@"; do
-  "$gud" phi4 mcmc --run "$run" --steps "$k" --proposals "$n" --seed 1 --hmc 4096 --json \
+  grid=(--steps "$k")
+  if [[ $k == *t ]]; then
+    "$gud" tune-grid --run "$run" --steps "${k%t}" > "$out/grid_K$k.json"
+    grid=(--times "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["times_arg"])' "$out/grid_K$k.json")")
+  fi
+  "$gud" phi4 mcmc --run "$run" "${grid[@]}" --proposals "$n" --seed 1 --hmc 4096 --json \
     --out "$out/chain_K$k.npy" > "$out/mcmc_K$k.json"
   python3 - "$out/mcmc_K$k.json" "$ref.json" "$k" <<'PY'
 import json, math, sys
