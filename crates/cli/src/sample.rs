@@ -116,13 +116,7 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
                 | (ScoreKind::Neural, ScoreConfig::Neural {})
         );
         if !same {
-            cfg.score = toml_score(kind)?;
-            // the mixture score of a design with a mixture base: that base's settings
-            if let (ScoreConfig::Mixture(_), gud_core::config::BaseConfig::Mixture(m)) =
-                (&cfg.score, &cfg.design.base)
-            {
-                cfg.score = ScoreConfig::Mixture(m.clone());
-            }
+            set_score(cfg, kind)?;
         }
     }
     match &mut cfg.score {
@@ -167,6 +161,18 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
     s.batch = a.batch.unwrap_or(s.batch);
     s.order = a.order.unwrap_or(s.order);
     s.projection.enabled |= a.projection;
+    Ok(())
+}
+
+/// The config's score becomes the default of `kind`; the mixture score of a design with a
+/// mixture base takes that base's settings.
+fn set_score(cfg: &mut Config, kind: ScoreKind) -> Result<()> {
+    cfg.score = toml_score(kind)?;
+    if let (ScoreConfig::Mixture(_), gud_core::config::BaseConfig::Mixture(m)) =
+        (&cfg.score, &cfg.design.base)
+    {
+        cfg.score = ScoreConfig::Mixture(m.clone());
+    }
     Ok(())
 }
 
@@ -288,12 +294,7 @@ pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
     let f = fit(config.as_deref(), a.data.as_deref())?;
     let (mut cfg, train, design) = (f.config, f.data, f.design);
     if let Some(kind) = a.score {
-        cfg.score = toml_score(kind)?;
-        if let (ScoreConfig::Mixture(_), gud_core::config::BaseConfig::Mixture(m)) =
-            (&cfg.score, &cfg.design.base)
-        {
-            cfg.score = ScoreConfig::Mixture(m.clone());
-        }
+        set_score(&mut cfg, kind)?;
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
     cfg.sampler.order = a.order.unwrap_or(cfg.sampler.order);
