@@ -144,5 +144,10 @@ pub fn tune_grid(
     if tuned.stopped {
         return Err(Interrupted::new("no grid was written").into());
     }
+    // the search may converge before its last trial: the phase is then complete
+    if tuned.trials < tuning.max_trials {
+        let done = tuned.trials;
+        monitor.progress("tuning grid", done, done, &detail(tuned.rms_error));
+    }
     Ok(tuned)
 }
