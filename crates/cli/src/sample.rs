@@ -334,7 +334,7 @@ pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
     }
     outputs.commit()?;
     let mut summary = serde_json::to_value(&tuned)?;
-    summary["sampler"] = serde_json::json!(score_sampler_name(&cfg));
+    summary["sampler"] = serde_json::json!(sampler_name(&cfg));
     summary["score"] = serde_json::json!(score.name());
     summary["times_arg"] = serde_json::json!(tuned
         .times
@@ -347,7 +347,8 @@ pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
     Ok(())
 }
 
-fn score_sampler_name(cfg: &Config) -> String {
+/// The config sampler's kebab-case name.
+fn sampler_name(cfg: &Config) -> String {
     format!("{:?}", cfg.sampler.kind).to_lowercase()
 }
 

@@ -132,14 +132,14 @@ pub fn tune_grid(
     }
     if tuning.points < 2 {
         return Err(Error::param(
-            "points",
+            "steps",
             tuning.points,
             "at least 2 grid points",
         ));
     }
     if tuning.reference_points <= tuning.points {
         return Err(Error::param(
-            "reference_points",
+            "reference_steps",
             tuning.reference_points,
             &format!("more than the tuned grid's {} points", tuning.points),
         ));
@@ -158,6 +158,12 @@ pub fn tune_grid(
         ));
     }
     crate::memory::check_alloc("the grid tuner's pilot", &[3, tuning.pilot, d], 8)?;
+    // the reference plan holds a noising state (gamma, alpha^2, sigma^2) and rho per point
+    crate::memory::check_alloc(
+        "the grid tuner's reference grid",
+        &[tuning.reference_points, 6, d],
+        8,
+    )?;
     let (t_min, t_max) = schedule.t_range();
     let n = tuning.pilot;
     let mut z = vec![0.0; n * d];
@@ -202,6 +208,13 @@ pub fn tune_grid(
     let mut u = vec![0.0; (points - 1).min(MAX_KNOTS)];
     let mut best = rms(&run(grid_of(&u, points, t_max, t_min))?);
     let uniform_rms_error = best;
+    if !best.is_finite() {
+        return Err(Error::param(
+            "score",
+            "non-finite samples",
+            "a score whose samples on the uniform grid are finite (nothing to tune against)",
+        ));
+    }
     let mut trials = 1;
     let mut stopped = !trial(trials, best);
     // pattern search on the log step lengths: a move that lowers E is kept (and repeated), the
@@ -408,12 +421,17 @@ mod tests {
             ..SamplerConfig::default()
         };
         assert!(go(&sde, &tuning(5), &w).contains("sampler.kind"));
-        assert!(go(&exp(3), &tuning(1), &w).contains("points"));
+        assert!(go(&exp(3), &tuning(1), &w).contains("steps"));
         let short = GridTuning {
             reference_points: 5,
             ..tuning(5)
         };
-        assert!(go(&exp(3), &short, &w).contains("reference_points"));
+        assert!(go(&exp(3), &short, &w).contains("reference_steps"));
+        let huge = GridTuning {
+            reference_points: usize::MAX / 2,
+            ..tuning(5)
+        };
+        assert!(go(&exp(3), &huge, &w).contains("reference grid"));
         let none = GridTuning {
             pilot: 0,
             ..tuning(5)
