@@ -31,8 +31,9 @@ pub enum ScoreKind {
     Neural,
 }
 
+/// Where the score comes from: a trained run, or a config (and data) with a score kind.
 #[derive(Args, Debug)]
-pub struct SampleArgs {
+pub struct ScoreSource {
     /// TOML config (data, design, score, sampler); the built-in phi^4 default when absent.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -45,6 +46,23 @@ pub struct SampleArgs {
     /// Score model; overrides the config's.
     #[arg(long, value_enum)]
     pub score: Option<ScoreKind>,
+}
+
+impl ScoreSource {
+    /// The run, its config (or the given one) and the outputs guard that protects the inputs.
+    fn open(&self) -> (Option<gud::Run>, Option<PathBuf>, gud_io::atomic::Outputs) {
+        crate::commands::run_or_config(
+            self.run.as_deref(),
+            self.config.as_deref(),
+            &[self.data.as_deref()],
+        )
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub source: ScoreSource,
     /// sde | ode | ancestral | exp; overrides the config's.
     #[arg(long, value_parser = kebab::<SamplerKind>)]
     pub sampler: Option<SamplerKind>,
@@ -105,7 +123,7 @@ pub struct SampleArgs {
 
 /// Applies the command-line overrides to the config's score and sampler sections.
 fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
-    if let Some(kind) = a.score {
+    if let Some(kind) = a.source.score {
         let same = matches!(
             (kind, &cfg.score),
             (ScoreKind::Gaussian, ScoreConfig::Gaussian {})
@@ -191,13 +209,12 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
     if a.samples == 0 {
         bail!("--samples must be at least 1");
     }
-    let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+    let (run, config, mut outputs) = a.source.open();
     let config = config.as_deref();
     let npy_out = outputs.stage(&a.out)?;
     let config_out = outputs.stage(&config_beside(&a.out))?;
     let grid_out = a.grid.as_ref().map(|g| outputs.stage(g)).transpose()?;
-    let f = fit(config, a.data.as_deref())?;
+    let f = fit(config, a.source.data.as_deref())?;
     let (mut cfg, train, mut design) = (f.config, f.data, f.design);
     apply_overrides(&mut cfg, a)?;
     if let Some(soft) = a.a {
@@ -247,18 +264,8 @@ pub fn sample(a: &SampleArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct TuneGridArgs {
-    /// A trained run (`gud train --out RUN`): its config and its network.
-    #[arg(long, conflicts_with = "config")]
-    pub run: Option<PathBuf>,
-    /// TOML config (an analytic score); the built-in phi^4 default when absent.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Training data (.npy); overrides the config's data.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Score model; overrides the config's.
-    #[arg(long, value_enum)]
-    pub score: Option<ScoreKind>,
+    #[command(flatten)]
+    pub source: ScoreSource,
     /// exp | ode (a deterministic sampler); the config's when absent.
     #[arg(long, value_parser = kebab::<SamplerKind>)]
     pub sampler: Option<SamplerKind>,
@@ -288,12 +295,11 @@ pub struct TuneGridArgs {
 /// `gud tune-grid`: the K-point grid of a deterministic sampler that minimises its error
 /// against a fine grid on a pilot batch (docs/samplers.md).
 pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
-    let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+    let (run, config, mut outputs) = a.source.open();
     let out = a.out.as_ref().map(|o| outputs.stage(o)).transpose()?;
-    let f = fit(config.as_deref(), a.data.as_deref())?;
+    let f = fit(config.as_deref(), a.source.data.as_deref())?;
     let (mut cfg, train, design) = (f.config, f.data, f.design);
-    if let Some(kind) = a.score {
+    if let Some(kind) = a.source.score {
         set_score(&mut cfg, kind)?;
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
