@@ -247,7 +247,8 @@ fn tuned(
     match nfe {
         Some(n) if tuning_enabled(cfg) && n <= cfg.tune_grid.max_nfe => {
             let tuning = cfg.tune_grid.tuning(cfg.sampler.points());
-            if tuning.points < 3 || tuning.reference_points <= tuning.points {
+            // a grid of two points has no interior point to move
+            if tuning.points < 3 {
                 return Ok(None);
             }
             crate::sample::tune_grid(cfg, design, score, &tuning, monitor).map(Some)
