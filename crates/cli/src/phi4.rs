@@ -167,13 +167,11 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         bail!("--tol sets the continuous ODE's tolerance: it goes with --sampler ode (or none)");
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
-    cfg.sampler.steps = a.steps.unwrap_or(cfg.sampler.steps);
-    if a.steps.is_some() {
-        cfg.sampler.times = None;
+    if let Some(k) = a.steps {
+        cfg.sampler.set_steps(k);
     }
     if !a.times.is_empty() {
-        cfg.sampler.steps = a.times.len();
-        cfg.sampler.times = Some(a.times.clone());
+        cfg.sampler.set_times(a.times.clone());
     }
     cfg.sampler.batch = a.batch.unwrap_or(
         cfg.sampler

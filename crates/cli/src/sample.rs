@@ -166,14 +166,12 @@ fn apply_overrides(cfg: &mut Config, a: &SampleArgs) -> Result<()> {
     }
     let s = &mut cfg.sampler;
     s.kind = a.sampler.unwrap_or(s.kind);
-    s.steps = a.steps.unwrap_or(s.steps);
     s.grid = a.time_grid.unwrap_or(s.grid);
     if a.steps.is_some() || a.time_grid.is_some() {
-        s.times = None;
+        s.set_steps(a.steps.unwrap_or(s.steps));
     }
     if !a.times.is_empty() {
-        s.times = Some(a.times.clone());
-        s.steps = a.times.len();
+        s.set_times(a.times.clone());
     }
     s.posterior_variance = a.posterior_variance.unwrap_or(s.posterior_variance);
     s.batch = a.batch.unwrap_or(s.batch);
@@ -322,13 +320,9 @@ pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
     )?;
     let wall = start.elapsed().as_secs_f64();
     if let Some(path) = &out {
-        let fragment = SamplerFragment {
-            sampler: gud_core::config::SamplerConfig {
-                steps: tuned.times.len(),
-                times: Some(tuned.times.clone()),
-                ..cfg.sampler.clone()
-            },
-        };
+        let mut sampler = cfg.sampler.clone();
+        sampler.set_times(tuned.times.clone());
+        let fragment = SamplerFragment { sampler };
         let text = format!(
             "# gud tune-grid: rms error per site {:.4e} (uniform-t grid {:.4e}, reference {:.4e})\n{}",
             tuned.rms_error,

@@ -181,17 +181,14 @@ pub fn run(
     };
     let (reference, couplings) = crate::data::reference_data(cfg, ds, monitor)?;
     let mut runs = Vec::with_capacity(budgets.len());
-    let mut tuned_grids = Vec::new();
     for budget in &budgets {
         let mut c = cfg.clone();
         if let Some(n) = budget {
-            c.sampler.steps = grid_points(c.sampler.kind, *n);
-            c.sampler.times = None;
+            c.sampler.set_steps(grid_points(c.sampler.kind, *n));
         }
         let tuned_grid = tuned(&c, design, score.as_ref(), *budget, monitor)?;
         if let Some(t) = &tuned_grid {
-            c.sampler.times = Some(t.times.clone());
-            tuned_grids.push(t.clone());
+            c.sampler.set_times(t.times.clone());
         }
         let start = Instant::now();
         let (gen, sampling) = crate::sample::draw_dataset(
@@ -212,14 +209,7 @@ pub fn run(
             tuned_grid,
         });
     }
-    let exact = exact_stage(
-        fitted,
-        score.as_ref(),
-        &reference,
-        opts,
-        &tuned_grids,
-        monitor,
-    )?;
+    let exact = exact_stage(fitted, score.as_ref(), &reference, opts, &runs, monitor)?;
     Ok(JobReport {
         training,
         runs,
@@ -272,7 +262,7 @@ fn exact_stage(
     score: &dyn gud_core::score::ScoreModel,
     reference: &Dataset,
     opts: &JobOptions,
-    tuned_grids: &[gud_core::sampler::TunedGrid],
+    runs: &[JobRun],
     monitor: &dyn Monitor,
 ) -> Result<Option<ExactStage>> {
     let (cfg, design) = (&fitted.config, &fitted.design);
@@ -298,12 +288,12 @@ fn exact_stage(
     };
     let mut c = cfg.clone();
     if let Some(n) = nfe {
-        c.sampler.steps = grid_points(c.sampler.kind, n);
-        c.sampler.times = None;
-        // the budget's tuned grid, when the samples had one
+        c.sampler.set_steps(grid_points(c.sampler.kind, n));
+        // the grid the samples of this budget were drawn on, when it was tuned
         let points = c.sampler.steps;
-        if let Some(t) = tuned_grids.iter().find(|t| t.times.len() == points) {
-            c.sampler.times = Some(t.times.clone());
+        let tuned = runs.iter().find(|r| r.sampling.grid_points == points);
+        if let Some(t) = tuned.and_then(|r| r.tuned_grid.as_ref()) {
+            c.sampler.set_times(t.times.clone());
         }
     }
     c.sampler.batch = c

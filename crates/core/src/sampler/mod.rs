@@ -343,6 +343,18 @@ pub trait Sampler: Send + Sync {
 }
 
 impl SamplerConfig {
+    /// `steps` points of the config's `grid` (any explicit `times` dropped).
+    pub fn set_steps(&mut self, steps: usize) {
+        self.steps = steps;
+        self.times = None;
+    }
+
+    /// The explicit grid `times` (and `steps` its length).
+    pub fn set_times(&mut self, times: Vec<f64>) {
+        self.steps = times.len();
+        self.times = Some(times);
+    }
+
     /// Grid points: those of `times` when given, else `steps`.
     pub fn points(&self) -> usize {
         self.times.as_ref().map_or(self.steps, Vec::len)
