@@ -6,7 +6,8 @@
 # and the cost beside HMC's.
 # Usage: [SIZE=L M2=M LAM=G] scripts/measure-exact.sh RUN OUTDIR PROPOSALS K...
 #        (e.g. out/base/phi4 out/exact 1024 5 10; K with a suffix t, e.g. 10t: on the grid of
-#        `gud tune-grid --steps K`, written to OUTDIR/grid_KK.json)
+#        `gud tune-grid --steps K`, written to OUTDIR/grid_KK.json; `ode` or e.g. `ode1e-3`: the
+#        continuous probability-flow ODE at that tolerance, default 1e-4)
 set -euo pipefail
 run=$1 out=$2 n=$3
 shift 3
@@ -18,7 +19,10 @@ ref="$out/hmc_L${size}_m2${m2}_lam${lam}_n16384_seed1000.npy"
 "$gud" phi4 observe "$ref" --m2="$m2" --lam "$lam" --json > "$ref.json"
 for k in "$@"; do
   grid=(--steps "$k")
-  if [[ $k == *t ]]; then
+  if [[ $k == ode* ]]; then
+    tol=${k#ode}
+    grid=(--tol "${tol:-1e-4}")
+  elif [[ $k == *t ]]; then
     "$gud" tune-grid --run "$run" --steps "${k%t}" > "$out/grid_K$k.json"
     grid=(--times "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["times_arg"])' "$out/grid_K$k.json")")
   fi
@@ -33,7 +37,7 @@ def z(o, key):
     a, b = o[key], ref[key]
     return (a["value"] - b["value"]) / math.hypot(a["error"], b["error"])
 h = r["hmc"]
-print(f"K = {k:>2} ({r['sampling']['nfe']} NFE), {r['proposals']} proposals: acceptance {r['acceptance']:.3f}, "
+print(f"K = {k:>2} ({r['sampling'].get('nfe')} NFE), {r['proposals']} proposals: acceptance {r['acceptance']:.3f}, "
       f"ESS/N {r['ess_fraction']:.3f}, std log w {r['log_w_std']:.3f}, longest rejection run "
       f"{r['longest_rejection_run']}, tau_int(|M|) {r['tau_int_abs_m']['tau']:.2f}, "
       f"log Z {r['log_z']:.3f} +- {r['log_z_error']:.3f}")

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use gud::config::Config;
 use gud_core::config::{PosteriorVariance, SamplerKind, ScoreConfig, TimeGrid};
 use gud_core::score::PatchRule;
+use gud_core::sampler::GridTuning;
 use gud_core::Dataset;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -274,16 +275,16 @@ pub struct TuneGridArgs {
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
     /// Prior draws the error is measured on.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = GridTuning::default().pilot)]
     pub pilot: usize,
     /// Points of the uniform reference grid.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = GridTuning::default().reference_points)]
     pub reference_steps: usize,
     /// Most trial grids (each one pass of the pilot: pilot x (K - 1) evaluations for exp).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = GridTuning::default().max_trials)]
     pub max_trials: usize,
     /// Seed of the pilot's prior draws.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = GridTuning::default().seed)]
     pub seed: u64,
     /// Also write the grid as a config fragment (`[sampler]` kind, order, steps, times) in TOML.
     #[arg(long)]
@@ -302,7 +303,7 @@ pub fn tune_grid(a: &TuneGridArgs) -> Result<()> {
     }
     cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
     cfg.sampler.order = a.order.unwrap_or(cfg.sampler.order);
-    let tuning = gud_core::sampler::GridTuning {
+    let tuning = GridTuning {
         points: a.steps,
         pilot: a.pilot,
         reference_points: a.reference_steps,

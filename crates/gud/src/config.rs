@@ -149,14 +149,16 @@ pub struct TuneGridConfig {
 }
 
 impl Default for TuneGridConfig {
+    /// `gud tune-grid`'s own defaults ([`gud_core::sampler::GridTuning`]), for budgets up to 10.
     fn default() -> Self {
+        let t = gud_core::sampler::GridTuning::default();
         TuneGridConfig {
             enabled: None,
-            max_nfe: 20,
-            pilot: 128,
-            trials: 100,
-            reference_steps: 200,
-            seed: 0,
+            max_nfe: 10,
+            pilot: t.pilot,
+            trials: t.max_trials,
+            reference_steps: t.reference_points,
+            seed: t.seed,
         }
     }
 }
