@@ -297,6 +297,20 @@ mod tests {
     }
 
     #[test]
+    fn gud_run_tunes_with_gud_tune_grids_settings() {
+        // the same grid from both (issue 17: a cheaper tuning in `gud run` gave another grid)
+        for k in [5, 10] {
+            assert_eq!(
+                TuneGridConfig::default().tuning(k),
+                gud_core::sampler::GridTuning {
+                    points: k,
+                    ..Default::default()
+                }
+            );
+        }
+    }
+
+    #[test]
     fn the_phi4_example_is_the_built_in_default() {
         let c: Config = toml::from_str(include_str!("../../../examples/phi4.toml")).unwrap();
         let mut d = Config::default();
