@@ -3,7 +3,8 @@
 # (m2 = -4; L = 6, 8, 10 at lam = 6.975, 6.008, 5.550): the phi^4 default's design, network and
 # training (examples/phi4.toml) retrained at each, then scripts/measure-exact.sh at K points.
 # Usage: scripts/measure-critical.sh OUTDIR PROPOSALS "L:LAM:K,K ..."
-#        (e.g. out/critical 512 "6:6.975:10,20 8:6.008:10,20 10:5.550:10")
+#        (e.g. out/critical 512 "6:6.975:10,20 8:6.008:10t,ode 10:5.550:5t"; each K as in
+#        scripts/measure-exact.sh: K points, Kt on the tuned grid, ode[TOL])
 set -euo pipefail
 out=$1 n=$2 ensembles=$3
 gud=${GUD:-target/release/gud}
