@@ -5,7 +5,7 @@
 //! Measured, each `reps` times (median, min and max reported): training steps/s at batch 64
 //! (the full step with batch preparation, and the network step alone on a fixed batch: forward,
 //! loss, backward, clipping, AdamW, EMA), the network's forward alone in samples/s (chunks of
-//! 64, no gradients: what PyTorch's eval measures), the `neural` score's eps_hat in samples/s
+//! of gud's `EvalPool`, no gradients: what PyTorch's eval measures in chunks of 64), the `neural` score's eps_hat in samples/s
 //! (the network plus the encoding of chi_t and the decoding of the output), the sampler's
 //! per-step overhead outside the network (exp sampler, 64 samples: 1 - network time / step
 //! time, interleaved), the process's peak resident memory after all that, and then full
@@ -16,7 +16,7 @@ use gud_core::sampler::{generate, Plan};
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design, Shape};
 use gud_nn::config::{NetworkConfig, TrainConfig};
-use gud_nn::{NeuralScore, Trainer, UNet};
+use gud_nn::{EvalPool, NeuralScore, Trainer};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -82,25 +82,24 @@ fn main() {
         flip_sign: Some(true),
         ..TrainConfig::default()
     };
-    // the network's forward alone, on tensors ready in memory (PyTorch's eval)
-    let vs = tch::nn::VarStore::new(Device::Cpu);
-    let unet = UNet::new(&vs.root(), &net, shape, false).unwrap();
+    // the network's forward alone, on tensors ready in memory (PyTorch's eval): gud's
+    // evaluation, the pool of replicas of the `neural` score (chunks of `auto_chunk` images,
+    // one per worker thread)
+    let pool = EvalPool::new(&net, shape, false, Device::Cpu, threads as usize, None).unwrap();
     let n = 256;
     let xs = Tensor::randn([n, 1, size as i64, size as i64], (Kind::Float, Device::Cpu));
     let gs = Tensor::randn([1, d as i64], (Kind::Float, Device::Cpu)).expand([n, d as i64], false);
     let evals = if size <= 8 { 8 } else { 2 };
-    let forward = |k: i64| {
-        let _ = unet.forward(&xs.narrow(0, k, 64), &gs.narrow(0, k, 64));
+    let forward = || {
+        let _ = pool.forward(&xs, &gs);
     };
-    tch::no_grad(|| forward(0));
+    forward();
     // `--profile-eval S`: only the forward loop for S seconds (for perf record)
     if let Some(secs) = arg("--profile-eval") {
         let until = Instant::now() + std::time::Duration::from_secs_f64(secs.parse().unwrap());
-        tch::no_grad(|| {
-            while Instant::now() < until {
-                forward(0);
-            }
-        });
+        while Instant::now() < until {
+            forward();
+        }
         return;
     }
     let mut trainer = Trainer::new(&design, &data, &net, &cfg).unwrap();
@@ -125,17 +124,13 @@ fn main() {
     });
 
     let net_eval = rates(reps, evals * n as usize, || {
-        tch::no_grad(|| {
-            for _ in 0..evals {
-                for k in (0..n).step_by(64) {
-                    forward(k);
-                }
-            }
-        })
+        for _ in 0..evals {
+            forward();
+        }
     });
 
-    // the score: network + encoding and decoding, in chunks of 64
-    let score = NeuralScore::with_weights(&design, &net, trainer.ema(), Device::Cpu, 64).unwrap();
+    // the score: network + encoding and decoding
+    let score = NeuralScore::with_weights(&design, &net, trainer.ema(), Device::Cpu, None).unwrap();
     let chi: Vec<f64> = (0..n as usize * d)
         .map(|_| rng.random::<f64>() - 0.5)
         .collect();
@@ -174,11 +169,9 @@ fn main() {
             generate(&plan, &score, &sampler, 0, 0, 64, &mut |_| {}).unwrap();
             let step = t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
-            tch::no_grad(|| {
-                for _ in 0..k_steps {
-                    let _ = unet.forward(&xb, &gb);
-                }
-            });
+            for _ in 0..k_steps {
+                let _ = pool.forward(&xb, &gb);
+            }
             1.0 - t0.elapsed().as_secs_f64() / step
         })
         .collect();

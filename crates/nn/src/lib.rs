@@ -36,6 +36,8 @@ pub mod encode;
 #[cfg(feature = "torch")]
 mod error;
 #[cfg(feature = "torch")]
+pub mod pool;
+#[cfg(feature = "torch")]
 pub mod score;
 #[cfg(feature = "torch")]
 pub mod train;
@@ -48,6 +50,8 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use classifier::{Classifier, ClassifierTraining};
 #[cfg(feature = "torch")]
 pub use error::{Error, Result};
+#[cfg(feature = "torch")]
+pub use pool::{auto_chunk, EvalPool};
 #[cfg(feature = "torch")]
 pub use score::{jacobian_replicas, NeuralScore, JACOBIAN_BATCH};
 #[cfg(feature = "torch")]

@@ -1,43 +1,46 @@
 //! The trained network as a [`ScoreModel`]: `eps_hat = eps_gaussian + U NN(x, gamma)` (SPEC
-//! section 4), evaluated without gradients in chunks (default 64: libtorch's CPU kernels are
-//! faster per sample at moderate batch sizes than at large ones).
+//! section 4), evaluated without gradients on all cores by an [`EvalPool`] (replicas of the
+//! network, chunks of the batch).
 
 use crate::checkpoint::{Checkpoint, Named};
 use crate::config::NetworkConfig;
 use crate::encode::Encoder;
+use crate::pool::EvalPool;
 use crate::train::sorted_vars;
-use crate::unet::UNet;
 use crate::Result;
 use gud_core::score::ScoreModel;
 use gud_core::{Design, NoisingState};
-use std::sync::Mutex;
-use tch::nn::VarStore;
 use tch::{Device, Tensor};
+
+/// Rows per call of the pool in [`ScoreModel::eps_hat`]: the input images of at most this many
+/// rows exist at once (8 MB at 32 x 32 with the gamma channel).
+const ROWS_PER_CALL: usize = 1024;
 
 /// The `neural` score model of one design.
 pub struct NeuralScore<'a> {
     encoder: Encoder<'a>,
-    net: Mutex<(VarStore, UNet)>,
+    pool: EvalPool,
     device: Device,
-    chunk: usize,
 }
 
 impl<'a> NeuralScore<'a> {
-    /// A network of `network`'s architecture with the given weights (copied).
+    /// A network of `network`'s architecture with the given weights (copied), evaluated in
+    /// chunks of `chunk` images ([`crate::pool::auto_chunk`] when `None`) on all of libtorch's threads
+    /// ([`EvalPool`]).
     pub fn with_weights(
         design: &'a Design,
         network: &NetworkConfig,
         weights: &Named,
         device: Device,
-        chunk: usize,
+        chunk: Option<usize>,
     ) -> Result<Self> {
-        let (encoder, vs, net) = Self::build(design, network, device)?;
-        tch::no_grad(|| {
-            for ((_, dst), (_, src)) in sorted_vars(&vs).iter().zip(weights) {
-                dst.shallow_clone().copy_(src);
-            }
-        });
-        Ok(Self::assemble(encoder, vs, net, device, chunk))
+        let (encoder, pool) = Self::build(design, network, device, chunk)?;
+        pool.set_weights(weights);
+        Ok(NeuralScore {
+            encoder,
+            pool,
+            device,
+        })
     }
 
     /// The EMA weights of a checkpoint (refused unless it was trained on this design).
@@ -45,51 +48,46 @@ impl<'a> NeuralScore<'a> {
         design: &'a Design,
         ckpt: &Checkpoint,
         device: Device,
-        chunk: usize,
+        chunk: Option<usize>,
     ) -> Result<Self> {
         ckpt.check_design(design)?;
-        let (encoder, vs, net) = Self::build(design, &ckpt.network, device)?;
-        ckpt.load_into("ema", &sorted_vars(&vs))?;
-        Ok(Self::assemble(encoder, vs, net, device, chunk))
+        let (encoder, pool) = Self::build(design, &ckpt.network, device, chunk)?;
+        ckpt.load_into("ema", &sorted_vars(&pool.first().0))?;
+        pool.sync();
+        Ok(NeuralScore {
+            encoder,
+            pool,
+            device,
+        })
     }
 
     fn build(
         design: &'a Design,
         network: &NetworkConfig,
         device: Device,
-    ) -> Result<(Encoder<'a>, VarStore, UNet)> {
+        chunk: Option<usize>,
+    ) -> Result<(Encoder<'a>, EvalPool)> {
         let encoder = Encoder::new(design, network);
-        let vs = VarStore::new(device);
-        let net = UNet::new(&vs.root(), network, design.shape(), encoder.gamma_channel())?;
-        Ok((encoder, vs, net))
-    }
-
-    fn assemble(
-        encoder: Encoder<'a>,
-        vs: VarStore,
-        net: UNet,
-        device: Device,
-        chunk: usize,
-    ) -> Self {
-        // the weights are never trained here: no backward pass computes their gradients
-        let mut vs = vs;
-        vs.freeze();
-        NeuralScore {
-            encoder,
-            net: Mutex::new((vs, net)),
+        let workers = tch::get_num_threads().max(1) as usize;
+        let pool = EvalPool::new(
+            network,
+            design.shape(),
+            encoder.gamma_channel(),
             device,
-            chunk: chunk.max(1),
-        }
+            workers,
+            chunk,
+        )?;
+        Ok((encoder, pool))
     }
 
     /// Sets every weight of the network to zero (then eps_hat is the Gaussian score).
     pub fn zero_weights(&self) {
-        let guard = self.net.lock().expect("network lock");
-        tch::no_grad(|| {
-            for (_, v) in sorted_vars(&guard.0) {
-                let _ = v.shallow_clone().zero_();
-            }
-        });
+        self.pool.zero_weights();
+    }
+
+    /// The evaluation of the network (its replicas and chunks).
+    pub fn pool(&self) -> &EvalPool {
+        &self.pool
     }
 
     /// The network inputs of a batch of rows: images (n, C planes, H, W) and gamma (n, d).
@@ -123,9 +121,7 @@ impl<'a> NeuralScore<'a> {
     /// The raw network output for a batch of rows (for tests and benchmarks): (n, d) f32.
     pub fn correction(&self, chi_t: &[f64], gamma: &[f64]) -> Vec<f32> {
         let (xt, gt) = self.inputs(chi_t, gamma);
-        let guard = self.net.lock().expect("network lock");
-        let y = tch::no_grad(|| guard.1.forward(&xt, &gt));
-        to_vec(&y)
+        to_vec(&self.pool.forward(&xt, &gt))
     }
 
     /// The encoder between components and the network's images.
@@ -154,9 +150,7 @@ impl<'a> NeuralScore<'a> {
         let gt = Tensor::from_slice(&g)
             .view([n as i64, d as i64])
             .to_device(self.device);
-        let guard = self.net.lock().expect("network lock");
-        let y = tch::no_grad(|| guard.1.forward(&xt, &gt));
-        (x, g, to_vec(&y))
+        (x, g, to_vec(&self.pool.forward(&xt, &gt)))
     }
 
     /// Network output y and `(U^T u)^T (dNN/dx) x_v` per row by one backward pass, where x_v is
@@ -184,7 +178,7 @@ impl<'a> NeuralScore<'a> {
             self.encoder.input(&v[r], &zero, &mut scratch, vr);
             vr[d..].fill(0.0);
         }
-        let guard = self.net.lock().expect("network lock");
+        let guard = self.pool.first();
         let y = guard.1.forward(&xt, &gt);
         let ut = self.images(&u_img, n, 1);
         let s = (&y * &ut).sum(tch::Kind::Float);
@@ -236,8 +230,8 @@ impl ScoreModel for NeuralScore<'_> {
         let d = self.dim();
         let mut scratch = vec![0.0; d];
         for (rows, out) in chi_t
-            .chunks(self.chunk * d)
-            .zip(eps_hat.chunks_mut(self.chunk * d))
+            .chunks(ROWS_PER_CALL * d)
+            .zip(eps_hat.chunks_mut(ROWS_PER_CALL * d))
         {
             let y = self.correction(rows, state.gamma());
             for ((row, o), yr) in rows
@@ -310,7 +304,7 @@ impl ScoreModel for NeuralScore<'_> {
                 .collect();
             let (xt, gt) = self.inputs(&replicated, state.gamma());
             let xt = xt.set_requires_grad(true);
-            let guard = self.net.lock().expect("network lock");
+            let guard = self.pool.first();
             let y = guard.1.forward(&xt, &gt);
             let y5 = y.view([n as i64, r as i64, image[0], image[1], image[2]]);
             let grads: Vec<Tensor> = cotangents
@@ -363,7 +357,7 @@ impl ScoreModel for NeuralScore<'_> {
         let mut scratch = vec![0.0; d];
         let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
         let analytic = self.encoder.design().base();
-        let step = self.chunk * d;
+        let step = self.pool.chunk() * d;
         for (k, rows) in chi_t.chunks(step).enumerate() {
             let r = k * step..k * step + rows.len();
             let (y, form) = self.correction_form(rows, state.gamma(), &u[r.clone()], &v[r.clone()]);

@@ -74,7 +74,8 @@ fn untrained_and_zeroed_network_is_the_gaussian_score() {
         let design = design(&data, basis);
         let trainer = Trainer::new(&design, &data, &tiny(), &train_cfg()).unwrap();
         let score =
-            NeuralScore::with_weights(&design, &tiny(), trainer.ema(), Device::Cpu, 5).unwrap();
+            NeuralScore::with_weights(&design, &tiny(), trainer.ema(), Device::Cpu, Some(5))
+                .unwrap();
         let gauss = GaussianScore::new(design.sigma_data().to_vec());
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let chi: Vec<f64> = (0..12 * 16)
@@ -116,7 +117,7 @@ fn with_a_mixture_base_the_untrained_network_is_the_mixture_score() {
             .unwrap()
             .ema(),
         Device::Cpu,
-        5,
+        Some(5),
     )
     .unwrap();
     let mixture = gud_core::score::MixtureScore::new(design.base().clone());
@@ -329,10 +330,15 @@ fn checkpoint_round_trip_and_bit_exact_resume() {
 
     // Save -> load gives identical score outputs.
     full.save(&path).unwrap();
-    let loaded =
-        NeuralScore::from_checkpoint(&design, &Checkpoint::read(&path).unwrap(), Device::Cpu, 64)
-            .unwrap();
-    let direct = NeuralScore::with_weights(&design, &tiny(), full.ema(), Device::Cpu, 64).unwrap();
+    let loaded = NeuralScore::from_checkpoint(
+        &design,
+        &Checkpoint::read(&path).unwrap(),
+        Device::Cpu,
+        Some(64),
+    )
+    .unwrap();
+    let direct =
+        NeuralScore::with_weights(&design, &tiny(), full.ema(), Device::Cpu, Some(64)).unwrap();
     let chi: Vec<f64> = (0..16 * 5).map(|i| (i as f64 * 0.37).sin()).collect();
     let state = design.state(0.4);
     let (mut a, mut b) = (vec![0.0; chi.len()], vec![0.0; chi.len()]);
@@ -432,7 +438,7 @@ fn bad_checkpoints_give_clear_errors() {
 
     // Another design (pixel basis: other Sigma).
     let other = self::design(&data, "pixel");
-    let e = NeuralScore::from_checkpoint(&other, &ckpt, Device::Cpu, 64)
+    let e = NeuralScore::from_checkpoint(&other, &ckpt, Device::Cpu, Some(64))
         .err()
         .unwrap()
         .to_string();
@@ -503,16 +509,105 @@ fn checkpoints_are_byte_reproducible_checksummed_and_never_resume_nan() {
     );
 }
 
-/// A NeuralScore with every weight of a fresh network moved by N(0, 0.2^2) (non-zero output).
-fn perturbed_score<'a>(design: &'a Design, data: &Dataset) -> NeuralScore<'a> {
+/// Every weight of a fresh network moved by N(0, 0.2^2) (non-zero output).
+fn perturbed_weights(design: &Design, data: &Dataset) -> Vec<(String, Tensor)> {
     let trainer = Trainer::new(design, data, &tiny(), &train_cfg()).unwrap();
     tch::manual_seed(3);
-    let weights: Vec<(String, Tensor)> = trainer
+    trainer
         .ema()
         .iter()
         .map(|(n, t)| (n.clone(), t.copy() + t.randn_like() * 0.2))
+        .collect()
+}
+
+/// A NeuralScore of [`perturbed_weights`].
+fn perturbed_score<'a>(design: &'a Design, data: &Dataset) -> NeuralScore<'a> {
+    let weights = perturbed_weights(design, data);
+    NeuralScore::with_weights(design, &tiny(), &weights, Device::Cpu, Some(7)).unwrap()
+}
+
+#[test]
+fn the_pool_of_replicas_gives_one_networks_output_at_any_chunk_and_thread_count() {
+    // issue 22: the evaluation spreads chunks of the batch over replicas of the network, one
+    // worker thread each; the output is the single network's on the whole batch
+    let data = data(64, 1);
+    let design = design(&data, "fourier");
+    let d = design.dim();
+    let weights = perturbed_weights(&design, &data);
+    let score = |chunk: usize| {
+        NeuralScore::with_weights(&design, &tiny(), &weights, Device::Cpu, Some(chunk)).unwrap()
+    };
+    let n = 23;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let chi: Vec<f64> = (0..n * d)
+        .map(|_| rng.random::<f64>() * 2.0 - 1.0)
         .collect();
-    NeuralScore::with_weights(design, &tiny(), &weights, Device::Cpu, 7).unwrap()
+    let state = design.state(0.3);
+    tch::set_num_threads(1);
+    let one = score(64);
+    assert_eq!((one.pool().workers(), one.pool().chunk()), (1, 64));
+    let reference = one.correction(&chi, state.gamma());
+    let largest = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        largest > 1e-2,
+        "the perturbed network's output is not trivial"
+    );
+    for (threads, chunk) in [(3, 1), (3, 5), (2, 23), (3, 64), (1, 4)] {
+        tch::set_num_threads(threads);
+        let s = score(chunk);
+        assert_eq!(s.pool().workers(), threads as usize);
+        let y = s.correction(&chi, state.gamma());
+        for (k, (a, b)) in y.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * largest,
+                "{threads} threads, chunks of {chunk}, entry {k}: {a} vs {b}"
+            );
+        }
+        // the caller's own thread count is back
+        assert_eq!(tch::get_num_threads(), threads);
+    }
+    tch::set_num_threads(1);
+}
+
+#[test]
+fn the_one_pass_circular_pad_is_libtorchs_and_keeps_gradients() {
+    // issue 22: without gradients the padded tensor is written in one pass
+    tch::manual_seed(4);
+    for dims in [
+        [2i64, 3, 1, 1],
+        [2, 3, 2, 5],
+        [1, 2, 4, 4],
+        [3, 1, 8, 3],
+        [2, 4, 5, 1],
+    ] {
+        let x = Tensor::randn(dims, (Kind::Float, Device::Cpu));
+        let expected = x.pad([1, 1, 1, 1], "circular", None);
+        let fast = gud_nn::unet::circular_pad(&x);
+        assert_eq!(fast.size(), expected.size());
+        assert!(fast.equal(&expected), "{dims:?}");
+        // a non-contiguous input (a transposed view)
+        let xt = x.transpose(2, 3);
+        assert!(gud_nn::unet::circular_pad(&xt).equal(&xt.pad([1, 1, 1, 1], "circular", None)));
+        // with gradients: libtorch's op, whose backward folds the halo back
+        let xg = x.set_requires_grad(true);
+        let padded = gud_nn::unet::circular_pad(&xg);
+        assert!(padded.requires_grad() && padded.equal(&expected));
+        let grad = Tensor::run_backward(&[padded.sum(Kind::Float)], &[&xg], false, false)
+            .pop()
+            .unwrap();
+        // each site is read once, plus once per halo that copies it
+        let count = |i: i64, n: i64| 1 + i64::from(i == 0) + i64::from(i == n - 1);
+        for i in 0..dims[2] {
+            for j in 0..dims[3] {
+                let g = grad.double_value(&[0, 0, i, j]);
+                assert_eq!(
+                    g,
+                    (count(i, dims[2]) * count(j, dims[3])) as f64,
+                    "{dims:?} {i} {j}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &cfg.network,
             trainer.ema(),
             gud_nn::device("cpu")?,
-            64,
+            None,
         )?;
         let plan = gud::sample::plan(&cfg, &design)?;
         // without log q: the ordinary sampler

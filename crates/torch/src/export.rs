@@ -23,7 +23,7 @@ pub(crate) fn export(
     ckpt.check_network(&cfg.network).nn()?;
     set_threads(cfg);
     let device = gud_nn::device(&cfg.train.device).nn()?;
-    let score = gud_nn::NeuralScore::from_checkpoint(design, &ckpt, device, 64).nn()?;
+    let score = gud_nn::NeuralScore::from_checkpoint(design, &ckpt, device, None).nn()?;
     let encoder = score.encoder();
     let (weights, parameters) = ckpt.ema_weights().nn()?;
     let shape = design.shape();

@@ -68,7 +68,7 @@ impl Network for Torch {
         train::train(run, cfg, design, data, resume, monitor)
     }
 
-    /// The EMA network of the trained run, evaluated in chunks of 64.
+    /// The EMA network of the trained run, evaluated on all of libtorch's threads (`gud_nn::EvalPool`).
     fn score<'a>(
         &self,
         cfg: &Config,
@@ -80,7 +80,7 @@ impl Network for Torch {
         let ckpt = gud_nn::Checkpoint::read(&run.checkpoint_path()).nn()?;
         ckpt.check_network(&cfg.network).nn()?;
         Ok(Box::new(
-            gud_nn::NeuralScore::from_checkpoint(design, &ckpt, device, 64).nn()?,
+            gud_nn::NeuralScore::from_checkpoint(design, &ckpt, device, None).nn()?,
         ))
     }
 
