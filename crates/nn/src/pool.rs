@@ -133,14 +133,71 @@ impl EvalPool {
         self.replicas.len()
     }
 
+    /// Workers for `items` pieces of work: min(replicas, libtorch's threads, items).
+    pub fn workers_for(&self, items: usize) -> usize {
+        let threads = tch::get_num_threads().max(1) as usize;
+        self.replicas.len().min(threads).min(items).max(1)
+    }
+
+    /// Runs `f(state, network, item)` for every item, spread over `states.len()` workers (at
+    /// most the replicas), each with its own replica, state and one libtorch thread, taking
+    /// items in order from a shared queue; with one state, all in the calling thread with
+    /// libtorch's own threads. Gradients are as the caller's thread has them (on by default in
+    /// the workers: `f` turns them off where it needs none).
+    pub(crate) fn run<T: Send, S: Send>(
+        &self,
+        items: Vec<T>,
+        states: Vec<S>,
+        f: impl Fn(&mut S, &UNet, T) + Sync,
+    ) {
+        let workers = states.len().min(self.replicas.len());
+        let mut states = states.into_iter().take(workers);
+        if workers <= 1 {
+            let Some(mut state) = states.next() else {
+                return;
+            };
+            let first = self.first();
+            for item in items {
+                f(&mut state, &first.1, item);
+            }
+            return;
+        }
+        let threads = tch::get_num_threads().max(1);
+        let queue = Mutex::new(VecDeque::from(items));
+        let work = |replica: &Mutex<Replica>, mut state: S| {
+            // one libtorch thread in this thread (OpenMP's count is per thread)
+            tch::set_num_threads(1);
+            let r = replica.lock().expect("network lock");
+            loop {
+                // (the queue's lock is released before the work)
+                let Some(item) = queue.lock().expect("queue lock").pop_front() else {
+                    break;
+                };
+                f(&mut state, &r.1, item);
+            }
+        };
+        let first = states.next().expect("workers > 1");
+        // the calling thread is worker 0 (its allocations stay in its own malloc arena)
+        std::thread::scope(|s| {
+            for (replica, state) in self.replicas[1..workers].iter().zip(states) {
+                let work = &work;
+                s.spawn(move || work(replica, state));
+            }
+            work(&self.replicas[0], first);
+        });
+        // back to the calling thread's count (also libtorch's default for threads it has not
+        // seen yet, which the workers set to 1)
+        tch::set_num_threads(threads);
+    }
+
     /// The network's output for `x` (B, C_in, H, W) and `gamma` (B, d), without gradients:
-    /// chunks of [`Self::chunk`] images, spread over min(replicas, libtorch's threads, chunks)
-    /// workers of one libtorch thread each (in the calling thread with libtorch's own threads
-    /// when that is one).
+    /// chunks of [`Self::chunk`] images spread over [`Self::workers_for`] workers of one
+    /// libtorch thread each (in the calling thread with libtorch's own threads when that is
+    /// one).
     pub fn forward(&self, x: &Tensor, gamma: &Tensor) -> Tensor {
         let n = x.size()[0];
         let chunk = self.chunk as i64;
-        let pieces: VecDeque<(usize, Tensor, Tensor)> = (0..n)
+        let pieces: Vec<(usize, Tensor, Tensor)> = (0..n)
             .step_by(self.chunk)
             .enumerate()
             .map(|(k, at)| {
@@ -149,52 +206,25 @@ impl EvalPool {
             })
             .collect();
         let count = pieces.len();
-        let threads = tch::get_num_threads().max(1) as usize;
-        let workers = self.replicas.len().min(threads).min(count);
-        if workers <= 1 {
-            let first = self.first();
-            let outs: Vec<Tensor> = tch::no_grad(|| {
-                pieces
-                    .iter()
-                    .map(|(_, x, g)| first.1.forward(x, g))
-                    .collect()
-            });
-            return if outs.len() == 1 {
-                outs.into_iter().next().expect("one chunk")
-            } else {
-                Tensor::cat(&outs, 0)
-            };
-        }
-        let queue = Mutex::new(pieces);
         let outs: Mutex<Vec<Option<Tensor>>> = Mutex::new((0..count).map(|_| None).collect());
-        let work = |replica: &Mutex<Replica>| {
-            // one libtorch thread in this thread (OpenMP's count is per thread)
-            tch::set_num_threads(1);
-            let r = replica.lock().expect("network lock");
-            tch::no_grad(|| loop {
-                let Some((k, x, g)) = queue.lock().expect("queue lock").pop_front() else {
-                    break;
-                };
-                let y = r.1.forward(&x, &g);
+        self.run(
+            pieces,
+            vec![(); self.workers_for(count)],
+            |_, net, (k, x, g)| {
+                let y = tch::no_grad(|| net.forward(&x, &g));
                 outs.lock().expect("outputs lock")[k] = Some(y);
-            });
-        };
-        // the calling thread is worker 0 (its allocations stay in its own malloc arena)
-        std::thread::scope(|s| {
-            for replica in &self.replicas[1..workers] {
-                s.spawn(|| work(replica));
-            }
-            work(&self.replicas[0]);
-        });
-        // back to the calling thread's count (also libtorch's default for threads it has not
-        // seen yet, which the workers set to 1)
-        tch::set_num_threads(threads as i32);
-        let outs: Vec<Tensor> = outs
+            },
+        );
+        let mut outs: Vec<Tensor> = outs
             .into_inner()
             .expect("outputs lock")
             .into_iter()
             .map(|y| y.expect("every chunk evaluated"))
             .collect();
-        Tensor::cat(&outs, 0)
+        if outs.len() == 1 {
+            outs.pop().expect("one chunk")
+        } else {
+            Tensor::cat(&outs, 0)
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::config::NetworkConfig;
 use crate::encode::Encoder;
 use crate::pool::EvalPool;
 use crate::train::sorted_vars;
+use crate::unet::UNet;
 use crate::Result;
 use gud_core::score::ScoreModel;
 use gud_core::{Design, NoisingState};
@@ -192,6 +193,71 @@ impl<'a> NeuralScore<'a> {
         let form = Vec::<f64>::try_from(form.to_device(Device::Cpu)).expect("f64 output");
         (to_vec(&y.detach()), form)
     }
+
+    /// eps_hat and the Jacobians of `rows` (one forward pass of `net` over r replicas of each
+    /// row, a backward pass per cotangent tensor of `cotangents`; `e_t` = E^T) into `eps` and
+    /// `jac`: the body of [`ScoreModel::eps_jacobian`] for one chunk.
+    #[allow(clippy::too_many_arguments)]
+    fn jacobian_chunk(
+        &self,
+        net: &UNet,
+        rows: &[f64],
+        state: &NoisingState,
+        r: usize,
+        cotangents: &[Tensor],
+        e_t: &Tensor,
+        eps: &mut [f64],
+        jac: &mut [f64],
+    ) {
+        let d = self.dim();
+        let planes = self.encoder.input_planes();
+        let passes = cotangents.len();
+        let n = rows.len() / d;
+        let shape = self.encoder.design().shape();
+        let image = [shape.c as i64, shape.h as i64, shape.w as i64];
+        let replicated: Vec<f64> = rows
+            .chunks_exact(d)
+            .flat_map(|row| std::iter::repeat_n(row, r).flatten().copied())
+            .collect();
+        let (xt, gt) = self.inputs(&replicated, state.gamma());
+        let xt = xt.set_requires_grad(true);
+        let y = net.forward(&xt, &gt);
+        let y5 = y.view([n as i64, r as i64, image[0], image[1], image[2]]);
+        let grads: Vec<Tensor> = cotangents
+            .iter()
+            .enumerate()
+            .map(|(j, cot)| {
+                let s = (&y5 * cot).sum(tch::Kind::Float);
+                Tensor::run_backward(&[s], &[&xt], j + 1 < passes, false)
+                    .pop()
+                    .expect("one gradient")
+                    .view([(n * r) as i64, (d * planes) as i64])
+            })
+            .collect();
+        // rows (j, b r + i) of `jn`: component j r + i of row b, J_NN[(b, k), :] = grad . E
+        let jn = Tensor::stack(&grads, 0)
+            .matmul(e_t)
+            .to_kind(tch::Kind::Double);
+        let jn = Vec::<f64>::try_from(jn.to_device(Device::Cpu).contiguous().view(-1))
+            .expect("f64 Jacobian");
+        let y = to_vec(&y.detach());
+        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
+        let analytic = self.encoder.design().base();
+        let mut scratch = vec![0.0; d];
+        for (b, row) in rows.chunks_exact(d).enumerate() {
+            let o = &mut eps[b * d..(b + 1) * d];
+            self.encoder.base(row, state, o);
+            // every replica of a row has the same output: take the first
+            self.encoder
+                .add_correction(&y[b * r * d..b * r * d + d], &mut scratch, o);
+            let j = &mut jac[b * d * d..(b + 1) * d * d];
+            for (k, jk) in j.chunks_exact_mut(d).enumerate() {
+                let at = ((k / r) * n * r + b * r + k % r) * d;
+                jk.copy_from_slice(&jn[at..at + d]);
+                jk[k] += analytic.eps_derivative(k, row[k], a2[k], s2[k]);
+            }
+        }
+    }
 }
 
 /// Images in one forward pass of [`ScoreModel::eps_jacobian`]: 64-128 measured fastest per
@@ -263,6 +329,10 @@ impl ScoreModel for NeuralScore<'_> {
         let d = self.dim();
         let planes = self.encoder.input_planes();
         let n_all = chi_t.len() / d;
+        // one worker with libtorch's own threads: spreading the rows over the pool's workers
+        // (a graph each) gave the same rows/s (8 x 8: 56.6 against 57.0; 16 x 16: 3.89 against
+        // 3.88, `make bench`, 2 cores) with 1.5x the peak memory (931 MB against 636 at 16 x 16)
+        let workers = 1;
         let (r, rows_per_chunk) = jacobian_replicas(n_all, d);
         let passes = d.div_ceil(r);
         let mut scratch = vec![0.0; d];
@@ -282,65 +352,36 @@ impl ScoreModel for NeuralScore<'_> {
         }
         let shape = self.encoder.design().shape();
         let image = [shape.c as i64, shape.h as i64, shape.w as i64];
-        let cotangents: Vec<Tensor> = out_dirs
-            .chunks_exact(r * d)
-            .map(|c| {
-                Tensor::from_slice(c)
-                    .view([1, r as i64, image[0], image[1], image[2]])
+        // each worker's own tensors of them (a tensor is not shared between threads)
+        let states: Vec<(Vec<Tensor>, Tensor)> = (0..workers)
+            .map(|_| {
+                let cotangents = out_dirs
+                    .chunks_exact(r * d)
+                    .map(|c| {
+                        Tensor::from_slice(c)
+                            .view([1, r as i64, image[0], image[1], image[2]])
+                            .to_device(self.device)
+                    })
+                    .collect();
+                let e_t = Tensor::from_slice(&in_dirs)
+                    .view([d as i64, (d * planes) as i64])
                     .to_device(self.device)
+                    .transpose(0, 1);
+                (cotangents, e_t)
             })
             .collect();
-        let e_t = Tensor::from_slice(&in_dirs)
-            .view([d as i64, (d * planes) as i64])
-            .to_device(self.device)
-            .transpose(0, 1);
-        let (a2, s2) = (state.alpha_sq(), state.sigma_sq());
-        let analytic = self.encoder.design().base();
-        for (c, rows) in chi_t.chunks(rows_per_chunk * d).enumerate() {
-            let n = rows.len() / d;
-            let replicated: Vec<f64> = rows
-                .chunks_exact(d)
-                .flat_map(|row| std::iter::repeat_n(row, r).flatten().copied())
-                .collect();
-            let (xt, gt) = self.inputs(&replicated, state.gamma());
-            let xt = xt.set_requires_grad(true);
-            let guard = self.pool.first();
-            let y = guard.1.forward(&xt, &gt);
-            let y5 = y.view([n as i64, r as i64, image[0], image[1], image[2]]);
-            let grads: Vec<Tensor> = cotangents
-                .iter()
-                .enumerate()
-                .map(|(j, cot)| {
-                    let s = (&y5 * cot).sum(tch::Kind::Float);
-                    Tensor::run_backward(&[s], &[&xt], j + 1 < passes, false)
-                        .pop()
-                        .expect("one gradient")
-                        .view([(n * r) as i64, (d * planes) as i64])
-                })
-                .collect();
-            drop(guard);
-            // rows (j, b r + i) of `jn`: component j r + i of row b, J_NN[(b, k), :] = grad . E
-            let jn = Tensor::stack(&grads, 0)
-                .matmul(&e_t)
-                .to_kind(tch::Kind::Double);
-            let jn = Vec::<f64>::try_from(jn.to_device(Device::Cpu).contiguous().view(-1))
-                .expect("f64 Jacobian");
-            let y = to_vec(&y.detach());
-            let base = c * rows_per_chunk;
-            for (b, row) in rows.chunks_exact(d).enumerate() {
-                let o = &mut eps_hat[(base + b) * d..(base + b + 1) * d];
-                self.encoder.base(row, state, o);
-                // every replica of a row has the same output: take the first
-                self.encoder
-                    .add_correction(&y[b * r * d..b * r * d + d], &mut scratch, o);
-                let j = &mut jac[(base + b) * d * d..(base + b + 1) * d * d];
-                for (k, jk) in j.chunks_exact_mut(d).enumerate() {
-                    let at = ((k / r) * n * r + b * r + k % r) * d;
-                    jk.copy_from_slice(&jn[at..at + d]);
-                    jk[k] += analytic.eps_derivative(k, row[k], a2[k], s2[k]);
-                }
-            }
-        }
+        let items: Vec<_> = chi_t
+            .chunks(rows_per_chunk * d)
+            .zip(eps_hat.chunks_mut(rows_per_chunk * d))
+            .zip(jac.chunks_mut(rows_per_chunk * d * d))
+            .collect();
+        self.pool.run(
+            items,
+            states,
+            |(cotangents, e_t), net, ((rows, eps), jac)| {
+                self.jacobian_chunk(net, rows, state, r, cotangents, e_t, eps, jac);
+            },
+        );
     }
 
     /// u^T J v = u^T J_base v + (U^T u)^T J_NN x_v, the network part by autograd.
