@@ -588,7 +588,7 @@ fn the_one_pass_circular_pad_is_libtorchs_and_keeps_gradients() {
         // a non-contiguous input (a transposed view)
         let xt = x.transpose(2, 3);
         assert!(gud_nn::unet::circular_pad(&xt).equal(&xt.pad([1, 1, 1, 1], "circular", None)));
-        // with gradients: libtorch's op, whose backward folds the halo back
+        // with gradients: one index_select, whose backward folds the halo back
         let xg = x.set_requires_grad(true);
         let padded = gud_nn::unet::circular_pad(&xg);
         assert!(padded.requires_grad() && padded.equal(&expected));
