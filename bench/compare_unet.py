@@ -81,7 +81,8 @@ def main():
         print(f"measured {size}x{size}", file=sys.stderr)
     g0, t0 = rows[0][1], rows[0][2]
     print(f"gud-nn (libtorch via tch) against PyTorch {t0['version']} eager, the same U-Net "
-          f"(gud.unet.UNet), batch 64, {g0['threads']} threads; median [min, max] of "
+          f"(gud.unet.UNet), training batch 64, eval of 256 images (gud: its pool of replicas, "
+          f"PyTorch: chunks of 64), {g0['threads']} threads; median [min, max] of "
           f"{a.reps} rounds of {a.per_round} repetitions (one process of each per round, "
           "interleaved)")
     print()
