@@ -12,7 +12,15 @@ use tch::{Device, Kind, Tensor};
 
 fn main() {
     gud_nn::set_threads(None);
-    for (c, s) in [(32i64, 8i64), (64, 4), (32, 16), (64, 8), (32, 28), (32, 32), (64, 16)] {
+    for (c, s) in [
+        (32i64, 8i64),
+        (64, 4),
+        (32, 16),
+        (64, 8),
+        (32, 28),
+        (32, 32),
+        (64, 16),
+    ] {
         let x = Tensor::randn([64, c, s, s], (Kind::Float, Device::Cpu));
         let pad = |x: &Tensor| x.pad([1, 1, 1, 1], "circular", None);
         assert!(circular_pad(&x).equal(&pad(&x)));

@@ -12,7 +12,8 @@
 //! A tour: [`config`] (the `[network]` and `[train]` settings: gud-core's `nn_config`,
 //! re-exported, so that the pipeline reads them without libtorch), [`unet`] (the network), [`encode`] (chi_t and gamma_t to images,
 //! the output back to eps), [`train`] (the loss of SPEC section 4, AdamW, EMA, checkpoints in
-//! [`checkpoint`]), [`score`] (the trained score as a `ScoreModel`) and [`classifier`]. The
+//! [`checkpoint`]), [`score`] (the trained score as a `ScoreModel`, evaluated on all cores by
+//! [`pool`]) and [`classifier`]. The
 //! pipeline drives training through the plug-in of gud-torch; the settings round-trip through
 //! TOML:
 //!

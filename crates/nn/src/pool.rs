@@ -7,10 +7,10 @@
 //! evaluation's samples on 2 cores). Here the cores share the batch instead: each worker runs
 //! whole forward passes of its chunks, no barrier until the end, and a chunk's activations stay
 //! in its core's cache. Measured on 2 cores (`cargo run --release -p gud-nn --example
-//! par_eval`, samples/s against chunks of 64 with 2 libtorch threads): 8 x 8 +35% (chunks of
-//! 64), 16 x 16 +15% (16-32), 32 x 32 +20% (8-16); chunks of 64 at 32 x 32 were slower than
-//! the intra-op evaluation (two 9 MB activations no longer fit the caches), hence
-//! [`auto_chunk`].
+//! par_eval`, samples/s against libtorch's 2 threads on chunks of 64, three alternating rounds
+//! each): 8 x 8 1.07-1.33x, 16 x 16 1.04-1.08x, 28 x 28 1.03-1.34x, 32 x 32 1.07-1.30x with
+//! [`auto_chunk`]'s chunks; chunks of 64 at 32 x 32 were slower than libtorch's threads (two
+//! 9 MB activations side by side no longer fit the caches).
 //!
 //! Gradients (training, the Jacobians of exact sampling) use replica 0 alone, with libtorch's
 //! intra-op threads.
