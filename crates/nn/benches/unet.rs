@@ -4,12 +4,13 @@
 //!
 //! Measured, each `reps` times (median, min and max reported): training steps/s at batch 64
 //! (the full step with batch preparation, and the network step alone on a fixed batch: forward,
-//! loss, backward, clipping, AdamW, EMA), the network's forward alone in samples/s (chunks of
-//! of gud's `EvalPool`, no gradients: what PyTorch's eval measures in chunks of 64), the `neural` score's eps_hat in samples/s
-//! (the network plus the encoding of chi_t and the decoding of the output), the sampler's
-//! per-step overhead outside the network (exp sampler, 64 samples: 1 - network time / step
-//! time, interleaved), the process's peak resident memory after all that, and then full
-//! Jacobian rows/s (exact sampling) with the peak they raise it to.
+//! loss, backward, clipping, AdamW, EMA), the network's forward alone in samples/s (gud's
+//! `EvalPool` on 256 images, no gradients: what PyTorch's eval measures in chunks of 64), the
+//! `neural` score's eps_hat in samples/s (the network plus the encoding of chi_t and the
+//! decoding of the output), the sampler's per-step overhead outside the network (exp sampler,
+//! 64 samples: 1 - network time / step time, interleaved), the process's peak resident memory
+//! after all that, and then full Jacobian rows/s (exact sampling) with the peak they raise it
+//! to.
 
 use gud_core::config::{DesignConfig, SamplerConfig, SamplerKind};
 use gud_core::sampler::{generate, Plan};

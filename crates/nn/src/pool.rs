@@ -196,6 +196,9 @@ impl EvalPool {
     /// one).
     pub fn forward(&self, x: &Tensor, gamma: &Tensor) -> Tensor {
         let n = x.size()[0];
+        if n == 0 {
+            return tch::no_grad(|| self.first().1.forward(x, gamma));
+        }
         let chunk = self.chunk as i64;
         let pieces: Vec<(usize, Tensor, Tensor)> = (0..n)
             .step_by(self.chunk)

@@ -59,14 +59,14 @@ impl Conv3 {
 /// --release -p gud-nn --example padbench`). On the CPU, without gradients (evaluation), the
 /// padded tensor is written here in one pass, a padded row at a time; with gradients
 /// (training, Jacobians) it is one `index_select` of the flattened sites, whose backward is
-/// one `index_add` (forward and backward 2.5-4x faster than `pad`'s). Elsewhere `pad`.
+/// one `index_add` (forward and backward 2.5-4x faster than `pad`'s). Elsewhere (another
+/// device or kind, an empty tensor) `pad`.
 pub fn circular_pad(x: &Tensor) -> Tensor {
     let dims = x.size();
     if dims.len() != 4
         || x.kind() != Kind::Float
         || x.device() != tch::Device::Cpu
-        || dims[2] == 0
-        || dims[3] == 0
+        || dims.contains(&0)
     {
         return x.pad([1, 1, 1, 1], "circular", None);
     }

@@ -573,6 +573,9 @@ fn the_pool_of_replicas_gives_one_networks_output_at_any_chunk_and_thread_count(
 fn the_one_pass_circular_pad_is_libtorchs_and_keeps_gradients() {
     // issue 22: without gradients the padded tensor is written in one pass
     tch::manual_seed(4);
+    let empty = Tensor::zeros([0, 2, 3, 3], (Kind::Float, Device::Cpu));
+    let padded = gud_nn::unet::circular_pad(&empty);
+    assert_eq!(padded.size(), [0, 2, 5, 5]);
     for dims in [
         [2i64, 3, 1, 1],
         [2, 3, 2, 5],
