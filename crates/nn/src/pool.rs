@@ -139,32 +139,21 @@ impl EvalPool {
         self.replicas.len().min(threads).min(items).max(1)
     }
 
-    /// Runs `f(state, network, item)` for every item, spread over `states.len()` workers (at
-    /// most the replicas), each with its own replica, state and one libtorch thread, taking
-    /// items in order from a shared queue; with one state, all in the calling thread with
-    /// libtorch's own threads. Gradients are as the caller's thread has them (on by default in
-    /// the workers: `f` turns them off where it needs none).
-    pub(crate) fn run<T: Send, S: Send>(
-        &self,
-        items: Vec<T>,
-        states: Vec<S>,
-        f: impl Fn(&mut S, &UNet, T) + Sync,
-    ) {
-        let workers = states.len().min(self.replicas.len());
-        let mut states = states.into_iter().take(workers);
+    /// Runs `f(network, item)` for every item, spread over `workers` workers (at most the
+    /// replicas), each with its own replica and one libtorch thread, taking items in order from
+    /// a shared queue; with one worker, all in the calling thread with libtorch's own threads.
+    fn run<T: Send>(&self, items: Vec<T>, workers: usize, f: impl Fn(&UNet, T) + Sync) {
+        let workers = workers.min(self.replicas.len());
         if workers <= 1 {
-            let Some(mut state) = states.next() else {
-                return;
-            };
             let first = self.first();
             for item in items {
-                f(&mut state, &first.1, item);
+                f(&first.1, item);
             }
             return;
         }
         let threads = tch::get_num_threads().max(1);
         let queue = Mutex::new(VecDeque::from(items));
-        let work = |replica: &Mutex<Replica>, mut state: S| {
+        let work = |replica: &Mutex<Replica>| {
             // one libtorch thread in this thread (OpenMP's count is per thread)
             tch::set_num_threads(1);
             let r = replica.lock().expect("network lock");
@@ -173,17 +162,16 @@ impl EvalPool {
                 let Some(item) = queue.lock().expect("queue lock").pop_front() else {
                     break;
                 };
-                f(&mut state, &r.1, item);
+                f(&r.1, item);
             }
         };
-        let first = states.next().expect("workers > 1");
         // the calling thread is worker 0 (its allocations stay in its own malloc arena)
         std::thread::scope(|s| {
-            for (replica, state) in self.replicas[1..workers].iter().zip(states) {
+            for replica in &self.replicas[1..workers] {
                 let work = &work;
-                s.spawn(move || work(replica, state));
+                s.spawn(move || work(replica));
             }
-            work(&self.replicas[0], first);
+            work(&self.replicas[0]);
         });
         // back to the calling thread's count (also libtorch's default for threads it has not
         // seen yet, which the workers set to 1)
@@ -210,14 +198,10 @@ impl EvalPool {
             .collect();
         let count = pieces.len();
         let outs: Mutex<Vec<Option<Tensor>>> = Mutex::new((0..count).map(|_| None).collect());
-        self.run(
-            pieces,
-            vec![(); self.workers_for(count)],
-            |_, net, (k, x, g)| {
-                let y = tch::no_grad(|| net.forward(&x, &g));
-                outs.lock().expect("outputs lock")[k] = Some(y);
-            },
-        );
+        self.run(pieces, self.workers_for(count), |net, (k, x, g)| {
+            let y = tch::no_grad(|| net.forward(&x, &g));
+            outs.lock().expect("outputs lock")[k] = Some(y);
+        });
         let mut outs: Vec<Tensor> = outs
             .into_inner()
             .expect("outputs lock")

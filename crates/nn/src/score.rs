@@ -329,10 +329,6 @@ impl ScoreModel for NeuralScore<'_> {
         let d = self.dim();
         let planes = self.encoder.input_planes();
         let n_all = chi_t.len() / d;
-        // one worker with libtorch's own threads: spreading the rows over the pool's workers
-        // (a graph each) gave the same rows/s (8 x 8: 56.6 against 57.0; 16 x 16: 3.89 against
-        // 3.88, `make bench`, 2 cores) with 1.5x the peak memory (931 MB against 636 at 16 x 16)
-        let workers = 1;
         let (r, rows_per_chunk) = jacobian_replicas(n_all, d);
         let passes = d.div_ceil(r);
         let mut scratch = vec![0.0; d];
@@ -352,36 +348,29 @@ impl ScoreModel for NeuralScore<'_> {
         }
         let shape = self.encoder.design().shape();
         let image = [shape.c as i64, shape.h as i64, shape.w as i64];
-        // each worker's own tensors of them (a tensor is not shared between threads)
-        let states: Vec<(Vec<Tensor>, Tensor)> = (0..workers)
-            .map(|_| {
-                let cotangents = out_dirs
-                    .chunks_exact(r * d)
-                    .map(|c| {
-                        Tensor::from_slice(c)
-                            .view([1, r as i64, image[0], image[1], image[2]])
-                            .to_device(self.device)
-                    })
-                    .collect();
-                let e_t = Tensor::from_slice(&in_dirs)
-                    .view([d as i64, (d * planes) as i64])
+        let cotangents: Vec<Tensor> = out_dirs
+            .chunks_exact(r * d)
+            .map(|c| {
+                Tensor::from_slice(c)
+                    .view([1, r as i64, image[0], image[1], image[2]])
                     .to_device(self.device)
-                    .transpose(0, 1);
-                (cotangents, e_t)
             })
             .collect();
-        let items: Vec<_> = chi_t
+        let e_t = Tensor::from_slice(&in_dirs)
+            .view([d as i64, (d * planes) as i64])
+            .to_device(self.device)
+            .transpose(0, 1);
+        // replica 0 with libtorch's own threads: spreading the rows over the pool's workers (a
+        // graph each) gave the same rows/s (8 x 8: 56.6 against 57.0; 16 x 16: 3.89 against
+        // 3.88, `make bench`, 2 cores) with 1.5x the peak memory (931 MB against 636 at 16 x 16)
+        let first = self.pool.first();
+        for ((rows, eps), jac) in chi_t
             .chunks(rows_per_chunk * d)
             .zip(eps_hat.chunks_mut(rows_per_chunk * d))
             .zip(jac.chunks_mut(rows_per_chunk * d * d))
-            .collect();
-        self.pool.run(
-            items,
-            states,
-            |(cotangents, e_t), net, ((rows, eps), jac)| {
-                self.jacobian_chunk(net, rows, state, r, cotangents, e_t, eps, jac);
-            },
-        );
+        {
+            self.jacobian_chunk(&first.1, rows, state, r, &cotangents, &e_t, eps, jac);
+        }
     }
 
     /// u^T J v = u^T J_base v + (U^T u)^T J_NN x_v, the network part by autograd.
