@@ -18,6 +18,7 @@ The guide is docs/python.md of the repository; the formulas are SPEC.md's.
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional, Union
 
 from . import _gud
@@ -60,6 +61,7 @@ def CallableScore(
     design: Union[Design, int],
     vjp: Optional[Callable] = None,
     float32: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Score:
     """Your own model of eps_hat(chi_t, gamma_t) as a gud score.
 
@@ -71,8 +73,19 @@ def CallableScore(
     differences. ``design`` (or the dimension d) fixes the number of components. With
     ``float32=True`` the arrays passed to the callables are float32.
 
-    An exception raised by the callable stops the sampler and is raised again by the call
-    that used the score.
+    Every output is checked at every call: a shape other than (n, d) is a ValueError, and so
+    is a NaN or an infinity unless ``allow_nonfinite=True``, which lets it through and counts
+    such calls in each report (``callable_nonfinite_calls``). An exception raised by the
+    callable stops the sampler and is raised again by the call that used the score.
     """
-    dim = design.dim if isinstance(design, Design) else int(design)
-    return Score.from_callable(eps_hat, dim, vjp, float32)
+    if isinstance(design, Design):
+        dim = design.dim
+    elif isinstance(design, numbers.Integral) and not isinstance(design, bool):
+        dim = int(design)
+    else:
+        raise TypeError(
+            f"design: expected a Design or the number of components d, got {type(design).__name__}"
+        )
+    if dim < 1:
+        raise ValueError(f"design: expected at least 1 component, got {dim}")
+    return Score.from_callable(eps_hat, dim, vjp, float32, allow_nonfinite)

@@ -66,6 +66,7 @@ class Score:
         dim: int,
         vjp: Optional[Callable[[Any, Any, Any], Any]] = None,
         float32: bool = False,
+        allow_nonfinite: bool = False,
     ) -> "Score": ...
     @property
     def name(self) -> str: ...

@@ -351,15 +351,17 @@ impl PyDesign {
     /// The forward process (SPEC section 2): chi_t = alpha_t chi0 + sigma_t eps for whitened
     /// rows `chi0` (n, d) at time `t` (a scalar, or one time per row), with eps ~ N(0, I) of
     /// row k drawn from the stream (seed, user noise, first + k). Returns (chi_t, eps).
-    #[pyo3(signature = (chi0, t, seed=0, first=0))]
+    #[pyo3(signature = (chi0, t, seed=crate::Int(0), first=crate::Int(0)))]
     fn noise<'py>(
         &self,
         py: Python<'py>,
         chi0: &Bound<'py, PyAny>,
         t: &Bound<'py, PyAny>,
-        seed: u64,
-        first: u64,
+        seed: crate::Int<u64>,
+        first: crate::Int<u64>,
     ) -> PyResult<(Arr<'py>, Arr<'py>)> {
+        let seed = seed.0;
+        let first = first.0;
         let d = self.design.dim();
         let x = Floats::new(chi0, "chi0")?;
         let n = x.rows(d, "chi0")?;
@@ -407,14 +409,17 @@ impl PyDesign {
     /// schedule's range, eps ~ N(0, I), chi_t = alpha chi0 + sigma eps, all from the stream
     /// (seed, user batch, step). Returns a dict of chi_t (B, d), gamma_t (B, d), eps (B, d),
     /// t (B,), index (B,) — regress eps on (chi_t, gamma_t).
-    #[pyo3(signature = (batch, step, seed=0))]
+    #[pyo3(signature = (batch, step, seed=crate::Int(0)))]
     fn training_batch<'py>(
         &self,
         py: Python<'py>,
-        batch: usize,
-        step: u64,
-        seed: u64,
+        batch: crate::Int<usize>,
+        step: crate::Int<u64>,
+        seed: crate::Int<u64>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let batch = batch.0;
+        let step = step.0;
+        let seed = seed.0;
         let data = self.data.as_ref().ok_or_else(|| {
             value_error("training_batch: this design has no training data (fit it to data)")
         })?;

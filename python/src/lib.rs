@@ -9,7 +9,7 @@
 //! values, OSError for files, KeyboardInterrupt for a stop.
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::sync::Mutex;
@@ -71,6 +71,7 @@ impl<'py> Floats<'py> {
     pub(crate) fn new(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
         let py = obj.py();
         let np = py.import("numpy")?;
+        check_dtype(&np, obj, what)?;
         let converted = np
             .getattr("ascontiguousarray")?
             .call((obj,), Some(&[("dtype", "float64")].into_py_dict_str(py)?))
@@ -110,6 +111,77 @@ impl<'py> Floats<'py> {
             })
     }
 }
+
+/// Refuses what float64 conversion would change silently (regression, issue 34: a complex
+/// array lost its imaginary part with only numpy's warning): complex, bool, object, strings
+/// and dates, and integer *arrays* (a typed array of integers is not a field of numbers; a
+/// plain Python list or number of integers is). A TypeError naming the argument.
+fn check_dtype(np: &Bound<'_, PyModule>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    let typed = obj.hasattr("dtype")?;
+    let dtype = if typed {
+        obj.getattr("dtype")?
+    } else {
+        match np.getattr("asarray")?.call1((obj,)) {
+            Ok(a) => a.getattr("dtype")?,
+            // ragged lists and the like: numpy's own message, named
+            Err(e) => {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}: expected an array of numbers ({e})"
+                )))
+            }
+        }
+    };
+    // a dtype attribute that is not numpy's (e.g. torch.float32) is judged by numpy's view
+    let kind: String = match dtype.getattr("kind") {
+        Ok(k) => k.extract()?,
+        Err(_) => np
+            .getattr("asarray")?
+            .call1((obj,))
+            .and_then(|a| a.getattr("dtype")?.getattr("kind")?.extract())
+            .map_err(|e| PyTypeError::new_err(format!("{what}: expected an array of numbers ({e})")))?,
+    };
+    let name = dtype.str()?.to_string();
+    let reason = match kind.as_str() {
+        "f" => return Ok(()),
+        "i" | "u" if !typed => return Ok(()),
+        "i" | "u" => "an integer array: convert it with .astype(numpy.float64) if the integers are the values you mean",
+        "c" => "complex values: their imaginary part would be dropped",
+        "b" => "booleans, not numbers",
+        _ => "not numbers",
+    };
+    Err(PyTypeError::new_err(format!(
+        "{what}: expected a float array (float32 or float64), got dtype {name} ({reason})"
+    )))
+}
+
+/// A count, index or seed argument: a non-negative integer of `T`'s range. A negative or huge
+/// Python int is a ValueError (numpy's choice for `zeros(-1)`), not pyo3's OverflowError; the
+/// argument's name comes with the exception as its note (regression, issue 34).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Int<T>(pub T);
+
+macro_rules! int_argument {
+    ($t:ty) => {
+        impl<'a, 'py> FromPyObject<'a, 'py> for Int<$t> {
+            type Error = PyErr;
+            fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                match obj.extract::<$t>() {
+                    Ok(v) => Ok(Int(v)),
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
+                        Err(PyValueError::new_err(format!(
+                            "expected an integer from 0 to {}, got {}",
+                            <$t>::MAX,
+                            obj.repr().map_or("?".into(), |r| r.to_string())
+                        )))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+}
+int_argument!(usize);
+int_argument!(u64);
 
 /// `[("k", v)]` as a keyword dict.
 trait IntoPyDictStr {
@@ -189,12 +261,12 @@ pub(crate) fn section<T: serde::Serialize + serde::de::DeserializeOwned>(
     shorthand: &[&str],
 ) -> PyResult<T> {
     let mut t = toml::Table::try_from(base).map_err(|e| value_error(format!("{what}: {e}")))?;
+    let defaults = t.clone();
+    let mut touched: Vec<String> = Vec::new();
     let mut layers = Vec::new();
     if let Some(obj) = table.filter(|o| !o.is_none()) {
         if let Ok(text) = obj.extract::<String>() {
-            let parsed: toml::Table = toml::from_str(&text)
-                .map_err(|e| value_error(format!("{what}: not valid TOML: {e}")))?;
-            layers.push(parsed);
+            layers.push(section_text(&t, &text, what)?);
         } else {
             match to_toml(obj, what)? {
                 toml::Value::Table(parsed) => layers.push(parsed),
@@ -209,6 +281,9 @@ pub(crate) fn section<T: serde::Serialize + serde::de::DeserializeOwned>(
     }
     for layer in layers {
         for (k, v) in layer {
+            if !touched.contains(&k) {
+                touched.push(k.clone());
+            }
             // `basis = "fourier"` is short for `basis = { kind = "fourier" }`
             let v = match v {
                 toml::Value::String(s) if shorthand.contains(&k.as_str()) => {
@@ -233,9 +308,41 @@ pub(crate) fn section<T: serde::Serialize + serde::de::DeserializeOwned>(
             }
         }
     }
-    toml::Value::Table(t)
-        .try_into::<T>()
-        .map_err(|e| value_error(format!("{what}: {}", e.message().trim())))
+    let merged = toml::Value::Table(t.clone()).try_into::<T>();
+    merged.map_err(|e| {
+        // name the key: the first one that fails on its own over the defaults
+        let culprit = touched.iter().find(|k| {
+            let mut one = defaults.clone();
+            if let Some(v) = t.get(k.as_str()) {
+                one.insert(k.to_string(), v.clone());
+            }
+            toml::Value::Table(one).try_into::<T>().is_err()
+        });
+        let at = culprit.map_or(what.to_string(), |k| format!("{what}.{k}"));
+        value_error(format!("{at}: {}", e.message().trim()))
+    })
+}
+
+/// A section given as a string: TOML text (`key = value` lines), or, for a section with a
+/// `kind`, a kind's name alone (`sampler="exp"`). Anything else names the section and its keys
+/// (regression, issue 34: `sampler="nope"` and `Design.fit(x, "matched")` said "key with no
+/// value, expected `=`").
+fn section_text(base: &toml::Table, text: &str, what: &str) -> PyResult<toml::Table> {
+    if text.contains('=') || text.contains('\n') {
+        return toml::from_str(text)
+            .map_err(|e| value_error(format!("{what}: not valid TOML: {}", e.message().trim())));
+    }
+    if base.contains_key("kind") {
+        let mut kind = toml::Table::new();
+        kind.insert("kind".into(), toml::Value::String(text.trim().to_string()));
+        return Ok(kind);
+    }
+    let keys: Vec<&str> = base.keys().map(String::as_str).collect();
+    Err(value_error(format!(
+        "{what}: expected a dict or TOML text with the keys {}, got the string {text:?}; a \
+         single choice goes by keyword (e.g. prior=\"matched\")",
+        keys.join(", ")
+    )))
 }
 
 /// The monitor of a Python call: stops at a pending KeyboardInterrupt (or another signal
@@ -247,18 +354,36 @@ pub(crate) struct PyMonitor<'a> {
 
 impl<'a> PyMonitor<'a> {
     pub(crate) fn new(callable: Option<&'a score::CallableScore>) -> Self {
+        if let Some(c) = callable {
+            c.reset_count();
+        }
         PyMonitor {
             error: Mutex::new(None),
             callable,
         }
     }
+    /// A report (a dict) with `callable_nonfinite_calls`, the calls of a callable score whose
+    /// output held a NaN or an infinity (allowed with `allow_nonfinite=True`), when the score
+    /// is a callable.
+    pub(crate) fn report<'py>(
+        &self,
+        py: Python<'py>,
+        report: &impl serde::Serialize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let dict = sampling::to_dict(py, report)?;
+        if let Some(c) = self.callable {
+            dict.set_item("callable_nonfinite_calls", c.nonfinite_calls())?;
+        }
+        Ok(dict)
+    }
+
     /// The result of a call under this monitor: a callable's exception first, then a signal's,
     /// then the call's own error.
-    pub(crate) fn finish<T>(self, r: gud::Result<T>) -> PyResult<T> {
+    pub(crate) fn finish<T>(&self, r: gud::Result<T>) -> PyResult<T> {
         if let Some(e) = self.callable.and_then(|c| c.take_error()) {
             return Err(e);
         }
-        if let Some(e) = self.error.into_inner().expect("monitor lock") {
+        if let Some(e) = self.error.lock().expect("monitor lock").take() {
             return Err(e);
         }
         r.map_err(to_py)

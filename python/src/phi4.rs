@@ -35,6 +35,15 @@ fn configurations<'py>(
             "{what}: expected at least one configuration, got shape {shape:?}"
         )));
     }
+    // a NaN field has no action (regression, issue 34: a silent NaN)
+    if let Some(i) = x.values().iter().position(|v| !v.is_finite()) {
+        return Err(value_error(format!(
+            "{what}: non-finite value {} in configuration {} at site {}",
+            x.values()[i],
+            i / (l * l),
+            i % (l * l)
+        )));
+    }
     Ok((x, n, l))
 }
 
@@ -50,20 +59,27 @@ fn couplings_from_hopping(kappa: f64, lambda: f64) -> PyResult<(f64, f64)> {
 /// from a pilot's tau_int unless given. Returns (configs (n, L, L), summary). Ctrl-C stops it
 /// between rounds of 10 trajectories with KeyboardInterrupt.
 #[pyfunction]
-#[pyo3(signature = (l, m2, lam, n, seed=0, chains=64, leapfrog_steps=10, target_acceptance=0.8, therm=None, sep=None))]
+#[pyo3(signature = (l, m2, lam, n, seed=crate::Int(0), chains=crate::Int(64), leapfrog_steps=crate::Int(10), target_acceptance=0.8, therm=None, sep=None))]
 fn hmc_sample<'py>(
     py: Python<'py>,
-    l: usize,
+    l: crate::Int<usize>,
     m2: f64,
     lam: f64,
-    n: usize,
-    seed: u64,
-    chains: usize,
-    leapfrog_steps: usize,
+    n: crate::Int<usize>,
+    seed: crate::Int<u64>,
+    chains: crate::Int<usize>,
+    leapfrog_steps: crate::Int<usize>,
     target_acceptance: f64,
-    therm: Option<usize>,
-    sep: Option<usize>,
+    therm: Option<crate::Int<usize>>,
+    sep: Option<crate::Int<usize>>,
 ) -> PyResult<(Arr<'py>, Bound<'py, PyAny>)> {
+    let l = l.0;
+    let n = n.0;
+    let seed = seed.0;
+    let chains = chains.0;
+    let leapfrog_steps = leapfrog_steps.0;
+    let therm = therm.map(|v| v.0);
+    let sep = sep.map(|v| v.0);
     let lattice = Lattice::new(l, couplings(m2, lam)?).map_err(to_py)?;
     let cfg = HmcConfig {
         chains,
@@ -147,20 +163,23 @@ fn action<'py>(
 /// raw / chain / reweighted observables, cost, and with `hmc_reference` > 0 the project's HMC
 /// cost at the same couplings), proposals (N, L, L), log_q, log_p and chain (indices).
 #[pyfunction]
-#[pyo3(signature = (design, score, m2, lam, proposals, seed=0, tol=None, hmc_reference=0, sampler=None, **keys))]
+#[pyo3(signature = (design, score, m2, lam, proposals, seed=crate::Int(0), tol=None, hmc_reference=crate::Int(0), sampler=None, **keys))]
 fn mcmc<'py>(
     py: Python<'py>,
     design: &PyDesign,
     score: &PyScore,
     m2: f64,
     lam: f64,
-    proposals: usize,
-    seed: u64,
+    proposals: crate::Int<usize>,
+    seed: crate::Int<u64>,
     tol: Option<f64>,
-    hmc_reference: usize,
+    hmc_reference: crate::Int<usize>,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let proposals = proposals.0;
+    let seed = seed.0;
+    let hmc_reference = hmc_reference.0;
     score.check_dim(design)?;
     let shape = design.design.shape();
     let lattice = Lattice::new(shape.h, couplings(m2, lam)?).map_err(to_py)?;
@@ -178,7 +197,7 @@ fn mcmc<'py>(
     let run = monitor.finish(r)?;
     let l = shape.h;
     let out = PyDict::new(py);
-    out.set_item("report", to_dict(py, &run.report)?)?;
+    out.set_item("report", monitor.report(py, &run.report)?)?;
     out.set_item(
         "proposals",
         array(py, run.proposals.fields, &[proposals, l, l])?,

@@ -31,17 +31,20 @@ pub(crate) fn to_dict<'py>(
 /// any one regenerates alone, and equals the binary's `gud sample` draw. Returns
 /// (fields, report).
 #[pyfunction]
-#[pyo3(signature = (design, score, n, seed=0, first=0, sampler=None, **keys))]
+#[pyo3(signature = (design, score, n, seed=crate::Int(0), first=crate::Int(0), sampler=None, **keys))]
 fn sample<'py>(
     py: Python<'py>,
     design: &PyDesign,
     score: &PyScore,
-    n: usize,
-    seed: u64,
-    first: u64,
+    n: crate::Int<usize>,
+    seed: crate::Int<u64>,
+    first: crate::Int<u64>,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Arr<'py>, Bound<'py, PyAny>)> {
+    let n = n.0;
+    let seed = seed.0;
+    let first = first.0;
     score.check_dim(design)?;
     let cfg = design.config_with(design.sampler_config(sampler, keys)?);
     let monitor = PyMonitor::new(score.callable());
@@ -50,7 +53,7 @@ fn sample<'py>(
     let (fields, report) = monitor.finish(r)?;
     Ok((
         array(py, fields, &design.fields_shape(n))?,
-        to_dict(py, &report)?,
+        monitor.report(py, &report)?,
     ))
 }
 
@@ -60,20 +63,25 @@ fn sample<'py>(
 /// docs/samplers.md). Returns a dict: `times` (pass as `times=` to :func:`sample` or
 /// :func:`propose`), `rms_error`, `uniform_rms_error`, `reference_rms_error`, `trials`.
 #[pyfunction]
-#[pyo3(signature = (design, score, steps=10, pilot=256, reference_steps=200, max_trials=200, seed=0, sampler=None, **keys))]
+#[pyo3(signature = (design, score, steps=crate::Int(10), pilot=crate::Int(256), reference_steps=crate::Int(200), max_trials=crate::Int(200), seed=crate::Int(0), sampler=None, **keys))]
 #[allow(clippy::too_many_arguments)]
 fn tune_grid<'py>(
     py: Python<'py>,
     design: &PyDesign,
     score: &PyScore,
-    steps: usize,
-    pilot: usize,
-    reference_steps: usize,
-    max_trials: usize,
-    seed: u64,
+    steps: crate::Int<usize>,
+    pilot: crate::Int<usize>,
+    reference_steps: crate::Int<usize>,
+    max_trials: crate::Int<usize>,
+    seed: crate::Int<u64>,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let steps = steps.0;
+    let pilot = pilot.0;
+    let reference_steps = reference_steps.0;
+    let max_trials = max_trials.0;
+    let seed = seed.0;
     score.check_dim(design)?;
     let cfg = design.config_with(design.sampler_config(sampler, keys)?);
     let tuning = gud_core::sampler::GridTuning {
@@ -86,7 +94,8 @@ fn tune_grid<'py>(
     let monitor = PyMonitor::new(score.callable());
     let (g, model) = (&design.design, &score.model);
     let r = py.detach(|| gud::sample::tune_grid(&cfg, g, model.as_ref(), &tuning, &monitor));
-    to_dict(py, &monitor.finish(r)?)
+    let tuned = monitor.finish(r)?;
+    monitor.report(py, &tuned)
 }
 
 /// Proposals with the exact log-density of the map that produced them (SPEC section 9):
@@ -94,18 +103,21 @@ fn tune_grid<'py>(
 /// `tol`, the continuous probability-flow ODE at that solver tolerance), each with log q in
 /// phi-space (nats). Returns (fields (n, c, h, w), log_q (n,), report).
 #[pyfunction]
-#[pyo3(signature = (design, score, n, seed=0, first=0, tol=None, sampler=None, **keys))]
+#[pyo3(signature = (design, score, n, seed=crate::Int(0), first=crate::Int(0), tol=None, sampler=None, **keys))]
 fn propose<'py>(
     py: Python<'py>,
     design: &PyDesign,
     score: &PyScore,
-    n: usize,
-    seed: u64,
-    first: u64,
+    n: crate::Int<usize>,
+    seed: crate::Int<u64>,
+    first: crate::Int<u64>,
     tol: Option<f64>,
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Arr<'py>, Arr<'py>, Bound<'py, PyAny>)> {
+    let n = n.0;
+    let seed = seed.0;
+    let first = first.0;
     score.check_dim(design)?;
     let scfg = design.proposal_config(sampler, keys)?;
     if let Some(t) = tol {
@@ -129,7 +141,7 @@ fn propose<'py>(
     Ok((
         array(py, p.fields, &design.fields_shape(n))?,
         array(py, p.log_q, &[n])?,
-        to_dict(py, &p.report)?,
+        monitor.report(py, &p.report)?,
     ))
 }
 
@@ -138,22 +150,26 @@ fn propose<'py>(
 /// solver at `tol`; divergence "exact" or "hutchinson" with `probes`, default exact up to
 /// d = 256). Returns the report (nats per sample, bits/dim, their standard errors, ...).
 #[pyfunction]
-#[pyo3(signature = (design, score, data, method="elbo", steps=100, tol=1e-5, divergence=None, probes=1, seed=0, batch=64, grid="uniform-t", posterior_variance="none"))]
+#[pyo3(signature = (design, score, data, method="elbo", steps=crate::Int(100), tol=1e-5, divergence=None, probes=crate::Int(1), seed=crate::Int(0), batch=crate::Int(64), grid="uniform-t", posterior_variance="none"))]
 fn nll<'py>(
     py: Python<'py>,
     design: &PyDesign,
     score: &PyScore,
     data: &Bound<'py, PyAny>,
     method: &str,
-    steps: usize,
+    steps: crate::Int<usize>,
     tol: f64,
     divergence: Option<&str>,
-    probes: usize,
-    seed: u64,
-    batch: usize,
+    probes: crate::Int<usize>,
+    seed: crate::Int<u64>,
+    batch: crate::Int<usize>,
     grid: &str,
     posterior_variance: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let steps = steps.0;
+    let probes = probes.0;
+    let seed = seed.0;
+    let batch = batch.0;
     score.check_dim(design)?;
     let test = dataset(data, "data")?;
     let method: gud::nll::Method = choice("method", method)?;
@@ -181,7 +197,43 @@ fn nll<'py>(
     let (g, model) = (&design.design, score.model.as_ref());
     let r = py.detach(|| gud::nll::nll(g, model, &test, &opts, &monitor));
     let report = monitor.finish(r)?;
-    to_dict(py, &report)
+    monitor.report(py, &report)
+}
+
+/// A 1-d array of log weights (or log densities) named `what`, at least `min` long: -inf is a
+/// weight of zero (a rejected proposal); NaN and +inf are errors that name the index
+/// (regression, issue 34: `ess_fraction([0, nan, 1])` returned 0.549 and `metropolis` took a
+/// (3, 3) array as 9 weights).
+fn log_weight_array<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    min: usize,
+    allow_nan: bool,
+) -> PyResult<Floats<'py>> {
+    let w = Floats::new(obj, what)?;
+    let shape = w.shape();
+    if shape.len() != 1 {
+        return Err(value_error(format!(
+            "{what}: expected a 1-d array (one value per proposal), got shape {shape:?}"
+        )));
+    }
+    if shape[0] < min {
+        return Err(value_error(format!(
+            "{what}: expected at least {min} value(s), got {}",
+            shape[0]
+        )));
+    }
+    let bad = w
+        .values()
+        .iter()
+        .position(|x| (x.is_nan() && !allow_nan) || *x == f64::INFINITY);
+    if let Some(i) = bad {
+        return Err(value_error(format!(
+            "{what}[{i}] = {}: expected finite values or -inf (a weight of zero)",
+            w.values()[i]
+        )));
+    }
+    Ok(w)
 }
 
 /// log w = log p - log q per proposal (a non-finite one gives -inf: weight zero).
@@ -191,7 +243,9 @@ fn log_weights<'py>(
     log_p: &Bound<'py, PyAny>,
     log_q: &Bound<'py, PyAny>,
 ) -> PyResult<Arr<'py>> {
-    let (p, q) = (Floats::new(log_p, "log_p")?, Floats::new(log_q, "log_q")?);
+    // a non-finite log p or log q is a rejection (SPEC 9), so NaN is taken here
+    let p = log_weight_array(log_p, "log_p", 1, true)?;
+    let q = log_weight_array(log_q, "log_q", 1, true)?;
     if p.values().len() != q.values().len() {
         return Err(value_error(format!(
             "log_p and log_q: expected equal lengths, got {} and {}",
@@ -207,20 +261,14 @@ fn log_weights<'py>(
 /// The effective sample size per proposal, (sum w)^2 / (N sum w^2) (SPEC section 9).
 #[pyfunction]
 fn ess_fraction(log_w: &Bound<'_, PyAny>) -> PyResult<f64> {
-    let w = Floats::new(log_w, "log_w")?;
-    if w.values().is_empty() {
-        return Err(value_error("log_w: expected at least one weight"));
-    }
+    let w = log_weight_array(log_w, "log_w", 1, false)?;
     Ok(exact::ess_fraction(w.values()))
 }
 
 /// log Z = log mean w with its standard error (the free energy when p = exp(-S)).
 #[pyfunction]
 fn log_mean_weight(log_w: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
-    let w = Floats::new(log_w, "log_w")?;
-    if w.values().len() < 2 {
-        return Err(value_error("log_w: expected at least two weights"));
-    }
+    let w = log_weight_array(log_w, "log_w", 2, false)?;
     Ok(exact::log_mean_weight(w.values()))
 }
 
@@ -228,13 +276,14 @@ fn log_mean_weight(log_w: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
 /// returns a dict with the chain's states (indices into the proposals), the acceptance rate,
 /// the longest run of rejections and the count of non-finite weights.
 #[pyfunction]
-#[pyo3(signature = (log_w, seed=0))]
+#[pyo3(signature = (log_w, seed=crate::Int(0)))]
 fn metropolis<'py>(
     py: Python<'py>,
     log_w: &Bound<'py, PyAny>,
-    seed: u64,
+    seed: crate::Int<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let w = Floats::new(log_w, "log_w")?;
+    let seed = seed.0;
+    let w = log_weight_array(log_w, "log_w", 1, false)?;
     let chain = exact::independence_metropolis(w.values(), seed).map_err(to_py)?;
     let out = PyDict::new(py);
     out.set_item("acceptance", chain.acceptance())?;

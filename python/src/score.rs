@@ -9,6 +9,8 @@ use gud_core::NoisingState;
 use numpy::PyArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use pyo3::exceptions::PyTypeError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A score model: `Score(design, kind="gaussian", data=None, **options)` builds an analytic one
@@ -82,7 +84,8 @@ impl PyScore {
             }
             (_, Some(obj)) => {
                 let ds = dataset(obj, "data")?;
-                py.detach(|| cfg.build(g, &ds)).map_err(to_py)?
+                py.detach(|| cfg.build(g, &ds))
+                    .map_err(|e| value_error(format!("data: {}", crate::chain(&e))))?
             }
             (_, None) => {
                 let ds = design.data.as_ref().ok_or_else(|| {
@@ -106,21 +109,32 @@ impl PyScore {
     /// likelihood and exact densities use your autograd instead of finite differences. With
     /// `float32=True` the arrays passed are float32 (the result may be either).
     #[staticmethod]
-    #[pyo3(signature = (eps_hat, dim, vjp=None, float32=false))]
+    #[pyo3(signature = (eps_hat, dim, vjp=None, float32=false, allow_nonfinite=false))]
     fn from_callable(
+        py: Python<'_>,
         eps_hat: Py<PyAny>,
-        dim: usize,
+        dim: crate::Int<usize>,
         vjp: Option<Py<PyAny>>,
         float32: bool,
+        allow_nonfinite: bool,
     ) -> PyResult<Self> {
+        let dim = dim.0;
         if dim == 0 {
             return Err(value_error("dim: expected at least 1 component"));
+        }
+        if !eps_hat.bind(py).is_callable() {
+            return Err(PyTypeError::new_err("eps_hat: expected a callable fn(chi_t, gamma_t)"));
+        }
+        if vjp.as_ref().is_some_and(|v| !v.bind(py).is_callable()) {
+            return Err(PyTypeError::new_err("vjp: expected a callable fn(chi_t, gamma_t, u)"));
         }
         let c = Arc::new(CallableScore {
             eps_hat,
             vjp,
             d: dim,
             float32,
+            allow_nonfinite,
+            nonfinite: AtomicU64::new(0),
             error: Mutex::new(None),
         });
         Ok(PyScore {
@@ -210,10 +224,21 @@ pub struct CallableScore {
     vjp: Option<Py<PyAny>>,
     d: usize,
     float32: bool,
+    allow_nonfinite: bool,
+    nonfinite: AtomicU64,
     error: Mutex<Option<PyErr>>,
 }
 
 impl CallableScore {
+    /// Calls of the callables since the last [`CallableScore::reset_count`] whose output held a
+    /// NaN or an infinity.
+    pub(crate) fn nonfinite_calls(&self) -> u64 {
+        self.nonfinite.load(Ordering::Relaxed)
+    }
+    /// Starts the count of a new call from Python.
+    pub(crate) fn reset_count(&self) {
+        self.nonfinite.store(0, Ordering::Relaxed);
+    }
     /// True once the callable has raised.
     pub(crate) fn failed(&self) -> bool {
         self.error.lock().expect("score lock").is_some()
@@ -265,13 +290,31 @@ impl CallableScore {
                 Some(u) => f.bind(py).call1((x, g, self.arg(py, u, n)?))?,
             };
             let r = Floats::new(&r, what)?;
-            if r.values().len() != n * d {
+            // the shape, not only the count (regression, issue 34: (d, n) was taken as (n, d))
+            if r.shape() != [n, d] {
                 return Err(value_error(format!(
-                    "{what}: the callable returned shape {:?}, expected ({n}, {d})",
+                    "{what}: the callable returned shape {:?}, expected ({n}, {d}) (one row \
+                     per row of chi_t)",
                     r.shape()
                 )));
             }
-            out.copy_from_slice(r.values());
+            let values = r.values();
+            if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+                self.nonfinite.fetch_add(1, Ordering::Relaxed);
+                if !self.allow_nonfinite {
+                    return Err(value_error(format!(
+                        "{what}: the callable returned {} at row {}, component {} (gamma_t \
+                         of that row from {:.4} to {:.4}); pass allow_nonfinite=True to count \
+                         such calls in the report instead",
+                        values[i],
+                        i / d,
+                        i % d,
+                        state.gamma().iter().copied().fold(f64::INFINITY, f64::min),
+                        state.gamma().iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    )));
+                }
+            }
+            out.copy_from_slice(values);
             Ok(())
         })
     }

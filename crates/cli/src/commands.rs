@@ -2,7 +2,7 @@
 
 use crate::plots::{colormap, forward_strip, schedule_curves, spread_components};
 use crate::progress::Terminal;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use gud::config::Config;
 use gud::data::Fitted;
 use gud::job::{JobOptions, JobReport};
@@ -143,12 +143,20 @@ pub fn data(config: Option<&Path>, out: &Path, test: bool) -> Result<()> {
     let config_out = outputs.stage(&config_beside(out))?;
     let monitor = Terminal::new("gud data");
     let mut cfg = gud::data::load_config(config)?;
-    let train = gud::data::load_data(&mut cfg, None, &monitor)?;
-    let ds = if test {
-        gud::data::test_data(&cfg, &train, &monitor)?
-    } else {
-        train
-    };
+    let origin = config.map_or("the built-in default".into(), |p| p.display().to_string());
+    if test {
+        gud::data::require_held_out(&cfg)
+            .with_context(|| format!("gud data --test on {origin}"))?;
+    }
+    let ds = (|| {
+        let train = gud::data::load_data(&mut cfg, None, &monitor)?;
+        if test {
+            gud::data::test_data(&cfg, &train, &monitor)
+        } else {
+            Ok(train)
+        }
+    })()
+    .with_context(|| format!("the data of {origin}"))?;
     gud_io::npy::write_dataset(&npy_out, &ds)?;
     gud_io::config::write_toml(&config_out, &cfg)?;
     outputs.commit()?;

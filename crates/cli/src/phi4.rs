@@ -126,7 +126,7 @@ pub struct McmcArgs {
     pub tol: Option<f64>,
     /// Proposals integrated together (each carries its d x d Jacobian; default: up to 128, fewer
     /// on large lattices, at most the config's sampler batch).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::sample::at_least_one)]
     pub batch: Option<usize>,
     /// Seed of the proposals (proposal k uses stream k) and the accept/reject draws.
     #[arg(long, default_value_t = 0)]
@@ -147,6 +147,12 @@ pub struct McmcArgs {
 fn mcmc(a: &McmcArgs) -> Result<()> {
     use crate::commands::{config_beside, fit};
     use gud::config::DataConfig;
+    if a.proposals < 2 {
+        bail!(
+            "--proposals must be at least 2 (a chain and its errors need two), got {}",
+            a.proposals
+        );
+    }
     let (run, config, mut outputs) =
         crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
     let config = config.as_deref();

@@ -19,6 +19,15 @@ pub fn kebab<T: DeserializeOwned>(s: &str) -> Result<T, String> {
     T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
 }
 
+/// A count that must be at least 1 (`--batch 0` is named as the user wrote it).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("expected at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScoreKind {
     Gaussian,
@@ -112,7 +121,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub first: u64,
     /// Samples integrated together.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::sample::at_least_one)]
     pub batch: Option<usize>,
     /// Output .npy, (N, H, W) or (N, C, H, W) float32; the resolved config is written beside it.
     #[arg(long)]
@@ -281,7 +290,7 @@ pub struct TuneGridArgs {
     #[arg(long, default_value_t = GridTuning::default().reference_points)]
     pub reference_steps: usize,
     /// Most trial grids (each one pass of the pilot: pilot x (K - 1) evaluations for exp).
-    #[arg(long, default_value_t = GridTuning::default().max_trials)]
+    #[arg(long, default_value_t = GridTuning::default().max_trials, value_parser = at_least_one)]
     pub max_trials: usize,
     /// Seed of the pilot's prior draws.
     #[arg(long, default_value_t = GridTuning::default().seed)]

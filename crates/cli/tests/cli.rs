@@ -2191,6 +2191,17 @@ fn commands_reading(name: &str) -> Vec<Vec<&'static str>> {
         vec!["phi4", "observe", "{}"],
         vec!["schedule", "--data", "{}", "--out", "{out}/s.png"],
         vec![
+            "tune-grid",
+            "--config",
+            "{cfg}",
+            "--data",
+            "{}",
+            "--steps",
+            "3",
+            "--out",
+            "{out}/g.toml",
+        ],
+        vec![
             "nll",
             "--config",
             "{cfg}",
@@ -2212,6 +2223,33 @@ fn commands_reading(name: &str) -> Vec<Vec<&'static str>> {
         ],
         vec!["schedule", "--config", "{}", "--out", "{out}/s.png"],
         vec!["noise", "--config", "{}", "--out", "{out}/n.png"],
+        vec![
+            "phi4",
+            "mcmc",
+            "--config",
+            "{}",
+            "--m2",
+            "-1",
+            "--lam",
+            "1",
+            "--proposals",
+            "4",
+            "--hmc",
+            "0",
+            "--out",
+            "{out}/c.npy",
+        ],
+        vec![
+            "tune-grid",
+            "--config",
+            "{}",
+            "--steps",
+            "3",
+            "--out",
+            "{out}/g.toml",
+        ],
+        vec!["data", "--config", "{}", "--out", "{out}/d.npy"],
+        vec!["data", "--config", "{}", "--test", "--out", "{out}/d.npy"],
         vec!["run", "{}", "--out", "{out}/run", "--samples", "4"],
         vec![
             "nll",
@@ -2267,6 +2305,33 @@ fn commands_reading(name: &str) -> Vec<Vec<&'static str>> {
         ],
         #[cfg(feature = "nn")]
         vec!["export", "--run", "{run}", "--out", "{out}/w.safetensors"],
+        #[cfg(feature = "nn")]
+        vec![
+            "phi4",
+            "mcmc",
+            "--run",
+            "{run}",
+            "--m2",
+            "-1",
+            "--lam",
+            "1",
+            "--proposals",
+            "4",
+            "--hmc",
+            "0",
+            "--out",
+            "{out}/c.npy",
+        ],
+        #[cfg(feature = "nn")]
+        vec![
+            "tune-grid",
+            "--run",
+            "{run}",
+            "--steps",
+            "3",
+            "--out",
+            "{out}/g.toml",
+        ],
     ];
     match name.split('_').next() {
         Some("cfg") => configs,
@@ -2668,4 +2733,231 @@ fn issue21_one_flag_language() {
     assert_clean_failure(&o, &["cannot be used with"]);
     let o = gud(&["sweep", "--config", &d("missing.toml"), "--out", &d("s")]);
     assert_clean_failure(&o, &["missing.toml"]);
+}
+
+/// `gud ARGS` must fail at once (well under `secs`), cleanly, naming every needle and none of
+/// the `absent` texts.
+fn fails_fast(args: &[&str], secs: f64, needles: &[&str], absent: &[&str]) {
+    let start = std::time::Instant::now();
+    let o = gud(args);
+    let took = start.elapsed().as_secs_f64();
+    assert_clean_failure(&o, needles);
+    let e = stderr(&o);
+    for a in absent {
+        assert!(!e.contains(a), "`gud {}` says `{a}`: {e}", args.join(" "));
+    }
+    assert!(took < secs, "`gud {}` took {took:.1} s", args.join(" "));
+}
+
+#[test]
+fn issue34_exact_sampling_and_tuned_grids_refuse_bad_settings_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let out = dir.path().join("o.npy");
+    let o = out.to_str().unwrap();
+    let mcmc = [
+        "phi4", "mcmc", "--config", c, "--m2", "-1", "--lam", "1", "--hmc", "0",
+    ];
+    // a huge count is a memory error before the first proposal, not a 417,000-hour ETA
+    let mut a = mcmc.to_vec();
+    a.extend(["--proposals", "1000000000000", "--out", o]);
+    fails_fast(&a, 20.0, &["memory", "1000000000000"], &[]);
+    let mut a = mcmc.to_vec();
+    a.extend(["--proposals", "16", "--batch", "0", "--out", o]);
+    fails_fast(&a, 20.0, &["--batch", "at least 1"], &["proposals` = 1"]);
+    // tune-grid: an order exp does not have, and zero trials, are errors, not a written grid
+    let tune = ["tune-grid", "--config", c, "--steps", "4", "--out", o];
+    for order in ["0", "9"] {
+        let mut a = tune.to_vec();
+        a.extend(["--order", order]);
+        fails_fast(&a, 20.0, &["order", order], &[]);
+    }
+    let mut a = tune.to_vec();
+    a.extend(["--max-trials", "0"]);
+    fails_fast(&a, 20.0, &["--max-trials", "at least 1"], &[]);
+    assert!(!out.exists(), "a refused command wrote {o}");
+}
+
+#[test]
+fn issue34_data_test_without_a_held_out_part_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("train.npy");
+    write_npy(
+        &npy,
+        &[8, 4, 4],
+        &(0..128).map(|i| (i as f64 * 0.3).sin()).collect::<Vec<_>>(),
+    );
+    let cfg = dir.path().join("npy.toml");
+    std::fs::write(
+        &cfg,
+        format!("[data]\nkind = 'npy'\npath = '{}'\n", npy.display()),
+    )
+    .unwrap();
+    let out = dir.path().join("test.npy");
+    let (c, o) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+    fails_fast(
+        &["data", "--config", c, "--test", "--out", o],
+        20.0,
+        &["held-out", "train.npy"],
+        &[],
+    );
+    assert_eq!(dir_names(dir.path()), vec!["npy.toml", "train.npy"]);
+    // the training set itself is still written
+    let o2 = gud(&["data", "--config", c, "--out", o]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+}
+
+#[test]
+fn issue34_every_output_name_is_checked_before_the_first_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    // a legal 254-byte .npy name whose .config.toml beside it would be 262 bytes
+    let out = dir.path().join(format!("{}.npy", "s".repeat(250)));
+    let o = gud(&[
+        "sample",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["file name is 262 bytes", "at most 255"]);
+    assert_eq!(
+        dir_names(dir.path()),
+        vec!["g.toml"],
+        "a partial output was left"
+    );
+}
+
+#[test]
+fn issue34_an_output_that_is_a_symlink_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let target = dir.path().join("target.npy");
+    std::fs::write(&target, b"keep me").unwrap();
+    let cases = [
+        ("to-file.npy", target.clone()),
+        ("dangling.npy", dir.path().join("missing.npy")),
+        ("loop.npy", dir.path().join("loop.npy")),
+    ];
+    for (name, to) in &cases {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        let o = gud(&[
+            "sample",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--samples",
+            "4",
+            "--out",
+            link.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, &["symbolic link", name]);
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_link(&link).unwrap(), *to);
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert!(!dir.path().join("missing.npy").exists());
+}
+
+#[test]
+fn issue34_messages_name_the_users_input_not_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let out = dir.path().join("o.npy");
+    let o = out.to_str().unwrap();
+    // a patch rule as it was written, not a Debug dump
+    let a = [
+        "sample", "--config", c, "--score", "els", "--patch", "fixed:0", "--out", o,
+    ];
+    fails_fast(&a, 20.0, &["fixed:0"], &["Fixed {", "size:"]);
+    // zero-variance data and zero directions are not "empty data sets"
+    let flat = dir.path().join("flat.npy");
+    write_npy(&flat, &[8, 4, 4], &[0.0; 128]);
+    let a = [
+        "sample",
+        "--config",
+        c,
+        "--data",
+        flat.to_str().unwrap(),
+        "--out",
+        o,
+    ];
+    fails_fast(&a, 20.0, &["zero variance"], &["empty data set"]);
+    let good = dir.path().join("good.npy");
+    write_npy(
+        &good,
+        &[8, 4, 4],
+        &(0..128).map(|i| (i as f64 * 0.7).cos()).collect::<Vec<_>>(),
+    );
+    let g = good.to_str().unwrap();
+    let a = [
+        "eval",
+        "--samples",
+        g,
+        "--reference",
+        g,
+        "--directions",
+        "0",
+    ];
+    fails_fast(&a, 20.0, &["directions"], &["empty data set"]);
+    // a directory where files cannot be created says so
+    let a = [
+        "sample",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--out",
+        "/proc/o.npy",
+    ];
+    fails_fast(&a, 20.0, &["/proc", "files can be created"], &[]);
+    // an output directory that is a file
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let inside = file.join("o.npy");
+    let a = [
+        "sample",
+        "--config",
+        c,
+        "--samples",
+        "4",
+        "--out",
+        inside.to_str().unwrap(),
+    ];
+    fails_fast(&a, 20.0, &["a-file", "not a directory"], &[]);
+    assert!(!out.exists());
+}
+
+#[test]
+#[cfg(feature = "nn")]
+fn issue34_a_failed_train_leaves_no_new_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_neural_config(dir.path(), 4);
+    let c = cfg.to_str().unwrap();
+    // the config as --out: a file, not a run directory
+    let o = gud(&["train", "--config", c, "--out", c]);
+    assert_clean_failure(&o, &["tiny.toml", "is a file, not a directory"]);
+    // a config that fails the trainer's checks leaves no directory behind
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("batch = 32", "batch = 0");
+    std::fs::write(&bad, text).unwrap();
+    let run = dir.path().join("run");
+    let o = gud(&[
+        "train",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["batch"]);
+    assert!(!run.exists(), "left {:?}", dir_names(&run));
 }

@@ -84,7 +84,11 @@ impl Design {
         }
         let vmax = var_comp.iter().copied().fold(0.0, f64::max);
         if vmax <= 0.0 || !vmax.is_finite() {
-            return Err(Error::EmptyData("the data set has zero variance".into()));
+            return Err(Error::DegenerateData(
+                "every value of the data set is the same (zero variance): a design needs data \
+                 that vary"
+                    .into(),
+            ));
         }
         for v in &mut var_comp {
             *v = v.max(VARIANCE_FLOOR * vmax);

@@ -58,6 +58,9 @@ pub enum Error {
     #[error("empty data set: {0}")]
     /// A data set without samples, or too few for the computation named.
     EmptyData(String),
+    #[error("degenerate data: {0}")]
+    /// Data that hold samples but cannot define what is asked (e.g. zero variance).
+    DegenerateData(String),
     #[error("{what} needs {needs} of memory; this machine has {has}")]
     /// A size beyond this machine's memory, checked before allocating.
     TooLarge {

@@ -38,6 +38,21 @@ pub trait Target: Sync {
     fn dim(&self) -> usize;
     /// `log p(phi)` of one field (d values) up to a constant.
     fn log_density(&self, phi: &[f64]) -> f64;
+    /// `grad log p(phi)` into `grad` (d values): what training a flow against the target needs.
+    /// The default takes central differences (2d evaluations of log p); a target with a
+    /// closed form (the phi^4 force) gives it in O(d).
+    fn grad_log_density(&self, phi: &[f64], grad: &mut [f64]) {
+        let mut x = phi.to_vec();
+        for (i, g) in grad.iter_mut().enumerate() {
+            let h = 1e-5 * (1.0 + phi[i].abs());
+            x[i] = phi[i] + h;
+            let up = self.log_density(&x);
+            x[i] = phi[i] - h;
+            let down = self.log_density(&x);
+            x[i] = phi[i];
+            *g = (up - down) / (2.0 * h);
+        }
+    }
 }
 
 /// Proposals of a deterministic sampler with the exact log-density of the map that produced
@@ -108,6 +123,17 @@ pub fn proposal_batch(d: usize) -> usize {
     (8192 / d).min((1usize << 25) / (d * d)).clamp(1, 128)
 }
 
+/// Checks that `count` proposals of `d` values with their log q fit in memory (regression,
+/// issue 34: a huge count aborted the process in the allocator).
+fn check_output(count: usize, d: usize) -> Result<()> {
+    crate::memory::check_alloc(
+        &format!("proposals = {count} of {d} values with their log q"),
+        &[count, d + 1],
+        8,
+    )
+    .map(|_| ())
+}
+
 /// log |det A| of a d x d matrix (row-major) by LU with partial pivoting.
 pub fn log_abs_det(a: &[f64], d: usize) -> f64 {
     let m = nalgebra::DMatrix::from_row_slice(d, d, a);
@@ -150,16 +176,14 @@ pub fn propose(
             got: format!("{}", score.dim()),
         });
     }
-    if count == 0 || config.batch == 0 {
-        return Err(Error::param(
-            "proposals",
-            count,
-            "at least 1, in batches of at least 1",
-        ));
+    if count == 0 {
+        return Err(Error::param("proposals", count, "at least 1"));
     }
+    config.check()?;
     if first.checked_add(count as u64).is_none() {
         return Err(Error::param("first", first, "first + count below 2^64"));
     }
+    check_output(count, d)?;
     let batch = config.batch.min(count);
     crate::memory::check_alloc(
         &format!("{batch} proposals with their {d} x {d} Jacobians"),
@@ -231,6 +255,12 @@ pub fn propose_ode(
     if first.checked_add(count as u64).is_none() {
         return Err(Error::param("first", first, "first + count below 2^64"));
     }
+    // the prior draws, the solve's state and the fields: three arrays of count x d
+    crate::memory::check_alloc(
+        &format!("proposals = {count} of {d} values (the continuous ODE's draws and fields)"),
+        &[count, 3 * d + 1],
+        8,
+    )?;
     let mut z = vec![0.0; count * d];
     for (k, x) in z.chunks_exact_mut(d).enumerate() {
         draw_prior(&mut sample_rng(seed, first + k as u64), x);
@@ -617,6 +647,37 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("deterministic"), "{e}");
         }
+    }
+
+    #[test]
+    fn issue34_huge_counts_and_a_zero_batch_are_errors_naming_the_parameter() {
+        let (design, data) = free_design(2, 12);
+        let score = ScoreConfig::Gaussian {}.build(&design, &data).unwrap();
+        let c = config(SamplerKind::Exp, 4);
+        let p = plan(&design, &c);
+        let huge = 1_000_000_000_000;
+        let e = propose(&design, &p, score.as_ref(), &c, 0, 0, huge, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proposals = 1000000000000") && e.contains("memory"),
+            "{e}"
+        );
+        let e = propose_ode(&design, score.as_ref(), 1e-5, 0, 0, huge)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("proposals = 1000000000000") && e.contains("memory"),
+            "{e}"
+        );
+        let zero = SamplerConfig {
+            batch: 0,
+            ..c.clone()
+        };
+        let e = propose(&design, &p, score.as_ref(), &zero, 0, 0, 16, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sampler.batch` = 0"), "{e}");
     }
 
     #[test]

@@ -60,7 +60,11 @@ impl Sliding {
         if c.ordering != OrderingKind::Column || design.basis().name() != "pixel" {
             return Err(Error::param(
                 "schedule.ordering",
-                format!("{:?} in the {} basis", c.ordering, design.basis().name()),
+                format!(
+                    "\"{}\" in the {} basis",
+                    c.ordering.name(),
+                    design.basis().name()
+                ),
                 "`column` in the pixel basis",
             ));
         }

@@ -34,6 +34,7 @@ pub mod error;
 pub mod exact;
 pub mod extension;
 pub mod field;
+pub mod flow;
 pub mod free_field;
 pub mod likelihood;
 pub mod memory;

@@ -120,9 +120,12 @@ fn check_same_shape(what: &str, a: Shape, b: Shape) -> Result<()> {
 /// taken between the quantile functions of the projected sets (seeded directions).
 pub fn sliced_wasserstein(a: &Dataset, b: &Dataset, directions: usize, seed: u64) -> Result<f64> {
     check_same_shape("sliced Wasserstein distance", a.shape(), b.shape())?;
-    if a.is_empty() || b.is_empty() || directions == 0 {
+    if directions == 0 {
+        return Err(Error::param("directions", directions, "at least 1"));
+    }
+    if a.is_empty() || b.is_empty() {
         return Err(Error::EmptyData(
-            "the sliced Wasserstein distance needs samples and directions".into(),
+            "the sliced Wasserstein distance needs samples in both sets".into(),
         ));
     }
     let d = a.dim();

@@ -55,6 +55,10 @@ pub enum Purpose {
     ExportCheck,
     /// The pilot prior draws of the time-grid tuner (index: draw).
     GridTuning,
+    /// The initial weights of the flow's couplings (index 0).
+    FlowInit,
+    /// The prior draws of a step of the flow's training (index: the step).
+    FlowTraining,
 }
 
 impl Purpose {
@@ -80,6 +84,8 @@ impl Purpose {
             Purpose::UserBatch => 17,
             Purpose::ExportCheck => 18,
             Purpose::GridTuning => 19,
+            Purpose::FlowInit => 20,
+            Purpose::FlowTraining => 21,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! field; npy; images), held-out and reference sets, and the design fitted to the data.
 
 use crate::config::{Config, DataConfig, NpyDataConfig, Phi4DataConfig};
-use crate::error::{Context, Result};
+use crate::error::{bail, Context, Result};
 use gud_core::free_field::free_field_samples;
 use gud_core::monitor::Monitor;
 use gud_core::{Dataset, Design, Shape};
@@ -50,6 +50,27 @@ pub fn load_data(
 pub fn read_data_file(path: &Path) -> Result<Dataset> {
     gud_io::images::read_images(path, None, &gud_io::images::ImageOptions::default())
         .with_context(|| format!("loading the data set {}", path.display()))
+}
+
+/// Checks that the config's data have a held-out part of their own (test images, or a
+/// generated kind whose reference set is independent); an npy file or images without `test`
+/// have none (regression, issue 34: `gud data --test` wrote the training set under the name
+/// of held-out samples).
+pub fn require_held_out(config: &Config) -> Result<()> {
+    match &config.data {
+        DataConfig::Npy(n) => bail!(
+            "the data of this config ({}, kind = \"npy\") have no held-out part: give the \
+             held-out samples as a file of their own, or use a config with `test` images or \
+             generated data (phi4, free-field)",
+            n.path.display()
+        ),
+        DataConfig::Images(c) if c.test.is_none() => bail!(
+            "the images of this config ({}) have no held-out part: set `data.test` to the test \
+             images",
+            c.train.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Held-out data of the config: the test images, or the independent reference set (a data

@@ -132,11 +132,32 @@ pub fn mcmc(
         );
     }
     if opts.proposals < 2 {
-        bail!("--proposals must be at least 2, got {}", opts.proposals);
+        return Err(gud_core::Error::param(
+            "proposals",
+            opts.proposals,
+            "at least 2 (a chain and errors need two)",
+        )
+        .into());
     }
+    if cfg.sampler.batch == 0 {
+        return Err(
+            gud_core::Error::param("sampler.batch", 0, "at least 1 proposal per batch").into(),
+        );
+    }
+    // the proposals, the chain's copy of them, log q, log p, log w and the chain's indices:
+    // checked before the first proposal, not after hours of them (regression, issue 34)
+    let d = design.dim();
+    gud_core::memory::check_alloc(
+        &format!(
+            "proposals = {} of {d} values (the proposals, the chain and the weights)",
+            opts.proposals
+        ),
+        &[opts.proposals, 2 * d + 4],
+        8,
+    )?;
     let plan = crate::sample::plan(cfg, design)?;
     let start = Instant::now();
-    let batch = cfg.sampler.batch.clamp(1, opts.proposals);
+    let batch = cfg.sampler.batch.min(opts.proposals);
     let mut all: Option<Proposals> = None;
     for first in (0..opts.proposals).step_by(batch) {
         let n = batch.min(opts.proposals - first);

@@ -60,5 +60,14 @@ pub fn train(
     resume: bool,
     monitor: &dyn Monitor,
 ) -> Result<TrainReport> {
-    crate::network::get("training the neural score")?.train(run, cfg, design, data, resume, monitor)
+    let network = crate::network::get("training the neural score")?;
+    let created = !run.dir().exists();
+    let r = network.train(run, cfg, design, data, resume, monitor);
+    // a run directory made by this call that holds no checkpoint is removed on failure
+    // (regression, issue 34: a failed config check or a full disk left config.toml and the
+    // lock behind); an interrupted run keeps its checkpoint and so its directory
+    if r.is_err() && created && !run.has_checkpoint() {
+        let _ = std::fs::remove_dir_all(run.dir());
+    }
+    r
 }

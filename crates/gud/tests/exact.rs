@@ -195,7 +195,9 @@ fn bad_inputs_are_refused() {
         &Silent,
     )
     .unwrap_err();
-    assert!(e.to_string().contains("--proposals"), "{e}");
+    // the library names its parameter, never a command-line flag (issue 34)
+    let e = e.to_string();
+    assert!(e.contains("`proposals` = 1") && !e.contains("--"), "{e}");
     // NaN couplings never reach the sampler
     assert!(Couplings::new(f64::NAN, 1.0).is_err());
     // a stochastic sampler

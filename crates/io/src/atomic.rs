@@ -8,6 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The longest file name (bytes) of Linux and macOS file systems.
+pub const NAME_MAX: usize = 255;
+
 /// A short temporary name beside `path`, keeping its extension (plotters picks the format
 /// from it): `.gud-PID-N.EXT`. Short, so that a legal 255-byte output name still has a
 /// legal temporary (regression, issue 20: `.NAME.tmp-PID` was longer than the name).
@@ -87,6 +90,32 @@ impl Outputs {
                 "is a directory; expected an output file name",
             ));
         }
+        // every name is checked here, before any output is renamed into place (regression,
+        // issue 34: a legal .npy name was renamed, then its longer .config.toml failed)
+        let name_len = path.file_name().map_or(0, |n| n.len());
+        if name_len > NAME_MAX {
+            return Err(format_err(
+                path,
+                format!(
+                    "the file name is {name_len} bytes; file systems allow at most {NAME_MAX}: \
+                     choose a shorter output name"
+                ),
+            ));
+        }
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(path)
+                    .map_or("an unreadable target".into(), |t| t.display().to_string());
+                return Err(format_err(
+                    path,
+                    format!(
+                        "is a symbolic link (to {target}): gud renames its outputs into place \
+                         and would replace the link, not write its target; give the target's \
+                         path, or remove the link"
+                    ),
+                ));
+            }
+        }
         for input in &self.inputs {
             if same_file(path, input) || normalised(path) == normalised(input) {
                 return Err(format_err(
@@ -158,9 +187,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Creates `dir` (and parents) if needed and checks that files can be created in it.
 pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    // regression, issue 34: a file here said only "File exists"
+    if dir.exists() && !dir.is_dir() {
+        return Err(format_err(
+            dir,
+            "is a file, not a directory: expected a directory to write into",
+        ));
+    }
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let probe = dir.join(format!(".gud-write-probe-{}", std::process::id()));
-    fs::File::create(&probe).map_err(io_err(dir))?;
+    fs::File::create(&probe).map_err(|e| {
+        format_err(
+            dir,
+            format!("is not a directory that files can be created in ({e})"),
+        )
+    })?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }

@@ -339,6 +339,12 @@ impl gud_core::exact::Target for Lattice {
     fn log_density(&self, phi: &[f64]) -> f64 {
         -self.action(phi)
     }
+
+    /// `grad log p = -dS/dphi`, the force.
+    fn grad_log_density(&self, phi: &[f64], grad: &mut [f64]) {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        self.kick(phi, grad, 1.0);
+    }
 }
 
 #[cfg(test)]

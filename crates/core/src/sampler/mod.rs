@@ -343,6 +343,23 @@ pub trait Sampler: Send + Sync {
 }
 
 impl SamplerConfig {
+    /// Checks the settings that every use of the config needs: `batch` >= 1 and, for `exp`,
+    /// `order` in 1 to [`MAX_ORDER`] (regression, issue 34: `tune-grid --order 0` wrote a grid
+    /// that `sample` then refused).
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::param("sampler.batch", 0, "at least 1"));
+        }
+        if self.kind == SamplerKind::Exp && !(1..=MAX_ORDER).contains(&self.order) {
+            return Err(Error::param(
+                "sampler.order",
+                self.order,
+                &format!("1 to {MAX_ORDER} (the Adams-Bashforth order of `exp`)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// `steps` points of the config's `grid` (any explicit `times` dropped).
     pub fn set_steps(&mut self, steps: usize) {
         self.steps = steps;
@@ -501,22 +518,13 @@ pub fn generate(
             got: format!("{}", score.dim()),
         });
     }
-    if config.batch == 0 {
-        return Err(Error::param("sampler.batch", 0, "at least 1"));
-    }
+    config.check()?;
     // regression (issue 20): a first index near 2^64 used to wrap around to sample 0
     if first.checked_add(count as u64).is_none() {
         return Err(Error::param(
             "first",
             first,
             &format!("a first sample index with first + {count} samples below 2^64"),
-        ));
-    }
-    if config.kind == SamplerKind::Exp && !(1..=MAX_ORDER).contains(&config.order) {
-        return Err(Error::param(
-            "sampler.order",
-            config.order,
-            &format!("1 to {MAX_ORDER}"),
         ));
     }
     let sampler = config.build();

@@ -130,6 +130,14 @@ pub fn tune_grid(
             "a deterministic sampler (exp or ode): a tuned grid compares maps of the prior draw",
         ));
     }
+    sampler.check()?;
+    if tuning.max_trials == 0 {
+        return Err(Error::param(
+            "max_trials",
+            0,
+            "at least 1 trial (0 would return the untuned grid)",
+        ));
+    }
     if tuning.points < 2 {
         return Err(Error::param(
             "steps",

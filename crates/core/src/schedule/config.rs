@@ -26,6 +26,17 @@ pub enum ScheduleConfig {
 }
 
 impl ScheduleConfig {
+    /// The config name of its kind (`rg`, `linear`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScheduleConfig::VpLinear(_) => "vp-linear",
+            ScheduleConfig::Cosine(_) => "cosine",
+            ScheduleConfig::Linear(_) => "linear",
+            ScheduleConfig::Sequential(_) => "sequential",
+            ScheduleConfig::Rg(_) => "rg",
+        }
+    }
+
     /// The schedule it names, fitted to the context.
     pub fn build(&self, ctx: &ScheduleContext<'_>) -> Result<Box<dyn Schedule>> {
         let d = ctx.basis.dim();
@@ -76,7 +87,7 @@ impl ScheduleConfig {
             }
             _ => Err(Error::param(
                 "schedule.kind",
-                format!("{self:?}"),
+                format!("\"{}\"", self.kind()),
                 "`linear` (a, r) or `sequential` (softness a) for a schedule family",
             )),
         }

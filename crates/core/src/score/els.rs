@@ -92,7 +92,7 @@ impl PatchRule {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |expected: &str| Err(Error::param("score.patch", format!("{self:?}"), expected));
+        let bad = |expected: &str| Err(Error::param("score.patch", self, expected));
         match self {
             PatchRule::Fixed { size: 0 } | PatchRule::Grow { min: 0, .. } => bad("sizes >= 1"),
             PatchRule::Grow {
@@ -107,6 +107,24 @@ impl PatchRule {
                 bad("finite, increasing gamma bounds and sizes >= 1")
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// The rule as it is written (`grow:3`, `fixed:5`, `table:0.5=3,2=7`): what [`FromStr`] reads.
+impl std::fmt::Display for PatchRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PatchRule::Grow { min, max: None } => write!(f, "grow:{min}"),
+            PatchRule::Grow {
+                min,
+                max: Some(max),
+            } => write!(f, "grow:{min}:{max}"),
+            PatchRule::Fixed { size } => write!(f, "fixed:{size}"),
+            PatchRule::Table { entries } => {
+                let e: Vec<String> = entries.iter().map(|(g, p)| format!("{g}={p}")).collect();
+                write!(f, "table:{}", e.join(","))
+            }
         }
     }
 }

@@ -1,0 +1,861 @@
+//! Exact sampling at scale (SPEC section 9.1): the RG steps of the Gaussian base with local
+//! checkerboard couplings between them, a map from noise whose log-density costs O(d) on top of
+//! the sample.
+//!
+//! The map `phi = T(z)`, z ~ N(0, I) in whitened components, is built from two kinds of step:
+//!
+//! * **RG steps** of the design's Gaussian base. On a grid of K levels the variance of the
+//!   noised component i is `v_{n,i} = alpha_i^2(t_n) sigma_data,i + sigma_i^2(t_n)`, from
+//!   `v_0 = 1` (the prior) to `v_K = sigma_data,i` (the data): the probability-flow ODE of a
+//!   Gaussian moves chi by `lambda_{n,i} = sqrt(v_{n+1,i} / v_{n,i})` exactly. In phi-space,
+//!   `x <- U^T (lambda_n . U x)`: diagonal in the basis, `log |det| = sum_i log lambda_{n,i}`.
+//!   Without couplings the map is the exact sample of the Gaussian base.
+//! * **Checkerboard couplings** after each RG step (SPEC 9.1, triangularity): the sites of one
+//!   colour are moved by a monotone pointwise map whose parameters depend only on the other
+//!   colour's sites within a radius,
+//!   `y_i = e^{s_i} (x_i + u_i tanh x_i) + t_i`, `u_i = e^{w_i} - 1 > -1`,
+//!   so the coupling's Jacobian is block triangular with a diagonal block and
+//!   `log |det| = sum_i [s_i + log(1 + u_i sech^2 x_i)]`, every factor positive: each coupling
+//!   is injective by construction. (s, w, t) come from orbit sums of pointwise features of the
+//!   other colour (even features x^2, tanh^2 x for s and w, odd ones x, tanh x for t, so the map
+//!   commutes with phi -> -phi), through one hidden tanh layer: translation equivariant, with
+//!   one parameter set per (RG step, layer, colour) and none that depends on L, so a flow
+//!   trained on one lattice runs on any other.
+//!
+//! `log q(phi) = log N(z; 0, I) - sum_i log S_i - sum_n [sum_i log lambda_{n,i} + couplings]`,
+//! exact for the map applied. Training minimises the reverse Kullback-Leibler divergence to a
+//! target with a gradient ([`Target::grad_log_density`]): `E_z[log q(T z) - log p(T z)]`, by
+//! back-propagation written out below and Adam.
+
+use crate::design::Design;
+use crate::error::{Error, Result};
+use crate::exact::{log_standard_normal, Proposals, Target};
+use crate::monitor::Monitor;
+use crate::rng::{stream, Purpose};
+use crate::sampler::{draw_prior, sample_rng, SampleReport, StepInfo};
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The architecture of the couplings (none of it depends on the lattice size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// RG steps K of the Gaussian base (1: the base in one step, then all couplings).
+    pub stages: usize,
+    /// Coupling pairs (red then black) after each RG step.
+    pub layers: usize,
+    /// Hidden units of each coupling's network.
+    pub hidden: usize,
+    /// Largest |dx|, |dy| of the other colour's sites a coupling reads (1: the four nearest).
+    pub radius: usize,
+    /// Bound of the log-scale s (s = s_max tanh(s_raw / s_max)).
+    pub scale_max: f64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            stages: 4,
+            layers: 2,
+            hidden: 16,
+            radius: 2,
+            scale_max: 2.0,
+        }
+    }
+}
+
+/// Even and odd pointwise features per site (F_e = F_o = 2).
+const FEATURES: usize = 2;
+
+fn even(x: f64) -> [f64; FEATURES] {
+    let t = x.tanh();
+    [x * x, t * t]
+}
+fn even_d(x: f64) -> [f64; FEATURES] {
+    let t = x.tanh();
+    [2.0 * x, 2.0 * t * (1.0 - t * t)]
+}
+fn odd(x: f64) -> [f64; FEATURES] {
+    [x, x.tanh()]
+}
+fn odd_d(x: f64) -> [f64; FEATURES] {
+    let t = x.tanh();
+    [1.0, 1.0 - t * t]
+}
+
+/// The other colour's offsets within `radius`, grouped into orbits of the lattice's rotations
+/// and reflections (|dx| + |dy| odd).
+fn orbits(radius: usize) -> Vec<Vec<(isize, isize)>> {
+    let r = radius as isize;
+    let mut keys: Vec<(isize, isize)> = Vec::new();
+    let mut out: Vec<Vec<(isize, isize)>> = Vec::new();
+    for dy in -r..=r {
+        for dx in -r..=r {
+            if (dx + dy).rem_euclid(2) == 0 {
+                continue;
+            }
+            let key = (dx.abs().max(dy.abs()), dx.abs().min(dy.abs()));
+            match keys.iter().position(|k| *k == key) {
+                Some(j) => out[j].push((dx, dy)),
+                None => {
+                    keys.push(key);
+                    out.push(vec![(dx, dy)]);
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&j| keys[j]);
+    order.into_iter().map(|j| out[j].clone()).collect()
+}
+
+/// The couplings' parameters: one block per (RG step, layer, colour), each `W1 (H x I), b1 (H),
+/// W2 (O x H), b2 (O)` with I = orbits x F_e inputs and O = 2 + orbits x F_o outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Couplings {
+    /// The architecture.
+    pub config: FlowConfig,
+    /// All parameters, block after block.
+    pub params: Vec<f64>,
+}
+
+impl Couplings {
+    /// Checks the architecture.
+    pub fn check(config: &FlowConfig) -> Result<()> {
+        let bad = |name: &str, v: usize, e: &str| Err(Error::param(name, v, e));
+        if config.stages == 0 {
+            return bad("flow.stages", 0, "at least 1 RG step");
+        }
+        if config.stages > 1000 || config.layers > 1000 || config.hidden > 4096 {
+            return bad(
+                "flow.stages / layers / hidden",
+                config.stages.max(config.layers).max(config.hidden),
+                "at most 1000 steps and layers and 4096 hidden units",
+            );
+        }
+        if config.hidden == 0 {
+            return bad("flow.hidden", 0, "at least 1 hidden unit");
+        }
+        if !(1..=8).contains(&config.radius) {
+            return bad("flow.radius", config.radius, "1 to 8 sites");
+        }
+        crate::error::check_range("flow.scale_max", config.scale_max, f64::MIN_POSITIVE, 20.0)?;
+        Ok(())
+    }
+
+    /// Identity couplings (output weights zero: the flow is the Gaussian base) with hidden
+    /// weights drawn from stream (seed, FlowInit) with variance 1 / inputs.
+    pub fn new(config: &FlowConfig, seed: u64) -> Result<Self> {
+        Self::check(config)?;
+        let shape = BlockShape::new(config);
+        let blocks = config.stages * config.layers * 2;
+        let mut params = vec![0.0; blocks * shape.size()];
+        let mut rng = stream(seed, Purpose::FlowInit, 0);
+        let scale = (1.0 / shape.inputs as f64).sqrt();
+        for b in 0..blocks {
+            let block = &mut params[b * shape.size()..(b + 1) * shape.size()];
+            for w in &mut block[..shape.hidden * shape.inputs] {
+                let u: f64 =
+                    rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+                *w = u * scale;
+            }
+        }
+        Ok(Couplings {
+            config: config.clone(),
+            params,
+        })
+    }
+
+    /// Parameters with their architecture (e.g. read from a file): checked for size and
+    /// finiteness.
+    pub fn from_params(config: &FlowConfig, params: Vec<f64>) -> Result<Self> {
+        Self::check(config)?;
+        let expected = config.stages * config.layers * 2 * BlockShape::new(config).size();
+        if params.len() != expected {
+            return Err(Error::ShapeMismatch {
+                what: "the flow's parameters".into(),
+                expected: format!("{expected} values for {config:?}"),
+                got: format!("{}", params.len()),
+            });
+        }
+        if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "the flow's parameters".into(),
+                index: i,
+                value: params[i],
+            });
+        }
+        Ok(Couplings {
+            config: config.clone(),
+            params,
+        })
+    }
+}
+
+/// Sizes of one coupling block.
+#[derive(Debug, Clone, Copy)]
+struct BlockShape {
+    orbits: usize,
+    inputs: usize,
+    hidden: usize,
+    outputs: usize,
+}
+
+impl BlockShape {
+    fn new(config: &FlowConfig) -> Self {
+        let orbits = orbits(config.radius).len();
+        BlockShape {
+            orbits,
+            inputs: orbits * FEATURES,
+            hidden: config.hidden,
+            outputs: 2 + orbits * FEATURES,
+        }
+    }
+    fn size(&self) -> usize {
+        self.hidden * self.inputs + self.hidden + self.outputs * self.hidden + self.outputs
+    }
+}
+
+/// The flow on a design: its RG steps (per-component factors) and the couplings.
+pub struct LocalFlow<'a> {
+    design: &'a Design,
+    couplings: &'a Couplings,
+    shape: BlockShape,
+    orbits: Vec<Vec<(isize, isize)>>,
+    /// Factor of each RG step per component (the first includes the prior scale S).
+    lambda: Vec<Vec<f64>>,
+    /// `-sum_i log S_i - sum_n sum_i log lambda_{n,i}`: the RG steps' part of log q.
+    log_det_linear: f64,
+    h: usize,
+    w: usize,
+    /// Sites of each colour (red: (x + y) even).
+    colour_sites: [Vec<usize>; 2],
+}
+
+/// What one proposal's pass kept for back-propagation: the field before every step.
+struct Tape {
+    inputs: Vec<Vec<f64>>,
+}
+
+impl<'a> LocalFlow<'a> {
+    /// The flow of `couplings` on `design` (one channel, an even H x W lattice).
+    pub fn new(design: &'a Design, couplings: &'a Couplings) -> Result<Self> {
+        let s = design.shape();
+        if s.c != 1 || s.h % 2 != 0 || s.w % 2 != 0 || s.h < 2 || s.w < 2 {
+            return Err(Error::param(
+                "design shape",
+                s,
+                "one channel on an even H x W lattice (the couplings are a checkerboard)",
+            ));
+        }
+        let config = &couplings.config;
+        let d = design.dim();
+        let (t_min, t_max) = design.schedule().t_range();
+        let k = config.stages;
+        // variance levels v_0 = 1 (prior), v_1..v_{K-1} on a uniform grid in t, v_K = sigma_data
+        let sd = design.sigma_data();
+        let mut levels: Vec<Vec<f64>> = vec![vec![1.0; d]];
+        for n in 1..k {
+            let t = t_max + (t_min - t_max) * n as f64 / k as f64;
+            let st = design.state(t);
+            levels.push(
+                (0..d)
+                    .map(|i| st.alpha_sq()[i] * sd[i] + st.sigma_sq()[i])
+                    .collect(),
+            );
+        }
+        levels.push(sd.to_vec());
+        let mut lambda: Vec<Vec<f64>> = (0..k)
+            .map(|n| {
+                (0..d)
+                    .map(|i| (levels[n + 1][i] / levels[n][i]).sqrt())
+                    .collect()
+            })
+            .collect();
+        for (l, s) in lambda[0].iter_mut().zip(design.scale()) {
+            *l *= s;
+        }
+        let log_det_linear = -lambda.iter().flatten().map(|l| l.ln()).sum::<f64>();
+        if !log_det_linear.is_finite() {
+            return Err(Error::Numerical {
+                what: "the flow's RG steps".into(),
+                reason: "a component's variance level is zero or not finite".into(),
+            });
+        }
+        let mut colour_sites = [Vec::new(), Vec::new()];
+        for y in 0..s.h {
+            for x in 0..s.w {
+                colour_sites[(x + y) % 2].push(y * s.w + x);
+            }
+        }
+        Ok(LocalFlow {
+            design,
+            couplings,
+            shape: BlockShape::new(config),
+            orbits: orbits(config.radius),
+            lambda,
+            log_det_linear,
+            h: s.h,
+            w: s.w,
+            colour_sites,
+        })
+    }
+
+    /// Number of values d of a field.
+    pub fn dim(&self) -> usize {
+        self.design.dim()
+    }
+
+    /// Coupling blocks applied per sample.
+    pub fn couplings_per_sample(&self) -> usize {
+        self.couplings.config.stages * self.couplings.config.layers * 2
+    }
+
+    fn block(&self, b: usize) -> &[f64] {
+        let n = self.shape.size();
+        &self.couplings.params[b * n..(b + 1) * n]
+    }
+
+    /// `x <- U^T (lambda . U x)` (for n = 0 from z in components: `x <- U^T (lambda . z)`).
+    fn rg_step(&self, n: usize, x: &mut [f64], scratch: &mut [f64]) {
+        let basis = self.design.basis();
+        if n > 0 {
+            basis.forward(x, scratch);
+        } else {
+            scratch.copy_from_slice(x);
+        }
+        for (c, l) in scratch.iter_mut().zip(&self.lambda[n]) {
+            *c *= l;
+        }
+        basis.inverse(scratch, x);
+    }
+
+    /// The orbit sums of the even (`odd_features = false`) or odd features around site i.
+    fn orbit_features(&self, x: &[f64], i: usize, odd_features: bool, out: &mut [f64]) {
+        let (h, w) = (self.h as isize, self.w as isize);
+        let (yi, xi) = ((i / self.w) as isize, (i % self.w) as isize);
+        for (o, orbit) in self.orbits.iter().enumerate() {
+            let mut acc = [0.0; FEATURES];
+            for &(dx, dy) in orbit {
+                let j = ((yi + dy).rem_euclid(h) * w + (xi + dx).rem_euclid(w)) as usize;
+                let f = if odd_features { odd(x[j]) } else { even(x[j]) };
+                for (a, v) in acc.iter_mut().zip(f) {
+                    *a += v;
+                }
+            }
+            let norm = 1.0 / orbit.len() as f64;
+            for (k, a) in acc.iter().enumerate() {
+                out[o * FEATURES + k] = a * norm;
+            }
+        }
+    }
+
+    /// One coupling (block b, colour c) in place; returns its log |det|.
+    fn couple(&self, b: usize, colour: usize, x: &mut [f64]) -> f64 {
+        let p = self.block(b);
+        let sh = self.shape;
+        let smax = self.couplings.config.scale_max;
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
+        let mut log_det = 0.0;
+        // the other colour is not changed by this coupling: read it from x as it is
+        for &i in &self.colour_sites[colour] {
+            self.orbit_features(x, i, false, &mut e);
+            self.orbit_features(x, i, true, &mut od);
+            mlp(p, sh, &e, &mut hid, &mut out);
+            let s = smax * (out[0] / smax).tanh();
+            let u = out[1].exp() - 1.0;
+            let t: f64 = out[2..].iter().zip(&od).map(|(c, o)| c * o).sum();
+            let xi = x[i];
+            let sech2 = 1.0 - xi.tanh().powi(2);
+            x[i] = s.exp() * (xi + u * xi.tanh()) + t;
+            log_det += s + (1.0 + u * sech2).ln();
+        }
+        log_det
+    }
+
+    /// Maps one prior draw z (whitened components) to its field (in place, phi-space, mean
+    /// added) and returns the couplings' log |det|; with a tape, the inputs of every step.
+    fn forward(&self, z: &[f64], x: &mut [f64], mut tape: Option<&mut Tape>) -> f64 {
+        let cfg = &self.couplings.config;
+        let mut scratch = vec![0.0; x.len()];
+        x.copy_from_slice(z);
+        let mut log_det = 0.0;
+        for n in 0..cfg.stages {
+            self.rg_step(n, x, &mut scratch);
+            for l in 0..cfg.layers {
+                for colour in 0..2 {
+                    if let Some(t) = tape.as_deref_mut() {
+                        t.inputs.push(x.to_vec());
+                    }
+                    log_det += self.couple((n * cfg.layers + l) * 2 + colour, colour, x);
+                }
+            }
+        }
+        for (v, m) in x.iter_mut().zip(self.design.mean()) {
+            *v += m;
+        }
+        log_det
+    }
+
+    /// The field of prior draw `z` and its `log q` (SPEC 9.1).
+    pub fn sample_one(&self, z: &[f64], phi: &mut [f64]) -> f64 {
+        let log_det = self.forward(z, phi, None);
+        log_standard_normal(z) + self.log_det_linear - log_det
+    }
+
+    /// The field of prior draw `z` without its density (what `log q` is measured against).
+    pub fn field_only(&self, z: &[f64], phi: &mut [f64]) {
+        self.forward(z, phi, None);
+    }
+
+    /// Proposals `first .. first + count` (proposal k from the prior draw of stream k of the
+    /// seed, as every sampler's sample k) with their exact log q.
+    pub fn propose(
+        &self,
+        seed: u64,
+        first: u64,
+        count: usize,
+        observer: &mut dyn FnMut(StepInfo),
+    ) -> Result<Proposals> {
+        let d = self.dim();
+        if count == 0 {
+            return Err(Error::param("proposals", 0, "at least 1"));
+        }
+        if first.checked_add(count as u64).is_none() {
+            return Err(Error::param("first", first, "first + count below 2^64"));
+        }
+        crate::memory::check_alloc(
+            &format!("proposals = {count} of {d} values with their log q"),
+            &[count, d + 1],
+            8,
+        )?;
+        let mut fields = vec![0.0; count * d];
+        let mut log_q = vec![0.0; count];
+        const CHUNK: usize = 256;
+        for (c, (f, lq)) in fields
+            .chunks_mut(CHUNK * d)
+            .zip(log_q.chunks_mut(CHUNK))
+            .enumerate()
+        {
+            let start = first + (c * CHUNK) as u64;
+            f.par_chunks_mut(d)
+                .zip(lq.par_iter_mut())
+                .enumerate()
+                .for_each(|(k, (phi, l))| {
+                    let mut z = vec![0.0; d];
+                    draw_prior(&mut sample_rng(seed, start + k as u64), &mut z);
+                    *l = self.sample_one(&z, phi);
+                });
+            observer(StepInfo {
+                step: c,
+                steps: count.div_ceil(CHUNK),
+                t: 0.0,
+                active: d,
+                batch: lq.len(),
+            });
+        }
+        Ok(Proposals {
+            fields,
+            log_q,
+            report: self.report(count),
+        })
+    }
+
+    /// The cost report of `count` proposals (grid points: the RG steps; evaluations: coupling
+    /// blocks per sample).
+    pub fn report(&self, count: usize) -> SampleReport {
+        let nfe = self.couplings_per_sample();
+        SampleReport {
+            sampler: "flow",
+            score: "local-couplings",
+            grid_points: self.couplings.config.stages,
+            nfe,
+            component_evals: nfe * self.dim() / 2,
+            component_evals_full: nfe * self.dim() / 2,
+            samples: count,
+        }
+    }
+}
+
+impl LocalFlow<'_> {
+    /// The reverse-KL loss of prior draw z, `log q(phi) - log p(phi)` with `phi = T(z)`, its
+    /// log q and log p, and (added to `grad`) its gradient with respect to the parameters.
+    fn loss_and_grad(&self, z: &[f64], target: &dyn Target, grad: &mut [f64]) -> (f64, f64, f64) {
+        let d = self.dim();
+        let cfg = &self.couplings.config;
+        let mut tape = Tape {
+            inputs: Vec::with_capacity(self.couplings_per_sample()),
+        };
+        let mut phi = vec![0.0; d];
+        let log_det = self.forward(z, &mut phi, Some(&mut tape));
+        let log_q = log_standard_normal(z) + self.log_det_linear - log_det;
+        let log_p = target.log_density(&phi);
+        let loss = log_q - log_p;
+        if !loss.is_finite() {
+            return (loss, log_q, log_p);
+        }
+        // dL/dphi = -grad log p; back through every step (the mean shift has no Jacobian)
+        let mut bar = vec![0.0; d];
+        target.grad_log_density(&phi, &mut bar);
+        bar.iter_mut().for_each(|b| *b = -*b);
+        let mut scratch = vec![0.0; d];
+        let per_block = self.shape.size();
+        for n in (0..cfg.stages).rev() {
+            for l in (0..cfg.layers).rev() {
+                for colour in (0..2).rev() {
+                    let b = (n * cfg.layers + l) * 2 + colour;
+                    let g = &mut grad[b * per_block..(b + 1) * per_block];
+                    self.couple_backward(b, colour, &tape.inputs[b], &mut bar, g);
+                }
+            }
+            if n > 0 {
+                // U^T diag(lambda) U is symmetric: its adjoint is itself
+                self.rg_step(n, &mut bar, &mut scratch);
+            }
+        }
+        (loss, log_q, log_p)
+    }
+
+    /// Back-propagation through coupling b (colour c) with input `x`: `bar` holds dL/dy on
+    /// entry and dL/dx on return (L includes -log |det| of the coupling); parameter gradients
+    /// are added to `g`.
+    fn couple_backward(&self, b: usize, colour: usize, x: &[f64], bar: &mut [f64], g: &mut [f64]) {
+        let p = self.block(b);
+        let sh = self.shape;
+        let smax = self.couplings.config.scale_max;
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
+        let mut out_bar = vec![0.0; sh.outputs];
+        let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
+        let (h, w) = (self.h as isize, self.w as isize);
+        for &i in &self.colour_sites[colour] {
+            self.orbit_features(x, i, false, &mut e);
+            self.orbit_features(x, i, true, &mut od);
+            mlp(p, sh, &e, &mut hid, &mut out);
+            let s = smax * (out[0] / smax).tanh();
+            let a = s.exp();
+            let u = out[1].exp() - 1.0;
+            let xi = x[i];
+            let th = xi.tanh();
+            let sech2 = 1.0 - th * th;
+            let gg = 1.0 + u * sech2;
+            let y_bar = bar[i];
+            // direct: y = a (x + u tanh x) + t, log det = s + log(1 + u sech^2 x)
+            bar[i] = y_bar * a * gg + 2.0 * u * sech2 * th / gg;
+            let y_minus_t = a * (xi + u * th);
+            let s_bar = y_bar * y_minus_t - 1.0;
+            out_bar[0] = s_bar * (1.0 - (s / smax).powi(2));
+            out_bar[1] = (y_bar * a * th - sech2 / gg) * (u + 1.0);
+            for k in 0..sh.inputs {
+                out_bar[2 + k] = y_bar * od[k];
+                od_bar[k] = y_bar * out[2 + k];
+            }
+            // the hidden layer
+            let (gw1, rest) = g.split_at_mut(w1_len);
+            let (gb1, rest) = rest.split_at_mut(sh.hidden);
+            let (gw2, gb2) = rest.split_at_mut(w2_len);
+            let w1 = &p[..w1_len];
+            let w2 = &p[w1_len + sh.hidden..w1_len + sh.hidden + w2_len];
+            e_bar.iter_mut().for_each(|v| *v = 0.0);
+            for (k, ob) in out_bar.iter().enumerate() {
+                gb2[k] += ob;
+                for j in 0..sh.hidden {
+                    gw2[k * sh.hidden + j] += ob * hid[j];
+                }
+            }
+            for j in 0..sh.hidden {
+                let hb: f64 = (0..sh.outputs)
+                    .map(|k| w2[k * sh.hidden + j] * out_bar[k])
+                    .sum();
+                let pre_bar = hb * (1.0 - hid[j] * hid[j]);
+                gb1[j] += pre_bar;
+                for m in 0..sh.inputs {
+                    gw1[j * sh.inputs + m] += pre_bar * e[m];
+                    e_bar[m] += w1[j * sh.inputs + m] * pre_bar;
+                }
+            }
+            // the features read the other colour's sites
+            let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
+            for (o, orbit) in self.orbits.iter().enumerate() {
+                let norm = 1.0 / orbit.len() as f64;
+                for &(dx, dy) in orbit {
+                    let j = ((yi + dy).rem_euclid(h) * w + (xc + dx).rem_euclid(w)) as usize;
+                    let (de, dd) = (even_d(x[j]), odd_d(x[j]));
+                    for f in 0..FEATURES {
+                        bar[j] += norm
+                            * (e_bar[o * FEATURES + f] * de[f] + od_bar[o * FEATURES + f] * dd[f]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Jacobian dphi/dz (d x d, row-major) by forward-mode differentiation of every step:
+    /// the dense reference of the structured log-determinant (tests; O(d^2) per sample).
+    pub fn jacobian(&self, z: &[f64]) -> Vec<f64> {
+        let d = self.dim();
+        let cfg = &self.couplings.config;
+        // columns of the Jacobian as tangents, carried with the primal
+        let mut x = z.to_vec();
+        let mut tangents: Vec<Vec<f64>> = (0..d)
+            .map(|j| {
+                let mut e = vec![0.0; d];
+                e[j] = 1.0;
+                e
+            })
+            .collect();
+        let mut scratch = vec![0.0; d];
+        for n in 0..cfg.stages {
+            self.rg_step(n, &mut x, &mut scratch);
+            for t in &mut tangents {
+                self.rg_step(n, t, &mut scratch);
+            }
+            for l in 0..cfg.layers {
+                for colour in 0..2 {
+                    let b = (n * cfg.layers + l) * 2 + colour;
+                    let before = x.clone();
+                    for t in &mut tangents {
+                        *t = self.couple_tangent(b, colour, &before, t);
+                    }
+                    self.couple(b, colour, &mut x);
+                }
+            }
+        }
+        let mut jac = vec![0.0; d * d];
+        for (j, t) in tangents.iter().enumerate() {
+            for i in 0..d {
+                jac[i * d + j] = t[i];
+            }
+        }
+        jac
+    }
+
+    /// The tangent of coupling b at input x along dx (central differences would lose digits:
+    /// this is the exact derivative, through the same features).
+    fn couple_tangent(&self, b: usize, colour: usize, x: &[f64], dx: &[f64]) -> Vec<f64> {
+        let p = self.block(b);
+        let sh = self.shape;
+        let smax = self.couplings.config.scale_max;
+        let (h, w) = (self.h as isize, self.w as isize);
+        let mut dy = dx.to_vec();
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut de, mut dod) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
+        let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
+        let w1 = &p[..w1_len];
+        let w2 = &p[w1_len + sh.hidden..w1_len + sh.hidden + w2_len];
+        for &i in &self.colour_sites[colour] {
+            self.orbit_features(x, i, false, &mut e);
+            self.orbit_features(x, i, true, &mut od);
+            // tangents of the orbit sums
+            let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
+            for (o, orbit) in self.orbits.iter().enumerate() {
+                let norm = 1.0 / orbit.len() as f64;
+                let (mut ae, mut ao) = ([0.0; FEATURES], [0.0; FEATURES]);
+                for &(ddx, ddy) in orbit {
+                    let j = ((yi + ddy).rem_euclid(h) * w + (xc + ddx).rem_euclid(w)) as usize;
+                    let (fe, fo) = (even_d(x[j]), odd_d(x[j]));
+                    for f in 0..FEATURES {
+                        ae[f] += fe[f] * dx[j];
+                        ao[f] += fo[f] * dx[j];
+                    }
+                }
+                for f in 0..FEATURES {
+                    de[o * FEATURES + f] = ae[f] * norm;
+                    dod[o * FEATURES + f] = ao[f] * norm;
+                }
+            }
+            mlp(p, sh, &e, &mut hid, &mut out);
+            let mut dout = vec![0.0; sh.outputs];
+            for j in 0..sh.hidden {
+                let dpre: f64 = (0..sh.inputs).map(|m| w1[j * sh.inputs + m] * de[m]).sum();
+                let dh = dpre * (1.0 - hid[j] * hid[j]);
+                for (k, dk) in dout.iter_mut().enumerate() {
+                    *dk += w2[k * sh.hidden + j] * dh;
+                }
+            }
+            let s = smax * (out[0] / smax).tanh();
+            let ds = dout[0] * (1.0 - (s / smax).powi(2));
+            let a = s.exp();
+            let u = out[1].exp() - 1.0;
+            let du = dout[1] * (u + 1.0);
+            let dt: f64 = (0..sh.inputs)
+                .map(|k| dout[2 + k] * od[k] + out[2 + k] * dod[k])
+                .sum();
+            let xi = x[i];
+            let th = xi.tanh();
+            let sech2 = 1.0 - th * th;
+            dy[i] = ds * a * (xi + u * th) + a * (dx[i] * (1.0 + u * sech2) + du * th) + dt;
+        }
+        dy
+    }
+}
+
+/// Settings of [`train`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowTraining {
+    /// Optimisation steps (Adam).
+    pub steps: usize,
+    /// Prior draws per step.
+    pub batch: usize,
+    /// Peak learning rate (cosine decay to a tenth).
+    pub lr: f64,
+    /// Seed of the draws (stream (seed, FlowTraining, step)).
+    pub seed: u64,
+}
+
+impl Default for FlowTraining {
+    fn default() -> Self {
+        FlowTraining {
+            steps: 1000,
+            batch: 64,
+            lr: 3e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// One logged step of [`train`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowStep {
+    /// Step (1-based).
+    pub step: usize,
+    /// Mean of `log q - log p` over the batch (the reverse KL minus log Z).
+    pub loss: f64,
+    /// ESS / N of the batch.
+    pub ess_fraction: f64,
+    /// Draws with a non-finite loss (left out of the step).
+    pub non_finite: usize,
+}
+
+/// Trains `couplings` on `design` against `target` by the reverse Kullback-Leibler divergence
+/// (module docs): returns one [`FlowStep`] per step. The monitor hears each step (phase
+/// `training`); a stop request returns the steps so far with the parameters of the last one.
+pub fn train(
+    design: &Design,
+    couplings: &mut Couplings,
+    target: &dyn Target,
+    opts: &FlowTraining,
+    monitor: &dyn Monitor,
+) -> Result<Vec<FlowStep>> {
+    let d = design.dim();
+    if target.dim() != d {
+        return Err(Error::ShapeMismatch {
+            what: "the flow's target".into(),
+            expected: format!("{d} values (the design's)"),
+            got: format!("{}", target.dim()),
+        });
+    }
+    if opts.batch == 0 || opts.steps == 0 {
+        return Err(Error::param("flow training batch / steps", 0, "at least 1"));
+    }
+    crate::error::check_range("lr", opts.lr, f64::MIN_POSITIVE, 1.0)?;
+    crate::memory::check_alloc(
+        "the flow's training batch",
+        &[
+            opts.batch,
+            d,
+            couplings.config.stages * couplings.config.layers * 2 + 4,
+        ],
+        8,
+    )?;
+    let np = couplings.params.len();
+    let (mut m, mut v) = (vec![0.0; np], vec![0.0; np]);
+    let (beta1, beta2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
+    let mut log = Vec::with_capacity(opts.steps);
+    for step in 1..=opts.steps {
+        let flow = LocalFlow::new(design, couplings)?;
+        let mut rng = stream(opts.seed, Purpose::FlowTraining, step as u64);
+        let zs: Vec<Vec<f64>> = (0..opts.batch)
+            .map(|_| {
+                (0..d)
+                    .map(|_| rng.sample(rand_distr::StandardNormal))
+                    .collect()
+            })
+            .collect();
+        let (grad, losses) = zs
+            .par_iter()
+            .map(|z| {
+                let mut g = vec![0.0; np];
+                let (loss, _, _) = flow.loss_and_grad(z, target, &mut g);
+                if !loss.is_finite() {
+                    g.iter_mut().for_each(|x| *x = 0.0);
+                }
+                (g, vec![loss])
+            })
+            .reduce(
+                || (vec![0.0; np], Vec::new()),
+                |(mut a, mut la), (b, lb)| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    la.extend(lb);
+                    (a, la)
+                },
+            );
+        let finite: Vec<f64> = losses.iter().copied().filter(|l| l.is_finite()).collect();
+        let non_finite = losses.len() - finite.len();
+        if finite.is_empty() {
+            return Err(Error::Numerical {
+                what: "training the flow".into(),
+                reason: format!("every draw of step {step} has a non-finite log q - log p"),
+            });
+        }
+        let nf = finite.len() as f64;
+        let mean_loss = finite.iter().sum::<f64>() / nf;
+        let log_w: Vec<f64> = losses.iter().map(|l| -l).collect();
+        let ess = crate::exact::ess_fraction(&log_w);
+        drop(flow);
+        // Adam with a cosine decay of the rate to a tenth
+        let progress = (step - 1) as f64 / opts.steps.max(2) as f64;
+        let lr = opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+        let (c1, c2) = (1.0 - beta1.powi(step as i32), 1.0 - beta2.powi(step as i32));
+        for ((p, g), (mi, vi)) in couplings
+            .params
+            .iter_mut()
+            .zip(&grad)
+            .zip(m.iter_mut().zip(v.iter_mut()))
+        {
+            let g = g / nf;
+            *mi = beta1 * *mi + (1.0 - beta1) * g;
+            *vi = beta2 * *vi + (1.0 - beta2) * g * g;
+            *p -= lr * (*mi / c1) / ((*vi / c2).sqrt() + eps);
+        }
+        log.push(FlowStep {
+            step,
+            loss: mean_loss,
+            ess_fraction: ess,
+            non_finite,
+        });
+        monitor.progress(
+            "training",
+            step,
+            opts.steps,
+            &format!("KL - log Z {mean_loss:.3}, batch ESS/N {ess:.3}"),
+        );
+        if monitor.should_stop() {
+            break;
+        }
+    }
+    Ok(log)
+}
+
+/// `out = W2 tanh(W1 e + b1) + b2` of one block (`hid` keeps the hidden activations).
+fn mlp(p: &[f64], sh: BlockShape, e: &[f64], hid: &mut [f64], out: &mut [f64]) {
+    let (w1, rest) = p.split_at(sh.hidden * sh.inputs);
+    let (b1, rest) = rest.split_at(sh.hidden);
+    let (w2, b2) = rest.split_at(sh.outputs * sh.hidden);
+    for (j, hj) in hid.iter_mut().enumerate() {
+        let row = &w1[j * sh.inputs..(j + 1) * sh.inputs];
+        *hj = (row.iter().zip(e).map(|(a, b)| a * b).sum::<f64>() + b1[j]).tanh();
+    }
+    for (k, ok) in out.iter_mut().enumerate() {
+        let row = &w2[k * sh.hidden..(k + 1) * sh.hidden];
+        *ok = row.iter().zip(hid.iter()).map(|(a, b)| a * b).sum::<f64>() + b2[k];
+    }
+}
+
+#[cfg(test)]
+mod tests;
