@@ -3,6 +3,7 @@
 use crate::progress::Terminal;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use gud_core::flow::{FlowConfig, FlowTraining};
 use gud_phi4::hmc::{sample, HmcConfig};
 use gud_phi4::observables::{measure, Observables};
 use gud_phi4::stats::Estimate;
@@ -78,6 +79,10 @@ pub enum Phi4Command {
     /// reweighting against exp(-S): acceptance, ESS, log Z, and every observable raw, from the
     /// chain and reweighted, with the cost per effective sample beside HMC's.
     Mcmc(Box<McmcArgs>),
+    /// Train a local coupling flow on the RG steps of the config's design against the phi^4
+    /// action (reverse KL; docs/phi4.md): an exact proposal whose log q costs O(d), for
+    /// `gud phi4 mcmc --flow`. Its couplings do not depend on L: train small, propose large.
+    Flow(Box<FlowArgs>),
     /// Every observable (docs/phi4.md) with binned-jackknife errors and tau_int.
     Observe {
         /// Configurations, (N, L, L) or (N, 1, L, L) .npy, in Monte Carlo order.
@@ -91,6 +96,50 @@ pub enum Phi4Command {
 }
 
 #[derive(Args, Debug)]
+pub struct FlowArgs {
+    /// The config whose design (fitted to its data) carries the flow; the built-in default when
+    /// absent.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Target couplings; default: the config's phi^4 data.
+    #[command(flatten)]
+    pub couplings: CouplingArgs,
+    /// Continue from this flow (its architecture; e.g. trained at a smaller L).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// RG steps of the Gaussian base (couplings after each).
+    #[arg(long, default_value_t = FlowConfig::default().stages)]
+    pub stages: usize,
+    /// Coupling pairs (red, black) after each RG step.
+    #[arg(long, default_value_t = FlowConfig::default().layers)]
+    pub layers: usize,
+    /// Hidden units of each coupling.
+    #[arg(long, default_value_t = FlowConfig::default().hidden)]
+    pub hidden: usize,
+    /// Largest offset of the other colour's sites a coupling reads.
+    #[arg(long, default_value_t = FlowConfig::default().radius)]
+    pub radius: usize,
+    /// Optimisation steps.
+    #[arg(long, default_value_t = FlowTraining::default().steps, value_parser = crate::sample::at_least_one)]
+    pub steps: usize,
+    /// Prior draws per step.
+    #[arg(long, default_value_t = FlowTraining::default().batch, value_parser = crate::sample::at_least_one)]
+    pub batch: usize,
+    /// Peak learning rate (Adam, cosine decay to a tenth).
+    #[arg(long, default_value_t = FlowTraining::default().lr)]
+    pub lr: f64,
+    /// Seed of the initial weights and the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output flow (safetensors: the couplings' parameters, architecture and provenance).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct McmcArgs {
     /// A trained run: its config and its network (EMA weights) make the proposal.
     #[arg(long)]
@@ -98,6 +147,10 @@ pub struct McmcArgs {
     /// A config with an analytic score instead of a run (the built-in default when neither).
     #[arg(long, conflicts_with = "run")]
     pub config: Option<PathBuf>,
+    /// Propose with this local coupling flow (`gud phi4 flow`) on the config's design instead
+    /// of the diffusion sampler: exact log q for O(d).
+    #[arg(long, conflicts_with_all = ["run", "score", "sampler", "steps", "times", "tol"])]
+    pub flow: Option<PathBuf>,
     /// Score model of the proposal; overrides the config's.
     #[arg(long, value_enum)]
     pub score: Option<crate::sample::ScoreKind>,
@@ -154,7 +207,8 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         );
     }
     let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
+        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.flow.as_deref()]);
+    let flow = a.flow.as_deref().map(gud::flow::load).transpose()?;
     let config = config.as_deref();
     let chain_out = outputs.stage(&a.out)?;
     let beside = |suffix: &str| crate::commands::beside(&a.out, suffix);
@@ -202,7 +256,6 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         }
     }
     let lattice = Lattice::new(l, couplings)?;
-    let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
     let opts = gud::exact::McmcOptions {
         proposals: a.proposals,
         seed: a.seed,
@@ -210,7 +263,17 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         ode_tol: a.tol,
     };
     let monitor = Terminal::new("gud phi4 mcmc");
-    let m = gud::exact::mcmc(&cfg, &design, score.as_ref(), &lattice, &opts, &monitor)?;
+    let m = match &flow {
+        Some(f) => {
+            gud::flow::check_design(&design)?;
+            let lf = gud_core::flow::LocalFlow::new(&design, &f.couplings)?;
+            gud::exact::mcmc_with(&lf, &lattice, &opts, &monitor)?
+        }
+        None => {
+            let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
+            gud::exact::mcmc(&cfg, &design, score.as_ref(), &lattice, &opts, &monitor)?
+        }
+    };
     drop(monitor);
     let v = l * l;
     let chain: Vec<f64> = m
@@ -300,9 +363,82 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
     }
 }
 
+/// `gud phi4 flow`: trains a local coupling flow and writes it.
+fn flow(a: &FlowArgs) -> Result<()> {
+    use gud::config::DataConfig;
+    let mut outputs = crate::commands::outputs_for(a.config.as_deref(), &[a.init.as_deref()]);
+    let out = outputs.stage(&a.out)?;
+    let init = a.init.as_deref().map(gud::flow::load).transpose()?;
+    let f = crate::commands::fit(a.config.as_deref(), None)?;
+    let (couplings, _) = match (a.couplings.resolve()?, &f.config.data) {
+        (Some(r), _) => r,
+        (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),
+        (None, _) => {
+            bail!("the config's data are not phi^4: give the target's couplings (--m2 M --lam LAM)")
+        }
+    };
+    gud::flow::check_design(&f.design)?;
+    let lattice = Lattice::new(f.design.shape().h, couplings)?;
+    let config = FlowConfig {
+        stages: a.stages,
+        layers: a.layers,
+        hidden: a.hidden,
+        radius: a.radius,
+        ..FlowConfig::default()
+    };
+    let opts = FlowTraining {
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+    };
+    let monitor = Terminal::new("gud phi4 flow");
+    let (file, log) = gud::flow::train(
+        &f.design,
+        &lattice,
+        &config,
+        init.map(|i| i.couplings),
+        &opts,
+        &monitor,
+    )?;
+    let stopped = gud_core::monitor::Monitor::should_stop(&monitor);
+    drop(monitor);
+    gud::flow::save(&out, &file)?;
+    outputs.commit()?;
+    if stopped && log.len() < a.steps {
+        let why = format!(
+            "stopped after {} of {} steps; {} holds the flow so far (continue with --init)",
+            log.len(),
+            a.steps,
+            a.out.display()
+        );
+        return Err(gud::Error::from(gud_core::monitor::Interrupted::new(why)).into());
+    }
+    let p = &file.provenance;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(p)?);
+    } else {
+        println!(
+            "gud phi4 flow: L = {}, m2 = {}, lam = {}: {} steps of {} draws in {:.1} s; last tenth: \
+             log q - log p {:.4}, batch ESS/N {:.3}; wrote {}",
+            p.l,
+            p.m2,
+            p.lam,
+            log.len(),
+            a.batch,
+            p.wall_s,
+            p.final_loss,
+            p.final_ess_fraction,
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: Phi4Command) -> Result<()> {
     match cmd {
         Phi4Command::Mcmc(a) => mcmc(&a),
+        Phi4Command::Flow(a) => flow(&a),
         Phi4Command::Sample {
             size,
             couplings,

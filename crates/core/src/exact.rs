@@ -55,6 +55,93 @@ pub trait Target: Sync {
     }
 }
 
+/// A source of proposals with their exact log q (SPEC 9): proposal k always comes from
+/// stream k of the seed, so any index range is a reproducible shard.
+pub trait Proposer: Sync {
+    /// Number of values d of a field.
+    fn dim(&self) -> usize;
+    /// Proposals `first .. first + count` with their log q; `observer` hears the progress.
+    fn propose(
+        &self,
+        seed: u64,
+        first: u64,
+        count: usize,
+        observer: &mut dyn FnMut(StepInfo),
+    ) -> Result<Proposals>;
+    /// Proposals worth computing together (a batch is the unit of progress and of stopping).
+    fn batch(&self) -> usize;
+}
+
+/// The K-step map of a deterministic sampler (`exp`, `ode` on the plan's grid) as a
+/// [`Proposer`]: [`propose`] in batches of the config's `batch`.
+pub struct SamplerProposer<'a> {
+    /// The design the score works in.
+    pub design: &'a Design,
+    /// The grid.
+    pub plan: &'a Plan,
+    /// The score model.
+    pub score: &'a dyn ScoreModel,
+    /// The sampler (kind, order, batch).
+    pub config: &'a SamplerConfig,
+}
+
+impl Proposer for SamplerProposer<'_> {
+    fn dim(&self) -> usize {
+        self.design.dim()
+    }
+    fn propose(
+        &self,
+        seed: u64,
+        first: u64,
+        count: usize,
+        observer: &mut dyn FnMut(StepInfo),
+    ) -> Result<Proposals> {
+        propose(
+            self.design,
+            self.plan,
+            self.score,
+            self.config,
+            seed,
+            first,
+            count,
+            observer,
+        )
+    }
+    fn batch(&self) -> usize {
+        self.config.batch
+    }
+}
+
+/// The continuous probability-flow ODE at tolerance `tol` as a [`Proposer`] ([`propose_ode`]).
+pub struct OdeProposer<'a> {
+    /// The design the score works in.
+    pub design: &'a Design,
+    /// The score model.
+    pub score: &'a dyn ScoreModel,
+    /// Relative and absolute tolerance of the adaptive solver.
+    pub tol: f64,
+    /// Proposals solved together.
+    pub batch: usize,
+}
+
+impl Proposer for OdeProposer<'_> {
+    fn dim(&self) -> usize {
+        self.design.dim()
+    }
+    fn propose(
+        &self,
+        seed: u64,
+        first: u64,
+        count: usize,
+        _observer: &mut dyn FnMut(StepInfo),
+    ) -> Result<Proposals> {
+        propose_ode(self.design, self.score, self.tol, seed, first, count)
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
 /// Proposals of a deterministic sampler with the exact log-density of the map that produced
 /// them.
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@
 use crate::config::Config;
 use crate::error::{bail, Result};
 use gud_core::exact::{
-    ess_fraction, independence_metropolis, log_densities, log_mean_weight, log_weights, propose,
-    propose_ode, Chain, Proposals,
+    ess_fraction, independence_metropolis, log_densities, log_mean_weight, log_weights, Chain,
+    OdeProposer, Proposals, Proposer, SamplerProposer,
 };
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::sampler::SampleReport;
@@ -131,6 +131,45 @@ pub fn mcmc(
              fit the design on L = {l} configurations"
         );
     }
+    let plan = crate::sample::plan(cfg, design)?;
+    match opts.ode_tol {
+        Some(tol) => {
+            let p = OdeProposer {
+                design,
+                score,
+                tol,
+                batch: cfg.sampler.batch,
+            };
+            mcmc_with(&p, lattice, opts, monitor)
+        }
+        None => {
+            let p = SamplerProposer {
+                design,
+                plan: &plan,
+                score,
+                config: &cfg.sampler,
+            };
+            mcmc_with(&p, lattice, opts, monitor)
+        }
+    }
+}
+
+/// [`mcmc`] with any [`Proposer`] (a diffusion sampler, the continuous ODE, a local coupling
+/// flow): batches of `proposer.batch()`, then the chain, the weights and the report.
+pub fn mcmc_with(
+    proposer: &dyn Proposer,
+    lattice: &Lattice,
+    opts: &McmcOptions,
+    monitor: &dyn Monitor,
+) -> Result<Mcmc> {
+    let l = lattice.l;
+    let d = proposer.dim();
+    if d != l * l {
+        bail!(
+            "the proposal has {d} values per field, the target an {l} x {l} lattice: train or \
+             fit the design on L = {l} configurations"
+        );
+    }
     if opts.proposals < 2 {
         return Err(gud_core::Error::param(
             "proposals",
@@ -139,14 +178,13 @@ pub fn mcmc(
         )
         .into());
     }
-    if cfg.sampler.batch == 0 {
+    if proposer.batch() == 0 {
         return Err(
             gud_core::Error::param("sampler.batch", 0, "at least 1 proposal per batch").into(),
         );
     }
     // the proposals, the chain's copy of them, log q, log p, log w and the chain's indices:
     // checked before the first proposal, not after hours of them (regression, issue 34)
-    let d = design.dim();
     gud_core::memory::check_alloc(
         &format!(
             "proposals = {} of {d} values (the proposals, the chain and the weights)",
@@ -155,28 +193,15 @@ pub fn mcmc(
         &[opts.proposals, 2 * d + 4],
         8,
     )?;
-    let plan = crate::sample::plan(cfg, design)?;
     let start = Instant::now();
-    let batch = cfg.sampler.batch.min(opts.proposals);
+    let batch = proposer.batch().min(opts.proposals);
     let mut all: Option<Proposals> = None;
     for first in (0..opts.proposals).step_by(batch) {
         let n = batch.min(opts.proposals - first);
-        let part = match opts.ode_tol {
-            Some(tol) => propose_ode(design, score, tol, opts.seed, first as u64, n)?,
-            None => propose(
-                design,
-                &plan,
-                score,
-                &cfg.sampler,
-                opts.seed,
-                first as u64,
-                n,
-                &mut |step| {
-                    let done = first + n * (step.step + 1) / step.steps.max(1);
-                    monitor.progress("proposals", done, opts.proposals, "");
-                },
-            )?,
-        };
+        let part = proposer.propose(opts.seed, first as u64, n, &mut |step| {
+            let done = first + n * (step.step + 1) / step.steps.max(1);
+            monitor.progress("proposals", done, opts.proposals, "");
+        })?;
         monitor.progress("proposals", first + n, opts.proposals, "");
         match &mut all {
             None => all = Some(part),

@@ -60,6 +60,7 @@ pub mod eval;
 pub mod exact;
 pub mod export;
 pub mod extend;
+pub mod flow;
 pub mod job;
 pub mod network;
 pub mod nll;

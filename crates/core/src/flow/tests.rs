@@ -69,7 +69,7 @@ fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
             let mut z = vec![0.0; d];
             draw_prior(&mut sample_rng(7, k), &mut z);
             let mut phi = vec![0.0; d];
-            let log_q = flow.sample_one(&z, &mut phi);
+            let log_q = flow.sample_one(&z, log_standard_normal(&z), &mut phi);
             let dense = log_standard_normal(&z) - log_abs_det(&flow.jacobian(&z), d);
             let rel = (log_q - dense).abs() / dense.abs().max(1.0);
             assert!(
@@ -149,16 +149,17 @@ fn identity_couplings_sample_the_gaussian_base_exactly() {
         let mut z = vec![0.0; d];
         draw_prior(&mut sample_rng(1, k), &mut z);
         let mut phi = vec![0.0; d];
-        let log_q = flow.sample_one(&z, &mut phi);
-        // phi = U^T (S sqrt(sigma_data) z): N(0, U^T diag(S^2 sigma_data) U)
+        let log_q = flow.sample_one(&z, log_standard_normal(&z), &mut phi);
+        // phi = U^T (S sqrt(sigma) z): N(0, U^T diag(S^2 sigma) U)
         let chi = design
             .field_to_whitened(&crate::Field(phi.clone()))
             .unwrap();
-        let sd = design.sigma_data();
+        // the base's variances are the design's, averaged over orbits of lattice momenta
+        let sd = orbit_means(&design);
         let exact: f64 = chi
             .as_slice()
             .iter()
-            .zip(sd)
+            .zip(&sd)
             .map(|(c, s)| -0.5 * c * c / s - 0.5 * (2.0 * std::f64::consts::PI * s).ln())
             .sum::<f64>()
             - design.scale().iter().map(|s| s.ln()).sum::<f64>();
@@ -166,9 +167,6 @@ fn identity_couplings_sample_the_gaussian_base_exactly() {
             (log_q - exact).abs() < 1e-10 * exact.abs(),
             "{log_q} vs {exact}"
         );
-        for (a, b) in chi.as_slice().iter().zip(&z) {
-            let _ = (a, b);
-        }
     }
 }
 
@@ -193,14 +191,17 @@ fn the_gradient_of_the_reverse_kl_is_its_central_differences() {
     let mut z = vec![0.0; d];
     draw_prior(&mut sample_rng(2, 0), &mut z);
     let mut grad = vec![0.0; c.params.len()];
-    LocalFlow::new(&design, &c)
-        .unwrap()
-        .loss_and_grad(&z, &target, &mut grad);
+    LocalFlow::new(&design, &c).unwrap().loss_and_grad(
+        &z,
+        log_standard_normal(&z),
+        &target,
+        &mut grad,
+    );
     let loss = |c: &Couplings| {
         let mut g = vec![0.0; c.params.len()];
         LocalFlow::new(&design, c)
             .unwrap()
-            .loss_and_grad(&z, &target, &mut g)
+            .loss_and_grad(&z, log_standard_normal(&z), &target, &mut g)
             .0
     };
     let h = 1e-6;
@@ -288,4 +289,71 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
     assert!(last < first - 0.05, "loss {first} -> {last}");
     assert!(after > before + 0.1, "ESS/N {before} -> {after}");
     eprintln!("ESS/N {before} -> {after}, loss {first} -> {last}");
+}
+
+#[test]
+fn orbit_means_are_equal_on_rotated_momenta_and_keep_the_total() {
+    let design = free_design(6, 0.5);
+    let sd = orbit_means(&design);
+    let comps = design.basis().components();
+    let raw = design.sigma_data();
+    assert!((sd.iter().sum::<f64>() - raw.iter().sum::<f64>()).abs() < 1e-9);
+    for i in 0..sd.len() {
+        for j in 0..sd.len() {
+            let (a, b) = (comps[i].momentum.unwrap(), comps[j].momentum.unwrap());
+            let key = |m: crate::basis::Momentum| {
+                let (x, y) = (m.n[0].abs(), m.n[1].abs());
+                (x.min(y), x.max(y))
+            };
+            if key(a) == key(b) {
+                assert_eq!(sd[i], sd[j]);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_mixture_base_is_the_flows_input_with_its_exact_density() {
+    // identity couplings on a design whose zero mode has a fitted two-Gaussian mixture: the
+    // proposals' log q is the base density (mixture on the zero mode, Gaussian elsewhere), and
+    // the zero mode's draws have the mixture's variance (N = 4096, 4 sigma)
+    let data = free_field_samples(4, 0.3, 2048, 5).unwrap();
+    let config: DesignConfig = toml::from_str(
+        "mean = 'zero'\nbase = { kind = 'mixture', components = 2, modes = 'zero' }",
+    )
+    .unwrap();
+    let design = Design::fit(&config, &data).unwrap();
+    let (zero, mix) = design.base().mixture_components().next().unwrap();
+    let c = Couplings::new(&FlowConfig::default(), 0).unwrap();
+    let flow = LocalFlow::new(&design, &c).unwrap();
+    let p = flow.propose(3, 0, 4096, &mut |_| {}).unwrap();
+    let sd = orbit_means(&design);
+    let mut second = 0.0;
+    for (phi, lq) in p.fields.chunks_exact(16).zip(&p.log_q) {
+        let chi = design
+            .field_to_whitened(&crate::Field(phi.to_vec()))
+            .unwrap();
+        let chi = chi.as_slice();
+        let mut exact = -design.scale().iter().map(|s| s.ln()).sum::<f64>();
+        for (i, c) in chi.iter().enumerate() {
+            exact += if i == zero {
+                mix.log_density(*c, 1.0, 0.0)
+            } else {
+                -0.5 * c * c / sd[i] - 0.5 * (2.0 * std::f64::consts::PI * sd[i]).ln()
+            };
+        }
+        assert!(
+            (lq - exact).abs() < 1e-9 * exact.abs().max(1.0),
+            "{lq} vs {exact}"
+        );
+        second += chi[zero] * chi[zero] / 4096.0;
+    }
+    let var: f64 = (0..mix.len())
+        .map(|k| mix.weights[k] * (mix.variances[k] + mix.means[k].powi(2)))
+        .sum();
+    // the error of a second moment of N draws: sqrt(2 / N) relative (near-Gaussian)
+    assert!(
+        (second - var).abs() < 4.0 * var * (2.0f64 / 4096.0).sqrt(),
+        "{second} vs {var}"
+    );
 }
