@@ -314,8 +314,8 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
         r.l, r.m2, r.lam, r.proposals, s.score, s.sampler, s.nfe
     );
     println!(
-        "  acceptance {:.3}, longest rejection run {}, non-finite {}",
-        r.acceptance, r.longest_rejection_run, r.non_finite
+        "  acceptance {:.3}, longest rejection run {}, non-finite {} (not injective {})",
+        r.acceptance, r.longest_rejection_run, r.non_finite, r.non_injective
     );
     println!(
         "  ESS/N {:.3}, std(log w) {:.3}, log Z = {:.4} +- {:.4}",
@@ -329,6 +329,9 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
         "  cost: {:.3e} s per proposal, {:.3e} s per effective sample",
         r.s_per_proposal, r.s_per_effective_sample
     );
+    if let (Some(plain), Some(ratio)) = (r.s_per_sample_without_log_q, r.log_q_cost_ratio) {
+        print!(" ({plain:.3e} s per sample without log q: log q costs {ratio:.2}x)");
+    }
     match &r.hmc {
         Some(h) => println!(
             "; HMC {:.2e} s per effective sample ({} configurations, tau_int(|M|) {:.2})",

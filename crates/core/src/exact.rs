@@ -70,6 +70,11 @@ pub trait Proposer: Sync {
     ) -> Result<Proposals>;
     /// Proposals worth computing together (a batch is the unit of progress and of stopping).
     fn batch(&self) -> usize;
+    /// The same fields without their log q (what the density's cost is measured against), or
+    /// None where the proposer has no cheaper way to draw them.
+    fn fields_only(&self, _seed: u64, _first: u64, _count: usize) -> Option<Result<Vec<f64>>> {
+        None
+    }
 }
 
 /// The K-step map of a deterministic sampler (`exp`, `ode` on the plan's grid) as a
@@ -109,6 +114,21 @@ impl Proposer for SamplerProposer<'_> {
     }
     fn batch(&self) -> usize {
         self.config.batch
+    }
+    fn fields_only(&self, seed: u64, first: u64, count: usize) -> Option<Result<Vec<f64>>> {
+        // the ordinary sampler on the same grid: the same fields without the tangents
+        Some(
+            crate::sampler::generate(
+                self.plan,
+                self.score,
+                self.config,
+                seed,
+                first,
+                count,
+                &mut |_| {},
+            )
+            .map(|(chi, _)| self.design.whitened_batch_to_fields(&chi)),
+        )
     }
 }
 
@@ -152,6 +172,9 @@ pub struct Proposals {
     pub log_q: Vec<f64>,
     /// What the sampling cost (network evaluations per sample etc.).
     pub report: SampleReport,
+    /// Proposals whose map was found not injective (a negative determinant of dT/dz: the map
+    /// reversed orientation there, SPEC 9.1); their log q is NaN, a rejection.
+    pub non_injective: usize,
 }
 
 /// The score of the linearised sampler: a batch holds n primal rows, then d tangent rows per
@@ -223,9 +246,26 @@ fn check_output(count: usize, d: usize) -> Result<()> {
 
 /// log |det A| of a d x d matrix (row-major) by LU with partial pivoting.
 pub fn log_abs_det(a: &[f64], d: usize) -> f64 {
+    log_det_and_sign(a, d).0
+}
+
+/// (log |det A|, sign of det A) of a d x d matrix (row-major) by LU with partial pivoting; the
+/// sign is 0 for a singular matrix.
+pub fn log_det_and_sign(a: &[f64], d: usize) -> (f64, f64) {
     let m = nalgebra::DMatrix::from_row_slice(d, d, a);
     let lu = m.lu();
-    lu.u().diagonal().iter().map(|u| u.abs().ln()).sum()
+    let diag = lu.u().diagonal();
+    let mut sign = if lu.p().determinant::<f64>() < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
+    let mut log = 0.0;
+    for u in diag.iter() {
+        sign *= u.signum() * if *u == 0.0 { 0.0 } else { 1.0 };
+        log += u.abs().ln();
+    }
+    (log, sign)
 }
 
 /// `log N(z; 0, I) = -|z|^2 / 2 - d/2 log(2 pi)`.
@@ -281,6 +321,7 @@ pub fn propose(
     let log_det_s = crate::likelihood::whitening_log_det(design.scale());
     let (mut fields, mut log_q) = (Vec::with_capacity(count * d), Vec::with_capacity(count));
     let mut report = None;
+    let mut non_injective = 0;
     for start in (0..count).step_by(batch) {
         let n = batch.min(count - start);
         let first_b = first + start as u64;
@@ -301,13 +342,21 @@ pub fn propose(
         let lin = Linearised { inner: score, n };
         sampler.run(plan, &lin, &mut rows, &mut rngs, observer);
         let (chi0, tangents) = rows.split_at(n * d);
+        // a map that reversed orientation at z is not injective there (SPEC 9.1): its
+        // proposal gets no density (NaN: a rejection) and is counted
         let lq: Vec<f64> = (0..n)
             .into_par_iter()
             .map(|b| {
                 let v = &tangents[b * d * d..(b + 1) * d * d];
-                log_standard_normal(&z[b * d..(b + 1) * d]) - log_abs_det(v, d) + log_det_s
+                let (log_det, sign) = log_det_and_sign(v, d);
+                if sign > 0.0 {
+                    log_standard_normal(&z[b * d..(b + 1) * d]) - log_det + log_det_s
+                } else {
+                    f64::NAN
+                }
             })
             .collect();
+        non_injective += lq.iter().filter(|l| l.is_nan()).count();
         fields.extend(design.whitened_batch_to_fields(chi0));
         log_q.extend(lq);
         report = Some(SampleReport::of(
@@ -321,6 +370,7 @@ pub fn propose(
         fields,
         log_q,
         report: report.expect("count >= 1"),
+        non_injective,
     })
 }
 
@@ -362,6 +412,7 @@ pub fn propose_ode(
     Ok(Proposals {
         fields: design.whitened_batch_to_fields(&chi),
         log_q: solve.log_p.iter().map(|l| l + log_det_s).collect(),
+        non_injective: 0,
         report: SampleReport {
             sampler: "ode-adaptive",
             score: score.name(),
@@ -672,6 +723,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The gaussian score with component 0's eps replaced by `slope * chi_0`: a steep slope of
+    /// the right sign makes a step reverse component 0 (a non-injective step of the map).
+    struct Folding {
+        base: crate::score::GaussianScore,
+        slope: f64,
+    }
+
+    impl ScoreModel for Folding {
+        fn name(&self) -> &'static str {
+            "folding"
+        }
+        fn dim(&self) -> usize {
+            self.base.dim()
+        }
+        fn eps_hat(&self, chi: &[f64], state: &NoisingState, _: Option<&[usize]>, out: &mut [f64]) {
+            let d = self.dim();
+            self.base.eps_hat(chi, state, None, out);
+            for (x, o) in chi.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                o[0] = self.slope * x[0];
+            }
+        }
+    }
+
+    #[test]
+    fn a_map_that_reverses_orientation_is_detected_and_its_proposal_rejected() {
+        // SPEC 9.1: the sign of det dT/dz (finite differences of the plain sampler here) decides;
+        // a negative one gives log q = NaN (a rejection) and is counted
+        let (design, _) = free_design(2, 200);
+        let base = crate::score::GaussianScore::new(design.sigma_data().to_vec());
+        let (mut flagged, mut kept) = (0, 0);
+        for slope in [-40.0, -8.0, 0.5, 8.0, 40.0] {
+            for steps in [2, 3, 4] {
+                let score = Folding {
+                    base: base.clone(),
+                    slope,
+                };
+                let c = SamplerConfig {
+                    order: 1,
+                    ..config(SamplerKind::Exp, steps)
+                };
+                let p = propose(
+                    &design,
+                    &plan(&design, &c),
+                    &score,
+                    &c,
+                    3,
+                    0,
+                    2,
+                    &mut |_| {},
+                )
+                .unwrap();
+                let mut z = vec![0.0; 4];
+                draw_prior(&mut sample_rng(3, 0), &mut z);
+                let pl = plan(&design, &c);
+                let sampler = c.build();
+                let h = 1e-6;
+                let mut jac = vec![0.0; 16];
+                for k in 0..4 {
+                    let (mut plus, mut minus) = (z.clone(), z.clone());
+                    plus[k] += h;
+                    minus[k] -= h;
+                    for x in [&mut plus, &mut minus] {
+                        let mut rngs = vec![stream(0, Purpose::Tangent, 0)];
+                        sampler.run(&pl, &score, x, &mut rngs, &mut |_| {});
+                    }
+                    for i in 0..4 {
+                        jac[i * 4 + k] = (plus[i] - minus[i]) / (2.0 * h);
+                    }
+                }
+                let negative = log_det_and_sign(&jac, 4).1 < 0.0;
+                assert_eq!(p.log_q[0].is_nan(), negative, "slope {slope}, K = {steps}");
+                if negative {
+                    flagged += 1;
+                    assert!(p.non_injective >= 1);
+                } else {
+                    kept += 1;
+                    assert!(p.log_q[0].is_finite());
+                }
+            }
+        }
+        assert!(flagged > 0 && kept > 0, "flagged {flagged}, kept {kept}");
     }
 
     #[test]

@@ -197,6 +197,9 @@ impl Couplings {
 /// Sizes of one coupling block.
 #[derive(Debug, Clone, Copy)]
 struct BlockShape {
+    /// Orbit features of one parity (orbits x F).
+    features: usize,
+    /// The hidden layer's inputs: the even orbit features and the squares of the odd ones.
     inputs: usize,
     hidden: usize,
     outputs: usize,
@@ -206,7 +209,8 @@ impl BlockShape {
     fn new(config: &FlowConfig) -> Self {
         let orbits = orbits(config.radius).len();
         BlockShape {
-            inputs: orbits * FEATURES,
+            features: orbits * FEATURES,
+            inputs: 2 * orbits * FEATURES,
             hidden: config.hidden,
             outputs: 2 + orbits * FEATURES,
         }
@@ -388,18 +392,33 @@ impl<'a> LocalFlow<'a> {
         }
     }
 
+    /// The hidden layer's inputs at site i (`e`: even orbit features, then the squares of the
+    /// odd ones) and the odd orbit features `od` (what t is linear in).
+    fn inputs(&self, x: &[f64], i: usize, e: &mut [f64], od: &mut [f64]) {
+        let f = od.len();
+        self.orbit_features(x, i, false, &mut e[..f]);
+        self.orbit_features(x, i, true, od);
+        for k in 0..f {
+            e[f + k] = od[k] * od[k];
+        }
+    }
+
     /// One coupling (block b, colour c) in place; returns its log |det|.
     fn couple(&self, b: usize, colour: usize, x: &mut [f64]) -> f64 {
+        self.couple_inner(b, colour, x, true)
+    }
+
+    /// One coupling in place; with `with_log_det` its log |det| too (else 0).
+    fn couple_inner(&self, b: usize, colour: usize, x: &mut [f64], with_log_det: bool) -> f64 {
         let p = self.block(b);
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
-        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let mut log_det = 0.0;
         // the other colour is not changed by this coupling: read it from x as it is
         for &i in &self.colour_sites[colour] {
-            self.orbit_features(x, i, false, &mut e);
-            self.orbit_features(x, i, true, &mut od);
+            self.inputs(x, i, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
             let s = smax * (out[0] / smax).tanh();
             let u = out[1].exp() - 1.0;
@@ -407,7 +426,9 @@ impl<'a> LocalFlow<'a> {
             let xi = x[i];
             let sech2 = 1.0 - xi.tanh().powi(2);
             x[i] = s.exp() * (xi + u * xi.tanh()) + t;
-            log_det += s + (1.0 + u * sech2).ln();
+            if with_log_det {
+                log_det += s + (1.0 + u * sech2).ln();
+            }
         }
         log_det
     }
@@ -471,9 +492,23 @@ impl<'a> LocalFlow<'a> {
         log_input + self.log_det_linear - log_det
     }
 
-    /// The field of prior draw `z` without its density (what `log q` is measured against).
+    /// The field of input `z` without its density (what `log q` is measured against): the
+    /// same steps without the log-determinant's terms.
     pub fn field_only(&self, z: &[f64], phi: &mut [f64]) {
-        self.forward(z, phi, None);
+        let cfg = &self.couplings.config;
+        let mut scratch = vec![0.0; phi.len()];
+        phi.copy_from_slice(z);
+        for n in 0..cfg.stages {
+            self.rg_step(n, phi, &mut scratch);
+            for l in 0..cfg.layers {
+                for colour in 0..2 {
+                    self.couple_inner((n * cfg.layers + l) * 2 + colour, colour, phi, false);
+                }
+            }
+        }
+        for (v, m) in phi.iter_mut().zip(self.design.mean()) {
+            *v += m;
+        }
     }
 
     /// Proposals `first .. first + count` (proposal k from the prior draw of stream k of the
@@ -522,10 +557,12 @@ impl<'a> LocalFlow<'a> {
                 batch: lq.len(),
             });
         }
+        // every coupling and RG step is injective by construction (positive factors)
         Ok(Proposals {
             fields,
             log_q,
             report: self.report(count),
+            non_injective: 0,
         })
     }
 
@@ -597,15 +634,14 @@ impl LocalFlow<'_> {
         let p = self.block(b);
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
-        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let mut out_bar = vec![0.0; sh.outputs];
-        let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
         let (h, w) = (self.h as isize, self.w as isize);
         for &i in &self.colour_sites[colour] {
-            self.orbit_features(x, i, false, &mut e);
-            self.orbit_features(x, i, true, &mut od);
+            self.inputs(x, i, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
             let s = smax * (out[0] / smax).tanh();
             let a = s.exp();
@@ -621,7 +657,7 @@ impl LocalFlow<'_> {
             let s_bar = y_bar * y_minus_t - 1.0;
             out_bar[0] = s_bar * (1.0 - (s / smax).powi(2));
             out_bar[1] = (y_bar * a * th - sech2 / gg) * (u + 1.0);
-            for k in 0..sh.inputs {
+            for k in 0..sh.features {
                 out_bar[2 + k] = y_bar * od[k];
                 od_bar[k] = y_bar * out[2 + k];
             }
@@ -648,6 +684,10 @@ impl LocalFlow<'_> {
                     gw1[j * sh.inputs + m] += pre_bar * e[m];
                     e_bar[m] += w1[j * sh.inputs + m] * pre_bar;
                 }
+            }
+            // the squares of the odd features are inputs too
+            for k in 0..sh.features {
+                od_bar[k] += e_bar[sh.features + k] * 2.0 * od[k];
             }
             // the features read the other colour's sites
             let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
@@ -713,15 +753,14 @@ impl LocalFlow<'_> {
         let smax = self.couplings.config.scale_max;
         let (h, w) = (self.h as isize, self.w as isize);
         let mut dy = dx.to_vec();
-        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
-        let (mut de, mut dod) = (vec![0.0; sh.inputs], vec![0.0; sh.inputs]);
+        let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
+        let (mut de, mut dod) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
         let w1 = &p[..w1_len];
         let w2 = &p[w1_len + sh.hidden..w1_len + sh.hidden + w2_len];
         for &i in &self.colour_sites[colour] {
-            self.orbit_features(x, i, false, &mut e);
-            self.orbit_features(x, i, true, &mut od);
+            self.inputs(x, i, &mut e, &mut od);
             // tangents of the orbit sums
             let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
             for (o, orbit) in self.orbits.iter().enumerate() {
@@ -740,6 +779,9 @@ impl LocalFlow<'_> {
                     dod[o * FEATURES + f] = ao[f] * norm;
                 }
             }
+            for k in 0..sh.features {
+                de[sh.features + k] = 2.0 * od[k] * dod[k];
+            }
             mlp(p, sh, &e, &mut hid, &mut out);
             let mut dout = vec![0.0; sh.outputs];
             for j in 0..sh.hidden {
@@ -754,7 +796,7 @@ impl LocalFlow<'_> {
             let a = s.exp();
             let u = out[1].exp() - 1.0;
             let du = dout[1] * (u + 1.0);
-            let dt: f64 = (0..sh.inputs)
+            let dt: f64 = (0..sh.features)
                 .map(|k| dout[2 + k] * od[k] + out[2 + k] * dod[k])
                 .sum();
             let xi = x[i];
@@ -930,6 +972,16 @@ impl crate::exact::Proposer for LocalFlow<'_> {
     fn batch(&self) -> usize {
         // a batch is the unit of progress and stopping: about 2^20 site updates
         ((1 << 20) / (self.dim() * self.couplings_per_sample()).max(1)).clamp(16, 4096)
+    }
+    fn fields_only(&self, seed: u64, first: u64, count: usize) -> Option<Result<Vec<f64>>> {
+        let d = self.dim();
+        let mut fields = vec![0.0; count * d];
+        fields.par_chunks_mut(d).enumerate().for_each(|(k, phi)| {
+            let mut z = vec![0.0; d];
+            self.draw_input(&mut sample_rng(seed, first + k as u64), &mut z);
+            self.field_only(&z, phi);
+        });
+        Some(Ok(fields))
     }
 }
 

@@ -66,6 +66,8 @@ pub struct McmcReport {
     pub longest_rejection_run: usize,
     /// Proposals with a non-finite log q or log p (rejected, weight zero).
     pub non_finite: usize,
+    /// Of those, proposals whose map was not injective (a negative Jacobian determinant).
+    pub non_injective: usize,
     /// `(sum w)^2 / (N sum w^2)`.
     pub ess_fraction: f64,
     /// Standard deviation of the finite `log w`.
@@ -92,6 +94,11 @@ pub struct McmcReport {
     pub s_per_proposal: f64,
     /// Seconds per effectively independent sample of the chain: `wall_s / N x 2 tau_int(|M|)`.
     pub s_per_effective_sample: f64,
+    /// Seconds per field of the same map without its log q (measured on the first
+    /// min(N, 512) proposals again), where the proposer has such a path.
+    pub s_per_sample_without_log_q: Option<f64>,
+    /// `s_per_proposal / s_per_sample_without_log_q`: what the exact density costs, as a factor.
+    pub log_q_cost_ratio: Option<f64>,
     /// The project's HMC at the same couplings.
     pub hmc: Option<HmcCost>,
 }
@@ -208,6 +215,7 @@ pub fn mcmc_with(
             Some(p) => {
                 p.fields.extend(part.fields);
                 p.log_q.extend(part.log_q);
+                p.non_injective += part.non_injective;
                 // the adaptive solve's evaluations differ per batch: report the total
                 if opts.ode_tol.is_some() {
                     p.report.nfe += part.report.nfe;
@@ -223,6 +231,12 @@ pub fn mcmc_with(
     let mut proposals = all.expect("at least one batch");
     proposals.report.samples = opts.proposals;
     let wall_s = start.elapsed().as_secs_f64();
+    let plain_count = opts.proposals.min(512);
+    let plain_start = Instant::now();
+    let s_per_sample_without_log_q = proposer
+        .fields_only(opts.seed, 0, plain_count)
+        .transpose()?
+        .map(|_| plain_start.elapsed().as_secs_f64() / plain_count as f64);
     let log_p = log_densities(lattice, &proposals.fields);
     let log_w = log_weights(&log_p, &proposals.log_q);
     let chain = independence_metropolis(&log_w, opts.seed)?;
@@ -258,6 +272,7 @@ pub fn mcmc_with(
         acceptance: chain.acceptance(),
         longest_rejection_run: chain.longest_rejection_run,
         non_finite: chain.non_finite,
+        non_injective: proposals.non_injective,
         ess_fraction: ess_fraction(&log_w),
         log_w_std: vw.sqrt(),
         log_z,
@@ -271,6 +286,8 @@ pub fn mcmc_with(
         wall_s,
         s_per_proposal: wall_s / n,
         s_per_effective_sample: wall_s / n * 2.0 * tau_abs_m.tau.max(0.5),
+        s_per_sample_without_log_q,
+        log_q_cost_ratio: s_per_sample_without_log_q.map(|s| wall_s / n / s),
         hmc,
     };
     Ok(Mcmc {
