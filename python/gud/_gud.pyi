@@ -144,7 +144,7 @@ def observe(
 def action(configs: ArrayLike, m2: float, lam: float) -> Array: ...
 def mcmc(
     design: Design,
-    score: Score,
+    score: Union[Score, "Flow"],
     m2: float,
     lam: float,
     proposals: int,
@@ -154,3 +154,26 @@ def mcmc(
     sampler: Table = None,
     **keys: Any,
 ) -> dict[str, Any]: ...
+
+class Flow:
+    @staticmethod
+    def train(
+        design: Design,
+        m2: float,
+        lam: float,
+        steps: int = 1000,
+        batch: int = 64,
+        lr: float = 0.01,
+        seed: int = 0,
+        stages: int = 4,
+        layers: int = 2,
+        hidden: int = 16,
+        radius: int = 2,
+        init: Optional["Flow"] = None,
+    ) -> "Flow": ...
+    @staticmethod
+    def load(path: str) -> "Flow": ...
+    def save(self, path: str) -> None: ...
+    def propose(self, design: Design, n: int, seed: int = 0, first: int = 0) -> tuple[Array, Array]: ...
+    @property
+    def provenance(self) -> dict[str, Any]: ...

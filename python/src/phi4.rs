@@ -162,12 +162,15 @@ fn action<'py>(
 /// Metropolis-Hastings and reweighting. Returns a dict: report (acceptance, ESS/N, log Z, the
 /// raw / chain / reweighted observables, cost, and with `hmc_reference` > 0 the project's HMC
 /// cost at the same couplings), proposals (N, L, L), log_q, log_p and chain (indices).
+///
+/// `score` may be a :class:`Flow` instead (a local coupling flow, SPEC 9.1): its proposals on
+/// the design's RG steps, with log q for O(d); `tol` and sampler keys do not apply then.
 #[pyfunction]
 #[pyo3(signature = (design, score, m2, lam, proposals, seed=crate::Int(0), tol=None, hmc_reference=crate::Int(0), sampler=None, **keys))]
 fn mcmc<'py>(
     py: Python<'py>,
     design: &PyDesign,
-    score: &PyScore,
+    score: &Bound<'py, PyAny>,
     m2: f64,
     lam: f64,
     proposals: crate::Int<usize>,
@@ -177,38 +180,169 @@ fn mcmc<'py>(
     sampler: Option<&Bound<'py, PyAny>>,
     keys: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let proposals = proposals.0;
-    let seed = seed.0;
-    let hmc_reference = hmc_reference.0;
-    score.check_dim(design)?;
     let shape = design.design.shape();
     let lattice = Lattice::new(shape.h, couplings(m2, lam)?).map_err(to_py)?;
-    let scfg = design.proposal_config(sampler, keys)?;
-    let cfg = design.config_with(scfg);
     let opts = gud::exact::McmcOptions {
-        proposals,
-        seed,
-        hmc_reference,
+        proposals: proposals.0,
+        seed: seed.0,
+        hmc_reference: hmc_reference.0,
         ode_tol: tol,
     };
-    let monitor = PyMonitor::new(score.callable());
-    let (g, model) = (&design.design, score.model.as_ref());
-    let r = py.detach(|| gud::exact::mcmc(&cfg, g, model, &lattice, &opts, &monitor));
-    let run = monitor.finish(r)?;
-    let l = shape.h;
+    let g = &design.design;
+    let (run, report) = if let Ok(flow) = score.cast::<PyFlow>() {
+        if tol.is_some() || sampler.is_some() || keys.is_some_and(|k| !k.is_empty()) {
+            return Err(value_error(
+                "tol, sampler: a flow proposes by its own map; drop them",
+            ));
+        }
+        let file = &flow.get().file;
+        let monitor = PyMonitor::new(None);
+        let r = py.detach(|| -> gud::Result<gud::exact::Mcmc> {
+            gud::flow::check_design(g)?;
+            let lf = gud_core::flow::LocalFlow::new(g, &file.couplings)?;
+            gud::exact::mcmc_with(&lf, &lattice, &opts, &monitor)
+        });
+        let run = monitor.finish(r)?;
+        let report = monitor.report(py, &run.report)?;
+        (run, report)
+    } else {
+        let score = score.cast::<PyScore>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(
+                "score: expected a gud.Score or a gud.phi4.Flow",
+            )
+        })?;
+        let score = score.get();
+        score.check_dim(design)?;
+        let cfg = design.config_with(design.proposal_config(sampler, keys)?);
+        let monitor = PyMonitor::new(score.callable());
+        let model = score.model.as_ref();
+        let r = py.detach(|| gud::exact::mcmc(&cfg, g, model, &lattice, &opts, &monitor));
+        let run = monitor.finish(r)?;
+        let report = monitor.report(py, &run.report)?;
+        (run, report)
+    };
+    let (n, l) = (opts.proposals, shape.h);
     let out = PyDict::new(py);
-    out.set_item("report", monitor.report(py, &run.report)?)?;
-    out.set_item(
-        "proposals",
-        array(py, run.proposals.fields, &[proposals, l, l])?,
-    )?;
-    out.set_item("log_q", array(py, run.proposals.log_q, &[proposals])?)?;
-    out.set_item("log_p", array(py, run.log_p, &[proposals])?)?;
+    out.set_item("report", report)?;
+    out.set_item("proposals", array(py, run.proposals.fields, &[n, l, l])?)?;
+    out.set_item("log_q", array(py, run.proposals.log_q, &[n])?)?;
+    out.set_item("log_p", array(py, run.log_p, &[n])?)?;
     out.set_item(
         "chain",
         numpy::PyArray1::from_vec(py, run.chain.states.iter().map(|&s| s as i64).collect()),
     )?;
     Ok(out)
+}
+
+/// A local coupling flow (SPEC 9.1): the RG steps of a design's Gaussian base with
+/// checkerboard couplings between them, trained by the reverse Kullback-Leibler divergence
+/// against the phi^4 action; its exact log q costs O(d). Its couplings do not depend on L: a
+/// flow trained at one size proposes on the design of any other. Use it as the `score` of
+/// :func:`mcmc`, or :meth:`propose`.
+#[pyclass(module = "gud._gud", name = "Flow", frozen)]
+pub struct PyFlow {
+    file: gud::flow::FlowFile,
+}
+
+#[pymethods]
+impl PyFlow {
+    /// Trains a flow on `design` against phi^4 at (m2, lam) (`init`: a flow to continue, whose
+    /// architecture is kept). The same as `gud phi4 flow`.
+    #[staticmethod]
+    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None))]
+    fn train(
+        py: Python<'_>,
+        design: &PyDesign,
+        m2: f64,
+        lam: f64,
+        steps: crate::Int<usize>,
+        batch: crate::Int<usize>,
+        lr: f64,
+        seed: crate::Int<u64>,
+        stages: crate::Int<usize>,
+        layers: crate::Int<usize>,
+        hidden: crate::Int<usize>,
+        radius: crate::Int<usize>,
+        init: Option<&PyFlow>,
+    ) -> PyResult<Self> {
+        let g = &design.design;
+        gud::flow::check_design(g).map_err(to_py)?;
+        let lattice = Lattice::new(g.shape().h, couplings(m2, lam)?).map_err(to_py)?;
+        let config = gud_core::flow::FlowConfig {
+            stages: stages.0,
+            layers: layers.0,
+            hidden: hidden.0,
+            radius: radius.0,
+            ..Default::default()
+        };
+        let opts = gud_core::flow::FlowTraining {
+            steps: steps.0,
+            batch: batch.0,
+            lr,
+            seed: seed.0,
+        };
+        let init = init.map(|f| f.file.couplings.clone());
+        let monitor = PyMonitor::new(None);
+        let r = py.detach(|| gud::flow::train(g, &lattice, &config, init, &opts, &monitor));
+        let (file, _) = monitor.finish(r)?;
+        Ok(PyFlow { file })
+    }
+
+    /// Reads a flow file (`gud phi4 flow --out`).
+    #[staticmethod]
+    fn load(path: std::path::PathBuf) -> PyResult<Self> {
+        let file = gud::flow::load(&path).map_err(to_py)?;
+        Ok(PyFlow { file })
+    }
+
+    /// Writes the flow (safetensors; the binary reads it with `gud phi4 mcmc --flow`).
+    fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
+        let mut outputs = gud_io::atomic::Outputs::new::<&std::path::Path>([]);
+        let tmp = outputs.stage(&path).map_err(|e| to_py(gud::Error::from(e)))?;
+        gud::flow::save(&tmp, &self.file).map_err(to_py)?;
+        outputs.commit().map_err(|e| to_py(gud::Error::from(e)))
+    }
+
+    /// Proposals `first .. first + n` on `design` with their exact log q: (fields (n, L, L),
+    /// log_q (n,)).
+    #[pyo3(signature = (design, n, seed=crate::Int(0), first=crate::Int(0)))]
+    fn propose<'py>(
+        &self,
+        py: Python<'py>,
+        design: &PyDesign,
+        n: crate::Int<usize>,
+        seed: crate::Int<u64>,
+        first: crate::Int<u64>,
+    ) -> PyResult<(Arr<'py>, Arr<'py>)> {
+        let g = &design.design;
+        let couplings = &self.file.couplings;
+        let r = py.detach(|| -> gud::Result<gud_core::exact::Proposals> {
+            gud::flow::check_design(g)?;
+            let lf = gud_core::flow::LocalFlow::new(g, couplings)?;
+            Ok(lf.propose(seed.0, first.0, n.0, &mut |_| {})?)
+        });
+        let p = r.map_err(to_py)?;
+        let l = g.shape().h;
+        Ok((array(py, p.fields, &[n.0, l, l])?, array(py, p.log_q, &[n.0])?))
+    }
+
+    /// Where the flow was trained: gud version, L, couplings, settings, final loss and ESS.
+    #[getter]
+    fn provenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_dict(py, &self.file.provenance)
+    }
+
+    fn __repr__(&self) -> String {
+        let p = &self.file.provenance;
+        format!(
+            "Flow(trained at L = {}, m2 = {}, lam = {}, {} steps; {} parameters)",
+            p.l,
+            p.m2,
+            p.lam,
+            p.training.steps,
+            self.file.couplings.params.len()
+        )
+    }
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -217,5 +351,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(observe, m)?)?;
     m.add_function(wrap_pyfunction!(action, m)?)?;
     m.add_function(wrap_pyfunction!(mcmc, m)?)?;
+    m.add_class::<PyFlow>()?;
     Ok(())
 }

@@ -827,7 +827,7 @@ impl Default for FlowTraining {
         FlowTraining {
             steps: 1000,
             batch: 64,
-            lr: 3e-3,
+            lr: 1e-2,
             seed: 0,
         }
     }

@@ -114,17 +114,24 @@ pub fn save(path: &Path, flow: &FlowFile) -> Result<()> {
     );
     let data = safetensors::serialize([("params", view)], Some(meta))
         .map_err(|e| crate::Error::Invalid(format!("packing the flow: {e}")))?;
-    std::fs::write(path, data)
-        .map_err(|e| crate::Error::Invalid(format!("writing {}: {e}", path.display())))?;
+    std::fs::write(path, data).map_err(|error| {
+        crate::Error::Io(gud_io::IoError::Io {
+            path: path.to_path_buf(),
+            error,
+        })
+    })?;
     Ok(())
 }
 
 /// Reads a flow file written by [`save`]; every error names the file and what is wrong.
 pub fn load(path: &Path) -> Result<FlowFile> {
     let what = || format!("reading the flow {}", path.display());
-    let bytes = std::fs::read(path)
-        .map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))
-        .with_context(what)?;
+    let bytes = std::fs::read(path).map_err(|error| {
+        crate::Error::Io(gud_io::IoError::Io {
+            path: path.to_path_buf(),
+            error,
+        })
+    })?;
     let bad = |why: String| -> Result<FlowFile> {
         Err(crate::Error::Invalid(format!(
             "{}: not a gud flow file ({why})",
