@@ -325,6 +325,9 @@ pub fn run(config: Option<&Path>, out: &Path, opts: &JobOptions, format: &str) -
             .iter()
             .find(|r| r.sampling.nfe == e.report.sampling.nfe);
         print_exact(e, &same.unwrap_or(last).eval);
+        if let Some(f) = &e.flow {
+            gud::flow::save(&outputs.stage(&out.join("flow.safetensors"))?, f)?;
+        }
     }
     gud_io::atomic::write_atomic(
         &outputs.stage(&out.join("report.json"))?,

@@ -3057,3 +3057,49 @@ fn issue32_a_flow_trained_small_proposes_exactly_at_any_size() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn issue32_gud_runs_exact_stage_can_propose_with_a_flow_and_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[data]\nkind = 'phi4'\nsize = 4\nm2 = -1.0\nlam = 1.0\nsamples = 256\n\
+                [design]\nmean = 'zero'\nbasis = { kind = 'fourier' }\nprior = { kind = 'free' }\n\
+                [score]\nkind = 'gaussian'\n[sampler]\nkind = 'exp'\nsteps = 5\n\
+                [exact]\nproposals = 200\nproposal = 'flow'\n\
+                flow = { stages = 2, layers = 1, hidden = 4 }\n\
+                flow_training = { steps = 20, batch = 16 }\n";
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let out = dir.path().join("run");
+    let o = gud(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--samples",
+        "64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["exact"]["report"]["sampling"]["sampler"], "flow");
+    assert_eq!(r["exact"]["flow"]["training"]["steps"], 20);
+    assert_eq!(r["exact"]["report"]["non_injective"], 0);
+    assert!(out.join("flow.safetensors").exists());
+    // the written flow proposes again through gud phi4 mcmc
+    let chain = dir.path().join("c.npy");
+    let o = gud(&[
+        "phi4",
+        "mcmc",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--flow",
+        out.join("flow.safetensors").to_str().unwrap(),
+        "--proposals",
+        "64",
+        "--hmc",
+        "0",
+        "--out",
+        chain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

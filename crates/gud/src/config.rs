@@ -190,6 +190,24 @@ pub struct ExactConfig {
     pub proposals: usize,
     /// Network evaluations per proposal: the largest of the run's budgets up to this one.
     pub max_nfe: usize,
+    /// What proposes: `sampler` (the config's deterministic sampler with the run's score, its
+    /// log q by Jacobians) or `flow` (a local coupling flow on the design's RG steps, trained
+    /// here against the action; log q in O(d): SPEC 9.1, docs/phi4.md).
+    pub proposal: ExactProposal,
+    /// The flow's architecture (`proposal = "flow"`).
+    pub flow: gud_core::flow::FlowConfig,
+    /// The flow's training (`proposal = "flow"`).
+    pub flow_training: gud_core::flow::FlowTraining,
+}
+
+/// What proposes in the exact stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExactProposal {
+    /// The config's deterministic sampler with the run's score.
+    Sampler,
+    /// A local coupling flow trained in the stage.
+    Flow,
 }
 
 impl Default for ExactConfig {
@@ -198,6 +216,9 @@ impl Default for ExactConfig {
             enabled: None,
             proposals: 512,
             max_nfe: 10,
+            proposal: ExactProposal::Sampler,
+            flow: gud_core::flow::FlowConfig::default(),
+            flow_training: gud_core::flow::FlowTraining::default(),
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct ExactStage {
     pub chain_max_abs_z: f64,
     /// The largest |z| of the reweighted estimates.
     pub reweighted_max_abs_z: f64,
+    /// The flow that proposed (`[exact] proposal = "flow"`), with its training's provenance.
+    #[serde(skip)]
+    pub flow: Option<crate::flow::FlowFile>,
 }
 
 impl JobReport {
@@ -115,6 +118,10 @@ impl JobReport {
         });
         if let Some(e) = &self.exact {
             j["exact"] = serde_json::to_value(e).expect("the report serialises");
+            if let Some(f) = &e.flow {
+                j["exact"]["flow"] =
+                    serde_json::to_value(&f.provenance).expect("the report serialises");
+            }
         }
         j
     }
@@ -248,11 +255,16 @@ fn tuned(
 }
 
 /// Whether the exact stage runs: `[exact] enabled`, else on for phi^4 data with a
-/// deterministic sampler and at most 256 sites.
+/// deterministic sampler and at most 256 sites, or with `proposal = "flow"` at any size.
 pub fn exact_enabled(cfg: &crate::Config, d: usize) -> bool {
     let phi4 = matches!(cfg.data, crate::config::DataConfig::Phi4(_));
     let deterministic = matches!(cfg.sampler.kind, SamplerKind::Exp | SamplerKind::Ode);
-    phi4 && cfg.exact.enabled.unwrap_or(deterministic && d <= 256)
+    let cheap = match cfg.exact.proposal {
+        // the flow's log q costs O(d): no size limit
+        crate::config::ExactProposal::Flow => true,
+        crate::config::ExactProposal::Sampler => deterministic && d <= 256,
+    };
+    phi4 && cfg.exact.enabled.unwrap_or(cheap)
 }
 
 /// The exact stage of the main job (SPEC section 9): proposals at the largest budget up to
@@ -307,7 +319,31 @@ fn exact_stage(
         hmc_reference: 0,
         ode_tol: None,
     };
-    let m = crate::exact::mcmc(&c, design, score, &lattice, &mcmc_opts, monitor)?;
+    let (m, flow) = match cfg.exact.proposal {
+        crate::config::ExactProposal::Sampler => (
+            crate::exact::mcmc(&c, design, score, &lattice, &mcmc_opts, monitor)?,
+            None,
+        ),
+        crate::config::ExactProposal::Flow => {
+            crate::flow::check_design(design)?;
+            let (file, _) = crate::flow::train(
+                design,
+                &lattice,
+                &cfg.exact.flow,
+                None,
+                &cfg.exact.flow_training,
+                monitor,
+            )?;
+            if monitor.should_stop() {
+                return Err(
+                    gud_core::monitor::Interrupted::new("the flow was not finished").into(),
+                );
+            }
+            let lf = gud_core::flow::LocalFlow::new(design, &file.couplings)?;
+            let m = crate::exact::mcmc_with(&lf, &lattice, &mcmc_opts, monitor)?;
+            (m, Some(file))
+        }
+    };
     let reference =
         gud_phi4::observables::measure(reference.as_slice(), p.size, Some(lattice.couplings))?;
     let chain = gud_phi4::observables::compare(&m.report.chain, &reference);
@@ -319,5 +355,6 @@ fn exact_stage(
         report: m.report,
         chain,
         reweighted,
+        flow,
     }))
 }
