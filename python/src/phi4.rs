@@ -5,6 +5,7 @@ use crate::design::PyDesign;
 use crate::sampling::to_dict;
 use crate::score::PyScore;
 use crate::{array, to_py, value_error, Arr, Floats, PyMonitor};
+use gud_core::exact::Proposer;
 use gud_phi4::{hmc, observables, Couplings, HmcConfig, Lattice};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

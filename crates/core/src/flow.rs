@@ -282,7 +282,7 @@ impl<'a> LocalFlow<'a> {
     /// The flow of `couplings` on `design` (one channel, an even H x W lattice).
     pub fn new(design: &'a Design, couplings: &'a Couplings) -> Result<Self> {
         let s = design.shape();
-        if s.c != 1 || s.h % 2 != 0 || s.w % 2 != 0 || s.h < 2 || s.w < 2 {
+        if s.c != 1 || !s.h.is_multiple_of(2) || !s.w.is_multiple_of(2) || s.h < 2 || s.w < 2 {
             return Err(Error::param(
                 "design shape",
                 s,
@@ -509,61 +509,6 @@ impl<'a> LocalFlow<'a> {
         for (v, m) in phi.iter_mut().zip(self.design.mean()) {
             *v += m;
         }
-    }
-
-    /// Proposals `first .. first + count` (proposal k from the prior draw of stream k of the
-    /// seed, as every sampler's sample k) with their exact log q.
-    pub fn propose(
-        &self,
-        seed: u64,
-        first: u64,
-        count: usize,
-        observer: &mut dyn FnMut(StepInfo),
-    ) -> Result<Proposals> {
-        let d = self.dim();
-        if count == 0 {
-            return Err(Error::param("proposals", 0, "at least 1"));
-        }
-        if first.checked_add(count as u64).is_none() {
-            return Err(Error::param("first", first, "first + count below 2^64"));
-        }
-        crate::memory::check_alloc(
-            &format!("proposals = {count} of {d} values with their log q"),
-            &[count, d + 1],
-            8,
-        )?;
-        let mut fields = vec![0.0; count * d];
-        let mut log_q = vec![0.0; count];
-        const CHUNK: usize = 256;
-        for (c, (f, lq)) in fields
-            .chunks_mut(CHUNK * d)
-            .zip(log_q.chunks_mut(CHUNK))
-            .enumerate()
-        {
-            let start = first + (c * CHUNK) as u64;
-            f.par_chunks_mut(d)
-                .zip(lq.par_iter_mut())
-                .enumerate()
-                .for_each(|(k, (phi, l))| {
-                    let mut z = vec![0.0; d];
-                    let log_b = self.draw_input(&mut sample_rng(seed, start + k as u64), &mut z);
-                    *l = self.sample_one(&z, log_b, phi);
-                });
-            observer(StepInfo {
-                step: c,
-                steps: count.div_ceil(CHUNK),
-                t: 0.0,
-                active: d,
-                batch: lq.len(),
-            });
-        }
-        // every coupling and RG step is injective by construction (positive factors)
-        Ok(Proposals {
-            fields,
-            log_q,
-            report: self.report(count),
-            non_injective: 0,
-        })
     }
 
     /// The cost report of `count` proposals (grid points: the RG steps; evaluations: coupling
@@ -960,6 +905,8 @@ impl crate::exact::Proposer for LocalFlow<'_> {
     fn dim(&self) -> usize {
         self.design.dim()
     }
+    /// Proposals `first .. first + count` (proposal k from the prior draw of stream k of the
+    /// seed, as every sampler's sample k) with their exact log q.
     fn propose(
         &self,
         seed: u64,
@@ -967,8 +914,52 @@ impl crate::exact::Proposer for LocalFlow<'_> {
         count: usize,
         observer: &mut dyn FnMut(StepInfo),
     ) -> Result<Proposals> {
-        LocalFlow::propose(self, seed, first, count, observer)
+        let d = self.dim();
+        if count == 0 {
+            return Err(Error::param("proposals", 0, "at least 1"));
+        }
+        if first.checked_add(count as u64).is_none() {
+            return Err(Error::param("first", first, "first + count below 2^64"));
+        }
+        crate::memory::check_alloc(
+            &format!("proposals = {count} of {d} values with their log q"),
+            &[count, d + 1],
+            8,
+        )?;
+        let mut fields = vec![0.0; count * d];
+        let mut log_q = vec![0.0; count];
+        const CHUNK: usize = 256;
+        for (c, (f, lq)) in fields
+            .chunks_mut(CHUNK * d)
+            .zip(log_q.chunks_mut(CHUNK))
+            .enumerate()
+        {
+            let start = first + (c * CHUNK) as u64;
+            f.par_chunks_mut(d)
+                .zip(lq.par_iter_mut())
+                .enumerate()
+                .for_each(|(k, (phi, l))| {
+                    let mut z = vec![0.0; d];
+                    let log_b = self.draw_input(&mut sample_rng(seed, start + k as u64), &mut z);
+                    *l = self.sample_one(&z, log_b, phi);
+                });
+            observer(StepInfo {
+                step: c,
+                steps: count.div_ceil(CHUNK),
+                t: 0.0,
+                active: d,
+                batch: lq.len(),
+            });
+        }
+        // every coupling and RG step is injective by construction (positive factors)
+        Ok(Proposals {
+            fields,
+            log_q,
+            report: self.report(count),
+            non_injective: 0,
+        })
     }
+
     fn batch(&self) -> usize {
         // a batch is the unit of progress and stopping: about 2^20 site updates
         ((1 << 20) / (self.dim() * self.couplings_per_sample()).max(1)).clamp(16, 4096)

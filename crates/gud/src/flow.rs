@@ -183,7 +183,7 @@ pub fn load(path: &Path) -> Result<FlowFile> {
 /// Checks that a flow's design can carry it: one channel on an even L x L lattice.
 pub fn check_design(design: &Design) -> Result<()> {
     let s = design.shape();
-    if s.c != 1 || s.h != s.w || s.h % 2 != 0 {
+    if s.c != 1 || s.h != s.w || !s.h.is_multiple_of(2) {
         bail!("a flow needs a design on an even L x L lattice (checkerboard couplings), got {s}");
     }
     Ok(())

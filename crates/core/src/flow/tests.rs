@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::DesignConfig;
 use crate::design::MeanMode;
-use crate::exact::log_abs_det;
+use crate::exact::{log_abs_det, Proposer};
 use crate::free_field::free_field_samples;
 
 fn free_design(l: usize, m2: f64) -> Design {
