@@ -131,7 +131,8 @@ pub struct FlowArgs {
     /// Seed of the initial weights and the draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output flow (safetensors: the couplings' parameters, architecture and provenance).
+    /// Output flow (safetensors: the couplings' parameters, architecture and provenance); the
+    /// resolved config of its design beside it (NAME.config.toml).
     #[arg(long)]
     pub out: PathBuf,
     /// Print JSON instead of a summary.
@@ -371,6 +372,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
     use gud::config::DataConfig;
     let mut outputs = crate::commands::outputs_for(a.config.as_deref(), &[a.init.as_deref()]);
     let out = outputs.stage(&a.out)?;
+    let config_out = outputs.stage(&crate::commands::config_beside(&a.out))?;
     let init = a.init.as_deref().map(gud::flow::load).transpose()?;
     let f = crate::commands::fit(a.config.as_deref(), None)?;
     let (couplings, _) = match (a.couplings.resolve()?, &f.config.data) {
@@ -407,6 +409,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
     let stopped = gud_core::monitor::Monitor::should_stop(&monitor);
     drop(monitor);
     gud::flow::save(&out, &file)?;
+    gud_io::config::write_toml(&config_out, &f.config)?;
     outputs.commit()?;
     if stopped && log.len() < a.steps {
         let why = format!(

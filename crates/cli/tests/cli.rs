@@ -2994,6 +2994,7 @@ fn issue32_a_flow_trained_small_proposes_exactly_at_any_size() {
     assert!(o.status.success(), "{}", stderr(&o));
     let p = stdout_json(&o);
     assert_eq!(p["l"], 4);
+    assert!(dir.path().join("f.config.toml").exists());
     assert_eq!(p["training"]["steps"], 30);
     // the flow proposes on the 4 x 4 design it was trained on, and on an 8 x 8 one
     let big = dir.path().join("big.toml");
@@ -3100,6 +3101,49 @@ fn issue32_gud_runs_exact_stage_can_propose_with_a_flow_and_writes_it() {
         "0",
         "--out",
         chain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn issue32_sigterm_stops_flow_training_with_the_flow_so_far_and_init_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let flow = dir.path().join("f.safetensors");
+    let args = [
+        "phi4",
+        "flow",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--steps",
+        "100000000",
+        "--out",
+        flow.to_str().unwrap(),
+    ];
+    let o = signal_midway(&args, None, 1500, "-TERM");
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--init"), "{}", stderr(&o));
+    // the flow so far is a complete file that a new run continues
+    let more = dir.path().join("more.safetensors");
+    let o = gud(&[
+        "phi4",
+        "flow",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--m2",
+        "-1",
+        "--lam",
+        "1",
+        "--steps",
+        "3",
+        "--init",
+        flow.to_str().unwrap(),
+        "--out",
+        more.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
