@@ -392,3 +392,15 @@ fn a_design_with_another_schedule_equals_a_fresh_fit() {
         .with_softness(1.0, None)
         .is_err());
 }
+
+#[test]
+fn issue34_a_schedule_without_softness_is_named_as_written_not_dumped() {
+    let e = crate::config::ScheduleConfig::Rg(Default::default())
+        .with_softness(0.5, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"rg\"") && !e.contains("RgConfig") && !e.contains('{'),
+        "{e}"
+    );
+}

@@ -319,3 +319,16 @@ fn patch_rules_parse_and_grow_with_noise() {
         );
     }
 }
+
+#[test]
+fn issue34_a_patch_rule_reads_back_as_it_was_written() {
+    for text in ["grow:3", "grow:1:5", "fixed:4", "table:0.5=3,2=7"] {
+        let rule: crate::score::PatchRule = text.parse().unwrap();
+        assert_eq!(rule.to_string(), text);
+    }
+    let e = "fixed:0"
+        .parse::<crate::score::PatchRule>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fixed:0") && !e.contains("Fixed"), "{e}");
+}
