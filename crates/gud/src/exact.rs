@@ -169,6 +169,38 @@ pub fn mcmc_with(
     opts: &McmcOptions,
     monitor: &dyn Monitor,
 ) -> Result<Mcmc> {
+    check_proposals(proposer, lattice, opts.proposals)?;
+    let start = Instant::now();
+    let proposals = propose_range(
+        proposer,
+        opts.seed,
+        0,
+        opts.proposals,
+        opts.ode_tol.is_some(),
+        monitor,
+    )?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let plain_count = opts.proposals.min(512);
+    let plain_start = Instant::now();
+    let s_per_sample_without_log_q = proposer
+        .fields_only(opts.seed, 0, plain_count)
+        .transpose()?
+        .map(|_| plain_start.elapsed().as_secs_f64() / plain_count as f64);
+    let log_p = log_densities(lattice, &proposals.fields);
+    analyse(
+        proposals,
+        log_p,
+        lattice,
+        opts,
+        wall_s,
+        s_per_sample_without_log_q,
+        monitor,
+    )
+}
+
+/// Checks a run of `count` proposals of `proposer` against the lattice and this machine's
+/// memory (before the first proposal, not after hours of them: regression, issue 34).
+fn check_proposals(proposer: &dyn Proposer, lattice: &Lattice, count: usize) -> Result<()> {
     let l = lattice.l;
     let d = proposer.dim();
     if d != l * l {
@@ -177,10 +209,10 @@ pub fn mcmc_with(
              fit the design on L = {l} configurations"
         );
     }
-    if opts.proposals < 2 {
+    if count < 2 {
         return Err(gud_core::Error::param(
             "proposals",
-            opts.proposals,
+            count,
             "at least 2 (a chain and errors need two)",
         )
         .into());
@@ -190,26 +222,34 @@ pub fn mcmc_with(
             gud_core::Error::param("sampler.batch", 0, "at least 1 proposal per batch").into(),
         );
     }
-    // the proposals, the chain's copy of them, log q, log p, log w and the chain's indices:
-    // checked before the first proposal, not after hours of them (regression, issue 34)
+    // the proposals, the chain's copy of them, log q, log p, log w and the chain's indices
     gud_core::memory::check_alloc(
-        &format!(
-            "proposals = {} of {d} values (the proposals, the chain and the weights)",
-            opts.proposals
-        ),
-        &[opts.proposals, 2 * d + 4],
+        &format!("proposals = {count} of {d} values (the proposals, the chain and the weights)"),
+        &[count, 2 * d + 4],
         8,
     )?;
-    let start = Instant::now();
-    let batch = proposer.batch().min(opts.proposals);
+    Ok(())
+}
+
+/// Proposals `first .. first + count` of `proposer` in its batches; the monitor hears each
+/// batch (phase `proposals`), a stop request ends the run between batches.
+fn propose_range(
+    proposer: &dyn Proposer,
+    seed: u64,
+    first: u64,
+    count: usize,
+    adaptive: bool,
+    monitor: &dyn Monitor,
+) -> Result<Proposals> {
+    let batch = proposer.batch().clamp(1, count.max(1));
     let mut all: Option<Proposals> = None;
-    for first in (0..opts.proposals).step_by(batch) {
-        let n = batch.min(opts.proposals - first);
-        let part = proposer.propose(opts.seed, first as u64, n, &mut |step| {
-            let done = first + n * (step.step + 1) / step.steps.max(1);
-            monitor.progress("proposals", done, opts.proposals, "");
+    for start in (0..count).step_by(batch) {
+        let n = batch.min(count - start);
+        let part = proposer.propose(seed, first + start as u64, n, &mut |step| {
+            let done = start + n * (step.step + 1) / step.steps.max(1);
+            monitor.progress("proposals", done, count, "");
         })?;
-        monitor.progress("proposals", first + n, opts.proposals, "");
+        monitor.progress("proposals", start + n, count, "");
         match &mut all {
             None => all = Some(part),
             Some(p) => {
@@ -217,27 +257,33 @@ pub fn mcmc_with(
                 p.log_q.extend(part.log_q);
                 p.non_injective += part.non_injective;
                 // the adaptive solve's evaluations differ per batch: report the total
-                if opts.ode_tol.is_some() {
+                if adaptive {
                     p.report.nfe += part.report.nfe;
                     p.report.component_evals += part.report.component_evals;
                     p.report.component_evals_full += part.report.component_evals_full;
                 }
             }
         }
-        if monitor.should_stop() && first + n < opts.proposals {
+        if monitor.should_stop() && start + n < count {
             return Err(Interrupted::new("nothing was written").into());
         }
     }
     let mut proposals = all.expect("at least one batch");
-    proposals.report.samples = opts.proposals;
-    let wall_s = start.elapsed().as_secs_f64();
-    let plain_count = opts.proposals.min(512);
-    let plain_start = Instant::now();
-    let s_per_sample_without_log_q = proposer
-        .fields_only(opts.seed, 0, plain_count)
-        .transpose()?
-        .map(|_| plain_start.elapsed().as_secs_f64() / plain_count as f64);
-    let log_p = log_densities(lattice, &proposals.fields);
+    proposals.report.samples = count;
+    Ok(proposals)
+}
+
+/// The chain, the weights, the observables and the report of proposals with their log p.
+fn analyse(
+    proposals: Proposals,
+    log_p: Vec<f64>,
+    lattice: &Lattice,
+    opts: &McmcOptions,
+    wall_s: f64,
+    s_per_sample_without_log_q: Option<f64>,
+    monitor: &dyn Monitor,
+) -> Result<Mcmc> {
+    let l = lattice.l;
     let log_w = log_weights(&log_p, &proposals.log_q);
     let chain = independence_metropolis(&log_w, opts.seed)?;
     let v = l * l;

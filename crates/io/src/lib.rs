@@ -21,6 +21,7 @@ pub mod config;
 pub mod figures;
 pub mod images;
 pub mod npy;
+pub mod npz;
 
 use std::path::{Path, PathBuf};
 use thiserror::Error;
