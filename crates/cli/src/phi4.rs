@@ -83,6 +83,10 @@ pub enum Phi4Command {
     /// action (reverse KL; docs/phi4.md): an exact proposal whose log q costs O(d), for
     /// `gud phi4 mcmc --flow`. Its couplings do not depend on L: train small, propose large.
     Flow(Box<FlowArgs>),
+    /// Proposals [F, F + N) of an exact-sampling run with their log q and log p, as one shard
+    /// (.npz) for `gud phi4 mcmc --from` (docs/phi4.md, "Shards"): any split gives the run's
+    /// chain and report bit for bit.
+    Propose(Box<ProposeArgs>),
     /// Every observable (docs/phi4.md) with binned-jackknife errors and tau_int.
     Observe {
         /// Configurations, (N, L, L) or (N, 1, L, L) .npy, in Monte Carlo order.
@@ -140,8 +144,9 @@ pub struct FlowArgs {
     pub json: bool,
 }
 
+/// What defines a run's proposals (shared by `gud phi4 mcmc` and `gud phi4 propose`).
 #[derive(Args, Debug)]
-pub struct McmcArgs {
+pub struct ProposalArgs {
     /// A trained run: its config and its network (EMA weights) make the proposal.
     #[arg(long)]
     pub run: Option<PathBuf>,
@@ -161,9 +166,6 @@ pub struct McmcArgs {
     /// Lattice size L (checked against the config's).
     #[arg(long)]
     pub size: Option<usize>,
-    /// Proposals N.
-    #[arg(long, default_value_t = 4096)]
-    pub proposals: usize,
     /// exp | ode (deterministic samplers); overrides the config's.
     #[arg(long, value_parser = crate::sample::kebab::<gud_core::config::SamplerKind>)]
     pub sampler: Option<gud_core::config::SamplerKind>,
@@ -185,6 +187,19 @@ pub struct McmcArgs {
     /// Seed of the proposals (proposal k uses stream k) and the accept/reject draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct McmcArgs {
+    #[command(flatten)]
+    pub source: ProposalArgs,
+    /// Proposals N.
+    #[arg(long, default_value_t = 4096)]
+    pub proposals: usize,
+    /// Merge these shards (`gud phi4 propose`) instead of proposing: the chain, weights and
+    /// report of the single run they are the pieces of, bit for bit.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["run", "config", "flow", "score", "sampler", "steps", "times", "tol", "m2", "kappa", "size"])]
+    pub from: Vec<PathBuf>,
     /// HMC configurations generated for the cost comparison (0: none).
     #[arg(long, default_value_t = 1024)]
     pub hmc: usize,
@@ -197,49 +212,65 @@ pub struct McmcArgs {
     pub json: bool,
 }
 
-/// `gud phi4 mcmc`: the library's exact sampler, its files and its table.
-fn mcmc(a: &McmcArgs) -> Result<()> {
-    use crate::commands::{config_beside, fit};
+#[derive(Args, Debug)]
+pub struct ProposeArgs {
+    #[command(flatten)]
+    pub source: ProposalArgs,
+    /// First proposal index F of the shard (proposal k always uses stream k of the seed).
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+    /// Proposals N of the shard: [F, F + N).
+    #[arg(long, value_parser = crate::sample::at_least_one)]
+    pub count: usize,
+    /// The shard (.npz: fields, log_q, log_p and the provenance), for `gud phi4 mcmc --from`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// A run's proposal as its flags define it: the fitted config, its target and the factor of
+/// the fields' normalisation (hopping convention).
+struct Setup {
+    cfg: gud::config::Config,
+    design: gud_core::Design,
+    train: gud_core::Dataset,
+    run: Option<gud::Run>,
+    flow: Option<(PathBuf, gud::flow::FlowFile)>,
+    lattice: Lattice,
+    factor: f64,
+}
+
+/// Fits the config of `s` (a run's, a config's or the built-in default) with the sampler
+/// overrides, and resolves the target.
+fn setup(s: &ProposalArgs, run: Option<gud::Run>, config: Option<&Path>) -> Result<Setup> {
     use gud::config::DataConfig;
-    if a.proposals < 2 {
-        bail!(
-            "--proposals must be at least 2 (a chain and its errors need two), got {}",
-            a.proposals
-        );
-    }
-    let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.flow.as_deref()]);
-    let flow = a.flow.as_deref().map(gud::flow::load).transpose()?;
-    let config = config.as_deref();
-    let chain_out = outputs.stage(&a.out)?;
-    let beside = |suffix: &str| crate::commands::beside(&a.out, suffix);
-    let proposals_out = outputs.stage(&beside("proposals.npy"))?;
-    let weights_out = outputs.stage(&beside("weights.npy"))?;
-    let config_out = outputs.stage(&config_beside(&a.out))?;
-    let f = fit(config, None)?;
+    let flow = match &s.flow {
+        Some(p) => Some((p.clone(), gud::flow::load(p)?)),
+        None => None,
+    };
+    let f = crate::commands::fit(config, None)?;
     let (mut cfg, train, design) = (f.config, f.data, f.design);
-    if let Some(kind) = a.score {
+    if let Some(kind) = s.score {
         cfg.score = crate::sample::toml_score(kind)?;
     }
-    if a.tol.is_some()
-        && a.sampler
+    if s.tol.is_some()
+        && s.sampler
             .is_some_and(|k| k != gud_core::config::SamplerKind::Ode)
     {
         bail!("--tol sets the continuous ODE's tolerance: it goes with --sampler ode (or none)");
     }
-    cfg.sampler.kind = a.sampler.unwrap_or(cfg.sampler.kind);
-    if let Some(k) = a.steps {
+    cfg.sampler.kind = s.sampler.unwrap_or(cfg.sampler.kind);
+    if let Some(k) = s.steps {
         cfg.sampler.set_steps(k);
     }
-    if !a.times.is_empty() {
-        cfg.sampler.set_times(a.times.clone());
+    if !s.times.is_empty() {
+        cfg.sampler.set_times(s.times.clone());
     }
-    cfg.sampler.batch = a.batch.unwrap_or(
+    cfg.sampler.batch = s.batch.unwrap_or(
         cfg.sampler
             .batch
             .min(gud::exact::proposal_batch(design.dim())),
     );
-    let (couplings, factor) = match (a.couplings.resolve()?, &cfg.data) {
+    let (couplings, factor) = match (s.couplings.resolve()?, &cfg.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),
         (None, _) => {
@@ -247,7 +278,7 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         }
     };
     let l = design.shape().h;
-    if let Some(size) = a.size {
+    if let Some(size) = s.size {
         if size != l || design.shape().w != size {
             bail!(
                 "--size {size} does not match the proposal's lattice ({}): the design of {} is fitted to L = {l}",
@@ -256,26 +287,139 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
             );
         }
     }
+    if design.shape().c != 1 || design.shape().w != l {
+        bail!(
+            "the proposal's design has shape {}, not an L x L lattice",
+            design.shape()
+        );
+    }
     let lattice = Lattice::new(l, couplings)?;
-    let opts = gud::exact::McmcOptions {
-        proposals: a.proposals,
-        seed: a.seed,
-        hmc_reference: a.hmc,
-        ode_tol: a.tol,
+    Ok(Setup {
+        cfg,
+        design,
+        train,
+        run,
+        flow,
+        lattice,
+        factor,
+    })
+}
+
+/// Calls `f` with the proposer of `st` (the flow, the continuous ODE or the K-step sampler)
+/// and the fingerprint of everything that defines its proposals.
+fn with_proposer<T>(
+    st: &Setup,
+    tol: Option<f64>,
+    f: impl FnOnce(&dyn gud_core::exact::Proposer, String, String) -> Result<T>,
+) -> Result<T> {
+    use gud::shard::fingerprint;
+    let cfg_text = toml::to_string(&st.cfg)?;
+    let target = format!(
+        "L {} m2 {} lam {}",
+        st.lattice.l, st.lattice.couplings.m2, st.lattice.couplings.lam
+    );
+    if let Some((path, file)) = &st.flow {
+        gud::flow::check_design(&st.design)?;
+        let weights = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let lf = gud_core::flow::LocalFlow::new(&st.design, &file.couplings)?;
+        let fp = fingerprint(&[cfg_text.as_bytes(), b"flow", &weights, target.as_bytes()]);
+        return f(&lf, fp, "flow".into());
+    }
+    let score = gud::sample::build_score(&st.cfg, &st.design, &st.train, st.run.as_ref())?;
+    let weights = match &st.run {
+        Some(r) => std::fs::read(r.checkpoint_path()).unwrap_or_default(),
+        None => Vec::new(),
     };
+    let plan = gud::sample::plan(&st.cfg, &st.design)?;
+    let what = match tol {
+        Some(t) => format!("ode-adaptive, tol {t}, {}", score.name()),
+        None => format!(
+            "{}, {} points, {}",
+            format!("{:?}", st.cfg.sampler.kind).to_lowercase(),
+            plan.steps(),
+            score.name()
+        ),
+    };
+    let fp = fingerprint(&[
+        cfg_text.as_bytes(),
+        what.as_bytes(),
+        &weights,
+        target.as_bytes(),
+    ]);
+    match tol {
+        Some(tol) => f(
+            &gud_core::exact::OdeProposer {
+                design: &st.design,
+                score: score.as_ref(),
+                tol,
+                batch: st.cfg.sampler.batch,
+            },
+            fp,
+            what,
+        ),
+        None => f(
+            &gud_core::exact::SamplerProposer {
+                design: &st.design,
+                plan: &plan,
+                score: score.as_ref(),
+                config: &st.cfg.sampler,
+            },
+            fp,
+            what,
+        ),
+    }
+}
+
+/// `gud phi4 mcmc`: the library's exact sampler (or the merge of shards), its files and its
+/// table.
+fn mcmc(a: &McmcArgs) -> Result<()> {
+    let from: Vec<Option<&Path>> = a.from.iter().map(|p| Some(p.as_path())).collect();
+    let (run, config, mut outputs) = if a.from.is_empty() {
+        crate::commands::run_or_config(
+            a.source.run.as_deref(),
+            a.source.config.as_deref(),
+            &[a.source.flow.as_deref()],
+        )
+    } else {
+        (None, None, crate::commands::outputs_for(None, &from))
+    };
+    // every output name is checked before the work
+    let (chain_out, proposals_out, weights_out, config_out) =
+        stage_mcmc_outputs(&mut outputs, &a.out)?;
     let monitor = Terminal::new("gud phi4 mcmc");
-    let m = match &flow {
-        Some(f) => {
-            gud::flow::check_design(&design)?;
-            let lf = gud_core::flow::LocalFlow::new(&design, &f.couplings)?;
-            gud::exact::mcmc_with(&lf, &lattice, &opts, &monitor)?
+    let (m, cfg_text, factor) = if a.from.is_empty() {
+        if a.proposals < 2 {
+            bail!(
+                "--proposals must be at least 2 (a chain and its errors need two), got {}",
+                a.proposals
+            );
         }
-        None => {
-            let score = gud::sample::build_score(&cfg, &design, &train, run.as_ref())?;
-            gud::exact::mcmc(&cfg, &design, score.as_ref(), &lattice, &opts, &monitor)?
-        }
+        let st = setup(&a.source, run, config.as_deref())?;
+        let opts = gud::exact::McmcOptions {
+            proposals: a.proposals,
+            seed: a.source.seed,
+            hmc_reference: a.hmc,
+            ode_tol: a.source.tol,
+        };
+        let m = with_proposer(&st, a.source.tol, |p, _, _| {
+            Ok(gud::exact::mcmc_with(p, &st.lattice, &opts, &monitor)?)
+        })?;
+        (m, toml::to_string(&st.cfg)?, st.factor)
+    } else {
+        let shards = gud::shard::read_all(&a.from)?;
+        let cfg_text = shards
+            .first()
+            .map(|(_, s)| s.provenance.config.clone())
+            .unwrap_or_default();
+        (
+            gud::shard::mcmc_from_shards(shards, a.hmc, &monitor)?,
+            cfg_text,
+            1.0,
+        )
     };
     drop(monitor);
+    let l = m.report.l;
+    let n = m.report.proposals;
     let v = l * l;
     let chain: Vec<f64> = m
         .chain
@@ -289,7 +433,7 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         .collect();
     gud_io::npy::write_f32(&chain_out, &[m.chain.states.len(), l, l], &chain)?;
     let fields: Vec<f64> = m.proposals.fields.iter().map(|x| x / factor).collect();
-    gud_io::npy::write_f32(&proposals_out, &[a.proposals, l, l], &fields)?;
+    gud_io::npy::write_f32(&proposals_out, &[n, l, l], &fields)?;
     let weights: Vec<f64> = m
         .proposals
         .log_q
@@ -297,14 +441,70 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         .zip(&m.log_p)
         .flat_map(|(q, p)| [*q, *p])
         .collect();
-    gud_io::npy::write_f32(&weights_out, &[a.proposals, 2], &weights)?;
-    gud_io::config::write_toml(&config_out, &cfg)?;
+    gud_io::npy::write_f32(&weights_out, &[n, 2], &weights)?;
+    gud_io::atomic::write_atomic(&config_out, cfg_text.as_bytes())?;
     outputs.commit()?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m.report)?);
     } else {
         print_mcmc(&m.report);
     }
+    Ok(())
+}
+
+/// The four outputs of `gud phi4 mcmc`: the chain, NAME.proposals.npy, NAME.weights.npy and
+/// NAME.config.toml.
+fn stage_mcmc_outputs(
+    outputs: &mut gud_io::atomic::Outputs,
+    out: &Path,
+) -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
+    let beside = |suffix: &str| crate::commands::beside(out, suffix);
+    Ok((
+        outputs.stage(out)?,
+        outputs.stage(&beside("proposals.npy"))?,
+        outputs.stage(&beside("weights.npy"))?,
+        outputs.stage(&crate::commands::config_beside(out))?,
+    ))
+}
+
+/// `gud phi4 propose`: one shard of a run's proposals, for `gud phi4 mcmc --from`.
+fn propose(a: &ProposeArgs) -> Result<()> {
+    let (run, config, mut outputs) = crate::commands::run_or_config(
+        a.source.run.as_deref(),
+        a.source.config.as_deref(),
+        &[a.source.flow.as_deref()],
+    );
+    let out = outputs.stage(&a.out)?;
+    let st = setup(&a.source, run, config.as_deref())?;
+    if st.factor != 1.0 {
+        bail!("shards hold fields in gud's convention: give the couplings as --m2 M --lam LAM");
+    }
+    let monitor = Terminal::new("gud phi4 propose");
+    let shard = with_proposer(&st, a.source.tol, |p, fp, what| {
+        let spec = gud::shard::ShardSpec {
+            fingerprint: fp,
+            proposer: what,
+            config: toml::to_string(&st.cfg)?,
+            seed: a.source.seed,
+            first: a.first,
+            count: a.count,
+        };
+        Ok(gud::shard::propose_shard(p, &st.lattice, &spec, &monitor)?)
+    })?;
+    drop(monitor);
+    gud::shard::write(&out, &shard)?;
+    outputs.commit()?;
+    let p = &shard.provenance;
+    eprintln!(
+        "wrote {}: proposals {}..{} of seed {} ({}, fingerprint {}) in {:.1} s",
+        a.out.display(),
+        p.first,
+        p.first + p.count as u64,
+        p.seed,
+        p.proposer,
+        p.fingerprint,
+        p.wall_s
+    );
     Ok(())
 }
 
@@ -445,6 +645,7 @@ pub fn run(cmd: Phi4Command) -> Result<()> {
     match cmd {
         Phi4Command::Mcmc(a) => mcmc(&a),
         Phi4Command::Flow(a) => flow(&a),
+        Phi4Command::Propose(a) => propose(&a),
         Phi4Command::Sample {
             size,
             couplings,

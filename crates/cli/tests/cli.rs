@@ -3147,3 +3147,88 @@ fn issue32_sigterm_stops_flow_training_with_the_flow_so_far_and_init_continues_i
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn issue33_shards_of_proposals_merge_into_the_single_runs_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let target = ["--m2", "-1", "--lam", "1", "--seed", "5"];
+    let single = dir.path().join("single.npy");
+    let mut a = vec![
+        "phi4",
+        "mcmc",
+        "--config",
+        c,
+        "--proposals",
+        "100",
+        "--hmc",
+        "0",
+        "--json",
+    ];
+    a.extend(target);
+    a.extend(["--out", single.to_str().unwrap()]);
+    let o = gud(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = stdout_json(&o);
+    let mut shards = Vec::new();
+    for (k, (first, count)) in [(0, 30), (30, 45), (75, 25)].iter().enumerate() {
+        let s = dir.path().join(format!("s{k}.npz"));
+        let (f, n) = (first.to_string(), count.to_string());
+        let mut a = vec![
+            "phi4", "propose", "--config", c, "--first", &f, "--count", &n,
+        ];
+        a.extend(target);
+        a.extend(["--out", s.to_str().unwrap()]);
+        let o = gud(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        shards.push(s);
+    }
+    let merged = dir.path().join("merged.npy");
+    let mut a = vec![
+        "phi4",
+        "mcmc",
+        "--hmc",
+        "0",
+        "--json",
+        "--out",
+        merged.to_str().unwrap(),
+        "--from",
+    ];
+    // in another order than their ranges
+    for s in [&shards[2], &shards[0], &shards[1]] {
+        a.push(s.to_str().unwrap());
+    }
+    let o = gud(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two = stdout_json(&o);
+    for key in [
+        "acceptance",
+        "ess_fraction",
+        "log_z",
+        "log_z_error",
+        "chain",
+        "reweighted",
+    ] {
+        assert_eq!(one[key], two[key], "{key}");
+    }
+    assert_eq!(
+        std::fs::read(&single).unwrap(),
+        std::fs::read(&merged).unwrap()
+    );
+    // a missing range is an error that names the shard after the gap
+    let gap = dir.path().join("gap.npy");
+    let o = gud(&[
+        "phi4",
+        "mcmc",
+        "--hmc",
+        "0",
+        "--out",
+        gap.to_str().unwrap(),
+        "--from",
+        shards[0].to_str().unwrap(),
+        shards[2].to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["s2.npz", "gap"]);
+    assert!(!gap.exists());
+}

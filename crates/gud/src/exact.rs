@@ -171,14 +171,7 @@ pub fn mcmc_with(
 ) -> Result<Mcmc> {
     check_proposals(proposer, lattice, opts.proposals)?;
     let start = Instant::now();
-    let proposals = propose_range(
-        proposer,
-        opts.seed,
-        0,
-        opts.proposals,
-        opts.ode_tol.is_some(),
-        monitor,
-    )?;
+    let proposals = propose_range(proposer, opts.seed, 0, opts.proposals, monitor)?;
     let wall_s = start.elapsed().as_secs_f64();
     let plain_count = opts.proposals.min(512);
     let plain_start = Instant::now();
@@ -233,12 +226,11 @@ fn check_proposals(proposer: &dyn Proposer, lattice: &Lattice, count: usize) -> 
 
 /// Proposals `first .. first + count` of `proposer` in its batches; the monitor hears each
 /// batch (phase `proposals`), a stop request ends the run between batches.
-fn propose_range(
+pub(crate) fn propose_range(
     proposer: &dyn Proposer,
     seed: u64,
     first: u64,
     count: usize,
-    adaptive: bool,
     monitor: &dyn Monitor,
 ) -> Result<Proposals> {
     let batch = proposer.batch().clamp(1, count.max(1));
@@ -257,7 +249,7 @@ fn propose_range(
                 p.log_q.extend(part.log_q);
                 p.non_injective += part.non_injective;
                 // the adaptive solve's evaluations differ per batch: report the total
-                if adaptive {
+                if p.report.sampler == "ode-adaptive" {
                     p.report.nfe += part.report.nfe;
                     p.report.component_evals += part.report.component_evals;
                     p.report.component_evals_full += part.report.component_evals_full;
@@ -274,7 +266,7 @@ fn propose_range(
 }
 
 /// The chain, the weights, the observables and the report of proposals with their log p.
-fn analyse(
+pub(crate) fn analyse(
     proposals: Proposals,
     log_p: Vec<f64>,
     lattice: &Lattice,

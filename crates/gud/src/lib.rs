@@ -66,6 +66,7 @@ pub mod network;
 pub mod nll;
 pub mod run;
 pub mod sample;
+pub mod shard;
 pub mod sweep;
 pub mod threads;
 pub mod train;
