@@ -3,6 +3,7 @@
 Random tests use fixed seeds; a statistical tolerance is stated where one is used.
 """
 
+import json
 import os
 import pathlib
 import signal
@@ -449,3 +450,28 @@ def test_issue32_a_flow_trains_proposes_exactly_and_round_trips(tmp_path):
     bogus.write_bytes(b"not a flow")
     with pytest.raises(ValueError, match="not a gud flow"):
         gud.phi4.Flow.load(str(bogus))
+
+
+def test_issue33_a_shard_of_the_binary_is_numpys_npz_and_matches_the_flows_proposals(tmp_path):
+    binary = ROOT / "target" / "debug" / "gud"
+    if not binary.exists():
+        pytest.skip("the gud binary is not built (cargo build)")
+    cfg = tmp_path / "ff.toml"
+    cfg.write_text(FREE_FIELD)
+    design = gud.Design.from_config(str(cfg))
+    flow = gud.phi4.Flow.train(design, -1.0, 1.0, steps=10, batch=8, stages=2, layers=1, hidden=4)
+    flow.save(str(tmp_path / "f.safetensors"))
+    shard = tmp_path / "s.npz"
+    subprocess.run(
+        [str(binary), "phi4", "propose", "--config", str(cfg), "--flow",
+         str(tmp_path / "f.safetensors"), "--m2", "-1", "--lam", "1", "--seed", "4",
+         "--first", "6", "--count", "5", "--out", str(shard)],
+        check=True, capture_output=True,
+    )
+    f = np.load(shard)
+    prov = json.loads(bytes(f["provenance"]).decode())
+    assert (prov["first"], prov["count"], prov["seed"]) == (6, 5, 4)
+    fields, log_q = flow.propose(design, 5, seed=4, first=6)
+    np.testing.assert_array_equal(f["fields"], fields)
+    np.testing.assert_array_equal(f["log_q"], log_q)
+    np.testing.assert_allclose(f["log_p"], -gud.phi4.action(fields, -1.0, 1.0), rtol=1e-12)
