@@ -6,7 +6,7 @@ LIBTORCH := $(CURDIR)/.torch/site-packages/torch
 export LIBTORCH
 ARGS ?=
 
-.PHONY: run test setup bench data python
+.PHONY: run test setup bench data python test-slurm
 run: setup
 	cargo build --release
 	target/release/gud run $(ARGS)
@@ -15,6 +15,11 @@ test: setup
 	cargo test --workspace
 	$(MAKE) python
 	.venv/bin/python -m pytest -q python/tests
+	$(MAKE) test-slurm
+# Exact sampling as a Slurm job array with a dependent merge, on a one-node Slurm started on
+# loopback (installs Debian's slurm-wlm and munge when missing; about 10 s, 30 s with the install).
+test-slurm:
+	scripts/test-slurm.sh
 # The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`.
 VENV_PIP := .venv/bin/pip install --quiet --disable-pip-version-check
 python:
