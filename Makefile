@@ -20,11 +20,12 @@ test: setup
 # loopback (installs Debian's slurm-wlm and munge when missing; about 10 s, 30 s with the install).
 test-slurm:
 	scripts/test-slurm.sh
-# The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`.
+# The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`; dask and
+# distributed (pinned) for gud.dask's test on a LocalCluster.
 VENV_PIP := .venv/bin/pip install --quiet --disable-pip-version-check
 python:
 	test -x .venv/bin/python || python3 -m venv .venv
-	$(VENV_PIP) numpy pytest
+	$(VENV_PIP) numpy pytest dask==2026.11.0 distributed==2026.11.0
 	$(VENV_PIP) ./python
 # gud-nn against PyTorch eager on the same U-Net, one table (bench/compare_unet.py). The
 # PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries (~4.7 GB,

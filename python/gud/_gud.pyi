@@ -177,3 +177,18 @@ class Flow:
     def propose(self, design: Design, n: int, seed: int = 0, first: int = 0) -> tuple[Array, Array]: ...
     @property
     def provenance(self) -> dict[str, Any]: ...
+
+def propose_shard(
+    design: Design,
+    proposal: Union[Score, Flow],
+    m2: float,
+    lam: float,
+    first: int,
+    count: int,
+    out: str,
+    seed: int = 0,
+    tol: Optional[float] = None,
+    sampler: Table = None,
+    **keys: Any,
+) -> dict[str, Any]: ...
+def merge_shards(paths: list[str], hmc_reference: int = 0) -> dict[str, Any]: ...

@@ -8,9 +8,18 @@ flow whose exact log q costs O(d) (``Flow``, SPEC section 9.1).
 
 from __future__ import annotations
 
-from ._gud import Flow, action, mcmc
+from ._gud import Flow, action, mcmc, merge_shards, propose_shard
 from ._gud import couplings_from_hopping as from_hopping
 from ._gud import hmc_sample as hmc
 from ._gud import observe as observables
 
-__all__ = ["Flow", "action", "from_hopping", "hmc", "mcmc", "observables"]
+__all__ = [
+    "Flow",
+    "action",
+    "from_hopping",
+    "hmc",
+    "mcmc",
+    "merge_shards",
+    "observables",
+    "propose_shard",
+]

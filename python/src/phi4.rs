@@ -222,7 +222,16 @@ fn mcmc<'py>(
         let report = monitor.report(py, &run.report)?;
         (run, report)
     };
-    let (n, l) = (opts.proposals, shape.h);
+    mcmc_dict(py, run, report)
+}
+
+/// The dict of an exact-sampling run: report, proposals (N, L, L), log_q, log_p, chain.
+fn mcmc_dict<'py>(
+    py: Python<'py>,
+    run: gud::exact::Mcmc,
+    report: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (n, l) = (run.report.proposals, run.report.l);
     let out = PyDict::new(py);
     out.set_item("report", report)?;
     out.set_item("proposals", array(py, run.proposals.fields, &[n, l, l])?)?;
@@ -233,6 +242,119 @@ fn mcmc<'py>(
         numpy::PyArray1::from_vec(py, run.chain.states.iter().map(|&s| s as i64).collect()),
     )?;
     Ok(out)
+}
+
+/// One shard of an exact-sampling run (`gud phi4 propose`): proposals [first, first + count)
+/// of `proposal` (a :class:`gud.Score` with the design's sampler, or a :class:`Flow`) with
+/// their log q and log p against phi^4 at (m2, lam), written to `out` (.npz, numpy reads it).
+/// Proposal k always uses stream k of `seed`, so shards computed anywhere (threads, processes,
+/// a Dask cluster, Slurm) are the pieces of one run: :func:`merge_shards` gives its chain bit
+/// for bit. Returns the shard's provenance (dict). A callable score is fingerprinted by name
+/// only: keep one network per run.
+#[pyfunction]
+#[pyo3(signature = (design, proposal, m2, lam, first, count, out, seed=crate::Int(0), tol=None, sampler=None, **keys))]
+fn propose_shard<'py>(
+    py: Python<'py>,
+    design: &PyDesign,
+    proposal: &Bound<'py, PyAny>,
+    m2: f64,
+    lam: f64,
+    first: crate::Int<u64>,
+    count: crate::Int<usize>,
+    out: std::path::PathBuf,
+    seed: crate::Int<u64>,
+    tol: Option<f64>,
+    sampler: Option<&Bound<'py, PyAny>>,
+    keys: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let g = &design.design;
+    let lattice = Lattice::new(g.shape().h, couplings(m2, lam)?).map_err(to_py)?;
+    let mut outputs = gud_io::atomic::Outputs::new::<&std::path::Path>([]);
+    let tmp = outputs.stage(&out).map_err(|e| to_py(gud::Error::from(e)))?;
+    let target = format!("L {} m2 {m2} lam {lam}", g.shape().h);
+    let cfg_text = toml::to_string(&design.config).map_err(|e| value_error(e.to_string()))?;
+    let spec = |fp: String, what: String| gud::shard::ShardSpec {
+        fingerprint: fp,
+        proposer: what,
+        config: cfg_text.clone(),
+        seed: seed.0,
+        first: first.0,
+        count: count.0,
+    };
+    let shard = if let Ok(flow) = proposal.cast::<PyFlow>() {
+        let c = &flow.get().file.couplings;
+        let bytes: Vec<u8> = c.params.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let fp = gud::shard::fingerprint(&[cfg_text.as_bytes(), b"flow", &bytes, target.as_bytes()]);
+        let monitor = PyMonitor::new(None);
+        let r = py.detach(|| -> gud::Result<gud::shard::Shard> {
+            gud::flow::check_design(g)?;
+            let lf = gud_core::flow::LocalFlow::new(g, c)?;
+            gud::shard::propose_shard(&lf, &lattice, &spec(fp, "flow".into()), &monitor)
+        });
+        monitor.finish(r)?
+    } else {
+        let score = proposal.cast::<PyScore>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err("proposal: expected a gud.Score or a gud.phi4.Flow")
+        })?;
+        let score = score.get();
+        score.check_dim(design)?;
+        let cfg = design.config_with(design.proposal_config(sampler, keys)?);
+        let model = score.model.as_ref();
+        let what = match tol {
+            Some(t) => format!("ode-adaptive, tol {t}, {}", model.name()),
+            None => format!(
+                "{}, {} points, {}",
+                format!("{:?}", cfg.sampler.kind).to_lowercase(),
+                cfg.sampler.points(),
+                model.name()
+            ),
+        };
+        let cfg_full = toml::to_string(&cfg).map_err(|e| value_error(e.to_string()))?;
+        let fp = gud::shard::fingerprint(&[cfg_full.as_bytes(), what.as_bytes(), target.as_bytes()]);
+        let monitor = PyMonitor::new(score.callable());
+        let r = py.detach(|| -> gud::Result<gud::shard::Shard> {
+            let plan = gud::sample::plan(&cfg, g)?;
+            let spec = gud::shard::ShardSpec {
+                config: cfg_full.clone(),
+                ..spec(fp, what)
+            };
+            match tol {
+                Some(tol) => {
+                    let p = gud_core::exact::OdeProposer { design: g, score: model, tol, batch: cfg.sampler.batch };
+                    gud::shard::propose_shard(&p, &lattice, &spec, &monitor)
+                }
+                None => {
+                    let p = gud_core::exact::SamplerProposer { design: g, plan: &plan, score: model, config: &cfg.sampler };
+                    gud::shard::propose_shard(&p, &lattice, &spec, &monitor)
+                }
+            }
+        });
+        monitor.finish(r)?
+    };
+    gud::shard::write(&tmp, &shard).map_err(to_py)?;
+    outputs.commit().map_err(|e| to_py(gud::Error::from(e)))?;
+    to_dict(py, &shard.provenance)
+}
+
+/// The run whose pieces are the shard files `paths` (any order; written by
+/// :func:`propose_shard` or `gud phi4 propose`): the dict of :func:`mcmc`, bit for bit the
+/// single run's but for the timings. Shards of another run, and ranges with gaps, overlaps or
+/// repeats, are a ValueError naming the shard.
+#[pyfunction]
+#[pyo3(signature = (paths, hmc_reference=crate::Int(0)))]
+fn merge_shards<'py>(
+    py: Python<'py>,
+    paths: Vec<std::path::PathBuf>,
+    hmc_reference: crate::Int<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let monitor = PyMonitor::new(None);
+    let r = py.detach(|| {
+        let shards = gud::shard::read_all(&paths)?;
+        gud::shard::mcmc_from_shards(shards, hmc_reference.0, &monitor)
+    });
+    let run = monitor.finish(r)?;
+    let report = monitor.report(py, &run.report)?;
+    mcmc_dict(py, run, report)
 }
 
 /// A local coupling flow (SPEC 9.1): the RG steps of a design's Gaussian base with
@@ -353,5 +475,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(action, m)?)?;
     m.add_function(wrap_pyfunction!(mcmc, m)?)?;
     m.add_class::<PyFlow>()?;
+    m.add_function(wrap_pyfunction!(propose_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_shards, m)?)?;
     Ok(())
 }
