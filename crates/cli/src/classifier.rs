@@ -14,13 +14,13 @@ pub struct ClassifierArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Optimisation steps (Adam).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = crate::sample::at_least_one)]
     pub steps: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::sample::at_least_one)]
     pub batch: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::sample::positive)]
     pub lr: f64,
     /// Seed of the initial weights and the batches.
     #[arg(long, default_value_t = 0)]

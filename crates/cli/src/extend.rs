@@ -26,7 +26,7 @@ pub struct ExtendArgs {
     #[arg(long)]
     pub width: usize,
     /// Images generated.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::sample::at_least_one)]
     pub samples: usize,
     /// Columns the window moves per period.
     #[arg(long, default_value_t = 1)]
@@ -38,7 +38,7 @@ pub struct ExtendArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples integrated together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::sample::at_least_one)]
     pub batch: usize,
     /// Output .npy (N, H, width) or (N, C, H, width) float32; the config is written beside it.
     #[arg(long)]

@@ -31,7 +31,7 @@ struct Cli {
     command: Command,
     /// Threads for the mathematics (rayon) and the network (libtorch); default: the cores, or
     /// RAYON_NUM_THREADS / OMP_NUM_THREADS when set.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = sample::at_least_one)]
     threads: Option<usize>,
 }
 

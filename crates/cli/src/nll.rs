@@ -57,7 +57,7 @@ pub struct NllArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples evaluated together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::sample::at_least_one)]
     pub batch: usize,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -19,6 +19,15 @@ pub fn kebab<T: DeserializeOwned>(s: &str) -> Result<T, String> {
     T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
 }
 
+/// A finite number > 0 (`--lr NaN` is named as the user wrote it).
+pub fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("expected a finite number > 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A count that must be at least 1 (`--batch 0` is named as the user wrote it).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

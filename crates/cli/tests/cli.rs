@@ -1690,7 +1690,7 @@ fn issue20_absurd_sizes_are_errors_that_say_how_much_memory_not_aborts() {
         "--out",
         o_,
     ]);
-    assert_clean_failure(&o, &["--width 1000000000", "memory"]);
+    assert_clean_failure(&o, &["width 1000000000", "memory"]);
     assert!(!out.exists());
 }
 

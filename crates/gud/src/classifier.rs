@@ -1,7 +1,7 @@
 //! The small image classifier whose features give the Frechet distance of [`crate::eval`] (a
 //! stand-in for FID), trained on the labelled images of a config.
 
-use crate::error::{bail, Result};
+use crate::error::Result;
 pub use crate::network::{ClassifierOptions, ClassifierReport};
 use gud_core::monitor::Monitor;
 use std::path::Path;
@@ -18,11 +18,16 @@ pub fn train(
     monitor: &dyn Monitor,
 ) -> Result<ClassifierReport> {
     if options.steps == 0 || options.batch == 0 {
-        bail!("--steps and --batch must be at least 1");
+        return Err(gud_core::Error::param(
+            "steps / batch",
+            format!("{} / {}", options.steps, options.batch),
+            "at least 1 each",
+        )
+        .into());
     }
     // regression (issue 20): a NaN learning rate reached libtorch and printed its stack trace
     if !(options.lr.is_finite() && options.lr > 0.0) {
-        bail!("--lr must be a finite number > 0, got {}", options.lr);
+        return Err(gud_core::Error::param("lr", options.lr, "a finite number > 0").into());
     }
     crate::network::get("the classifier")?.train_classifier(config, options, out, monitor)
 }

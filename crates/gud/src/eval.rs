@@ -130,7 +130,9 @@ pub fn evaluate(
 fn phi4_report(gen: &Dataset, reference: &Dataset, m2: f64, lam: f64) -> Result<Phi4Report> {
     let s = gen.shape();
     if s.c != 1 || s.h != s.w {
-        bail!("--phi4 needs lattice configurations (N, L, L); the samples have shape {s}");
+        bail!(
+            "phi^4 observables need lattice configurations (N, L, L); the samples have shape {s}"
+        );
     }
     let c = Couplings::new(m2, lam)?;
     let og = measure(gen.as_slice(), s.h, Some(c)).context("measuring the samples")?;

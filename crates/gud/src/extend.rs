@@ -3,7 +3,7 @@
 //! window joins over the same quantity inside training images (1.0 = seamless).
 
 use crate::config::Config;
-use crate::error::{bail, Context, Result};
+use crate::error::{Context, Result};
 use gud_core::extension::{extend as slide, ExtendEvent, Sliding};
 use gud_core::monitor::{Interrupted, Monitor};
 use gud_core::score::ScoreModel;
@@ -57,7 +57,12 @@ pub fn extend(
     monitor: &dyn Monitor,
 ) -> Result<Extended> {
     if opts.samples == 0 || opts.batch == 0 {
-        bail!("--samples and --batch must be at least 1");
+        return Err(gud_core::Error::param(
+            "samples / batch",
+            format!("{} / {}", opts.samples, opts.batch),
+            "at least 1 each",
+        )
+        .into());
     }
     let sliding =
         Sliding::new(design, opts.stride, opts.steps).context("setting up the sliding window")?;
@@ -70,7 +75,7 @@ pub fn extend(
     let s = design.shape();
     let rows = design.dim() / s.w;
     gud_core::memory::check_alloc(
-        &format!("--samples {} of width --width {}", opts.samples, opts.width),
+        &format!("samples = {} of width {}", opts.samples, opts.width),
         &[opts.samples, rows, opts.width],
         16,
     )?;

@@ -213,7 +213,7 @@ pub fn nll(
     monitor: &dyn Monitor,
 ) -> Result<NllReport> {
     if opts.batch == 0 {
-        bail!("--batch must be at least 1");
+        return Err(gud_core::Error::param("batch", 0, "at least 1").into());
     }
     if test.shape() != design.shape() {
         bail!(

@@ -80,7 +80,7 @@ impl Run {
         }
         if &self.config()? != cfg {
             bail!(
-                "{} holds a training run of another config: remove it or choose another --out",
+                "{} holds a training run of another config: remove it or choose another directory",
                 self.dir.display()
             );
         }

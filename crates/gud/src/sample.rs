@@ -34,7 +34,7 @@ fn neural_score<'a>(
 ) -> Result<Box<dyn ScoreModel + 'a>> {
     let network = crate::network::get("the neural score")?;
     let Some(run) = run else {
-        bail!("the neural score needs a trained run: `gud train --out RUN`, then --run RUN");
+        bail!("the neural score needs a trained run directory (one that `gud train` wrote)");
     };
     network.score(cfg, design, run)
 }
@@ -69,7 +69,12 @@ pub fn draw(
         bail!("the number of samples must be at least 1");
     }
     if first.checked_add(count as u64).is_none() {
-        bail!("--first {first}: first + {count} samples must stay below 2^64");
+        return Err(gud_core::Error::param(
+            "first",
+            first,
+            &format!("an index with first + {count} samples below 2^64"),
+        )
+        .into());
     }
     let batch = cfg.sampler.batch.max(1);
     let (mut chi0, mut report) = (Vec::with_capacity(count * d), None);

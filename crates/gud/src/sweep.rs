@@ -38,10 +38,10 @@ impl SweepOptions {
     /// Checks the grid: positive finite softness values, mix values in [0, 1].
     pub fn check(&self) -> Result<()> {
         if self.a.is_empty() || self.a.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
-            bail!("--a needs positive softness values");
+            bail!("the softness values a must be finite and positive");
         }
         if self.r.iter().any(|&v| !(0.0..=1.0).contains(&v)) {
-            bail!("--r needs values in [0, 1]");
+            bail!("the ordering mixes r must lie in [0, 1]");
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! or `OMP_NUM_THREADS` from the environment, else the cores of the machine. For the network,
 //! a config's `train.threads` stands between the given count and the environment.
 
-use crate::error::{bail, Result};
+use crate::error::Result;
 use std::sync::OnceLock;
 
 static GIVEN: OnceLock<Option<usize>> = OnceLock::new();
@@ -25,7 +25,7 @@ fn cores() -> usize {
 /// `threads` for libtorch; call once, before any parallel work.
 pub fn init(threads: Option<usize>) -> Result<()> {
     if threads == Some(0) {
-        bail!("--threads must be at least 1");
+        return Err(gud_core::Error::param("threads", 0, "at least 1").into());
     }
     let _ = GIVEN.set(threads);
     let n = threads.or_else(from_env).unwrap_or_else(cores);
