@@ -28,7 +28,7 @@ pub struct ClassifierArgs {
 }
 
 pub fn classifier(a: &ClassifierArgs) -> Result<()> {
-    let mut outputs = crate::commands::outputs_for(Some(&a.config), &[]);
+    let mut outputs = crate::shared::outputs_for(Some(&a.config), &[]);
     let model_out = outputs.stage(&a.out)?;
     let start = std::time::Instant::now();
     let monitor = crate::progress::Terminal::new("gud classifier");

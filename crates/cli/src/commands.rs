@@ -2,6 +2,7 @@
 
 use crate::plots::{colormap, forward_strip, schedule_curves, spread_components};
 use crate::progress::Terminal;
+use crate::shared::{config_beside, fit, outputs_for, run_or_config};
 use anyhow::{bail, Context, Result};
 use gud::config::Config;
 use gud::data::Fitted;
@@ -45,58 +46,6 @@ fn finish_figure(mut outputs: Outputs, out: &Path, cfg: &Config) -> Result<()> {
         config_beside(out).display()
     );
     Ok(())
-}
-
-/// Loads config and data and fits the design (progress and notes on stderr).
-pub fn fit(config: Option<&Path>, data: Option<&Path>) -> Result<Fitted> {
-    Ok(gud::data::fit(config, data, &Terminal::new("gud"))?)
-}
-
-/// The outputs of a command whose inputs are `files` and the data of the config at `config`
-/// (read here only to learn its data paths; a config that fails to parse is reported later).
-pub fn outputs_for(config: Option<&Path>, files: &[Option<&Path>]) -> gud_io::atomic::Outputs {
-    let mut inputs: Vec<PathBuf> = files.iter().flatten().map(|p| p.to_path_buf()).collect();
-    if let Some(c) = config {
-        inputs.push(c.to_path_buf());
-        if let Ok(cfg) = gud::config::load(c) {
-            inputs.extend(gud::data::data_inputs(&cfg));
-        }
-    }
-    gud_io::atomic::Outputs::new(inputs)
-}
-
-/// A command that reads a trained run (its own config and checkpoint) or a config: the run,
-/// the config to load, and the outputs whose inputs are the run's files, the config and its
-/// data, and `files`.
-pub fn run_or_config(
-    run: Option<&Path>,
-    config: Option<&Path>,
-    files: &[Option<&Path>],
-) -> (Option<Run>, Option<PathBuf>, Outputs) {
-    let run = run.map(Run::new);
-    let config = run
-        .as_ref()
-        .map(Run::config_path)
-        .or(config.map(Path::to_path_buf));
-    let checkpoint = run.as_ref().map(Run::checkpoint_path);
-    let mut inputs = files.to_vec();
-    inputs.push(checkpoint.as_deref());
-    let outputs = outputs_for(config.as_deref(), &inputs);
-    (run, config, outputs)
-}
-
-/// `fig.png` -> `fig.config.toml`
-pub fn config_beside(out: &Path) -> PathBuf {
-    beside(out, "config.toml")
-}
-
-/// `chain.npy`, `weights.npy` -> `chain.weights.npy`: a file that goes with `out`.
-pub fn beside(out: &Path, suffix: &str) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.with_file_name(format!("{stem}.{suffix}"))
 }
 
 fn title(design: &Design) -> String {

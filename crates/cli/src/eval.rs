@@ -25,7 +25,7 @@ pub struct EvalArgs {
     /// The phi^4 couplings (`--m2 M --lam LAM`, or `--kappa K --lambda L` with files in the
     /// hopping normalisation): compare every observable; the same as --phi4 M2,LAM.
     #[command(flatten)]
-    pub couplings: crate::phi4::CouplingArgs,
+    pub couplings: crate::shared::CouplingArgs,
     /// Random directions of the sliced Wasserstein distance.
     #[arg(long, default_value_t = 128)]
     pub directions: usize,

@@ -2,9 +2,9 @@
 //! section 5.2, fig. 7), with the seam metric: the mean squared difference of adjacent columns
 //! at the window joins over the same quantity inside training images (1.0 = seamless).
 
-use crate::commands::{config_beside, fit};
 use crate::progress::Terminal;
 use crate::sample::{toml_score, ScoreKind};
+use crate::shared::{config_beside, fit};
 use anyhow::Result;
 use clap::Args;
 use gud::extend::ExtendOptions;
@@ -61,7 +61,7 @@ pub fn extend(a: &ExtendArgs) -> Result<()> {
         anyhow::bail!("--samples and --batch must be at least 1");
     }
     let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
+        crate::shared::run_or_config(a.run.as_deref(), a.config.as_deref(), &[]);
     let config = config.as_deref();
     let npy_out = outputs.stage(&a.out)?;
     let config_out = outputs.stage(&config_beside(&a.out))?;

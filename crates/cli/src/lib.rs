@@ -12,6 +12,7 @@ mod phi4;
 mod plots;
 mod progress;
 mod sample;
+mod shared;
 mod sweep;
 mod train;
 

@@ -3,9 +3,9 @@
 //! Quantised data (8-bit images) are dequantised uniformly (seeded), and bits/dim include the
 //! dequantisation offset and the whitening's log-Jacobian, as in the literature.
 
-use crate::commands::fit;
 use crate::progress::Terminal;
 use crate::sample::{kebab, toml_score, ScoreKind};
+use crate::shared::fit;
 use anyhow::{bail, Result};
 use clap::Args;
 use gud::nll::{Method, NllOptions, NllReport};
@@ -79,7 +79,7 @@ pub fn nll(a: &NllArgs) -> Result<()> {
         bail!("--samples and --batch must be at least 1");
     }
     let (run, config, mut outputs) =
-        crate::commands::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
+        crate::shared::run_or_config(a.run.as_deref(), a.config.as_deref(), &[a.data.as_deref()]);
     let config = config.as_deref();
     let json_out = a.out.as_ref().map(|o| outputs.stage(o)).transpose()?;
     let f = fit(config, None)?;

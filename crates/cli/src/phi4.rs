@@ -10,35 +10,7 @@ use gud_phi4::stats::Estimate;
 use gud_phi4::{Couplings, Lattice};
 use std::path::{Path, PathBuf};
 
-/// The couplings, in either convention.
-#[derive(Args, Debug, Clone)]
-pub struct CouplingArgs {
-    /// m^2 of S = sum [ (d phi)^2 + m2 phi^2 + lam phi^4 ].
-    #[arg(long, allow_hyphen_values = true, requires = "lam", conflicts_with_all = ["kappa", "lambda"])]
-    pub m2: Option<f64>,
-    /// lambda of S = sum [ (d phi)^2 + m2 phi^2 + lam phi^4 ].
-    #[arg(long, requires = "m2")]
-    pub lam: Option<f64>,
-    /// Hopping parameter kappa of S = sum [ -2 kappa phi_x phi_{x+mu} + (1 - 2 lambda) phi^2 + lambda phi^4 ];
-    /// fields are then read and written in that normalisation.
-    #[arg(long, requires = "lambda")]
-    pub kappa: Option<f64>,
-    /// lambda of the hopping convention (with --kappa).
-    #[arg(long, requires = "kappa")]
-    pub lambda: Option<f64>,
-}
-
-impl CouplingArgs {
-    /// The couplings in gud's convention and the factor phi = factor * field of the file.
-    pub fn resolve(&self) -> Result<Option<(Couplings, f64)>> {
-        Ok(match (self.m2, self.lam, self.kappa, self.lambda) {
-            (Some(m2), Some(lam), None, None) => Some((Couplings::new(m2, lam)?, 1.0)),
-            (None, None, Some(k), Some(l)) => Some((Couplings::from_hopping(k, l)?, k.sqrt())),
-            (None, None, None, None) => None,
-            _ => bail!("give the couplings as --m2 M --lam LAM or as --kappa K --lambda L"),
-        })
-    }
-}
+pub use crate::shared::CouplingArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum Phi4Command {
@@ -247,7 +219,7 @@ fn setup(s: &ProposalArgs, run: Option<gud::Run>, config: Option<&Path>) -> Resu
         Some(p) => Some((p.clone(), gud::flow::load(p)?)),
         None => None,
     };
-    let f = crate::commands::fit(config, None)?;
+    let f = crate::shared::fit(config, None)?;
     let (mut cfg, train, design) = (f.config, f.data, f.design);
     if let Some(kind) = s.score {
         cfg.score = crate::sample::toml_score(kind)?;
@@ -375,13 +347,13 @@ fn with_proposer<T>(
 fn mcmc(a: &McmcArgs) -> Result<()> {
     let from: Vec<Option<&Path>> = a.from.iter().map(|p| Some(p.as_path())).collect();
     let (run, config, mut outputs) = if a.from.is_empty() {
-        crate::commands::run_or_config(
+        crate::shared::run_or_config(
             a.source.run.as_deref(),
             a.source.config.as_deref(),
             &[a.source.flow.as_deref()],
         )
     } else {
-        (None, None, crate::commands::outputs_for(None, &from))
+        (None, None, crate::shared::outputs_for(None, &from))
     };
     // every output name is checked before the work
     let (chain_out, proposals_out, weights_out, config_out) =
@@ -458,18 +430,18 @@ fn stage_mcmc_outputs(
     outputs: &mut gud_io::atomic::Outputs,
     out: &Path,
 ) -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
-    let beside = |suffix: &str| crate::commands::beside(out, suffix);
+    let beside = |suffix: &str| crate::shared::beside(out, suffix);
     Ok((
         outputs.stage(out)?,
         outputs.stage(&beside("proposals.npy"))?,
         outputs.stage(&beside("weights.npy"))?,
-        outputs.stage(&crate::commands::config_beside(out))?,
+        outputs.stage(&crate::shared::config_beside(out))?,
     ))
 }
 
 /// `gud phi4 propose`: one shard of a run's proposals, for `gud phi4 mcmc --from`.
 fn propose(a: &ProposeArgs) -> Result<()> {
-    let (run, config, mut outputs) = crate::commands::run_or_config(
+    let (run, config, mut outputs) = crate::shared::run_or_config(
         a.source.run.as_deref(),
         a.source.config.as_deref(),
         &[a.source.flow.as_deref()],
@@ -570,11 +542,11 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
 /// `gud phi4 flow`: trains a local coupling flow and writes it.
 fn flow(a: &FlowArgs) -> Result<()> {
     use gud::config::DataConfig;
-    let mut outputs = crate::commands::outputs_for(a.config.as_deref(), &[a.init.as_deref()]);
+    let mut outputs = crate::shared::outputs_for(a.config.as_deref(), &[a.init.as_deref()]);
     let out = outputs.stage(&a.out)?;
-    let config_out = outputs.stage(&crate::commands::config_beside(&a.out))?;
+    let config_out = outputs.stage(&crate::shared::config_beside(&a.out))?;
     let init = a.init.as_deref().map(gud::flow::load).transpose()?;
-    let f = crate::commands::fit(a.config.as_deref(), None)?;
+    let f = crate::shared::fit(a.config.as_deref(), None)?;
     let (couplings, _) = match (a.couplings.resolve()?, &f.config.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),

@@ -1,7 +1,7 @@
 //! `gud sample`: draw samples with an analytic score model and any sampler (SPEC sections 4-5).
 
-use crate::commands::{config_beside, fit};
 use crate::progress::Terminal;
+use crate::shared::{config_beside, fit};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gud::config::Config;
@@ -70,7 +70,7 @@ pub struct ScoreSource {
 impl ScoreSource {
     /// The run, its config (or the given one) and the outputs guard that protects the inputs.
     fn open(&self) -> (Option<gud::Run>, Option<PathBuf>, gud_io::atomic::Outputs) {
-        crate::commands::run_or_config(
+        crate::shared::run_or_config(
             self.run.as_deref(),
             self.config.as_deref(),
             &[self.data.as_deref()],

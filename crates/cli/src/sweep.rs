@@ -5,8 +5,8 @@
 //! classifier Frechet distance). Writes a table, JSON and heat
 //! maps (GUD figs. 3 and 5). Analytic scores are swept the same way, without training.
 
-use crate::commands::fit;
 use crate::progress::Terminal;
+use crate::shared::fit;
 use anyhow::Result;
 use clap::Args;
 use gud::sweep::{SweepOptions, SweepReport};
@@ -53,7 +53,7 @@ pub struct SweepArgs {
 
 pub fn sweep(a: &SweepArgs) -> Result<()> {
     let config = a.config.as_deref().or(a.config_flag.as_deref());
-    let outputs = crate::commands::outputs_for(config, &[]);
+    let outputs = crate::shared::outputs_for(config, &[]);
     let opts = SweepOptions {
         a: a.a.clone(),
         r: a.r.clone(),

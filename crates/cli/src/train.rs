@@ -6,8 +6,8 @@
 //! RUN/metrics.jsonl (step, loss, lr, grad_norm, steps_per_s). `--resume` continues the run that
 //! would have happened without the interruption, bit for bit.
 
-use crate::commands::fit;
 use crate::progress::Terminal;
+use crate::shared::fit;
 use anyhow::{bail, Result};
 use gud::Run;
 use std::path::PathBuf;

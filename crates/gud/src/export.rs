@@ -9,7 +9,6 @@
 use crate::data::Fitted;
 use crate::error::Result;
 use crate::run::Run;
-use serde::Serialize;
 use std::path::Path;
 
 /// The format tag of an exported weights file (metadata `format`).
@@ -17,21 +16,7 @@ pub const WEIGHTS_FORMAT: &str = "gud-weights/1";
 /// The format tag of a check file (metadata `format`).
 pub const CHECK_FORMAT: &str = "gud-export-check/1";
 
-/// What [`export`] wrote.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExportReport {
-    /// Tensors in the weights file.
-    pub tensors: usize,
-    /// Parameters (numbers) in them.
-    pub parameters: usize,
-    /// The training step of the weights.
-    pub step: u64,
-    /// Rows of the check file (0 without one).
-    pub check_rows: usize,
-    /// Largest |eps_hat - eps_base - U y| over the check rows (how exactly eps_hat decomposes
-    /// into the base and the network's output; float32 rounding of y only).
-    pub check_decomposition_error: f64,
-}
+pub use crate::network::ExportReport;
 
 /// Writes the EMA weights of `run` (trained on `fitted`'s design) to `out`; with `check`
 /// (file, rows), also `rows` noised training rows (stream (seed, ExportCheck, 0), times

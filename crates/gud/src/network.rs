@@ -8,9 +8,7 @@
 use crate::config::Config;
 use crate::data::Fitted;
 use crate::error::{Error, Result};
-use crate::export::ExportReport;
 use crate::run::Run;
-use crate::train::TrainReport;
 use gud_core::monitor::Monitor;
 use gud_core::score::ScoreModel;
 use gud_core::{Dataset, Design};
@@ -46,13 +44,43 @@ pub struct ClassifierReport {
     pub test_accuracy: f64,
 }
 
+/// What a call of `gud::train::train` did (the reports live beside the trait that makes
+/// them, so that this module imports neither caller).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// The step the call started from (0, or the checkpoint's).
+    pub start_step: u64,
+    /// The step reached (`train.steps`).
+    pub steps: u64,
+    /// Trainable parameters of the network.
+    pub parameters: i64,
+    /// Seconds of this call.
+    pub wall_s: f64,
+}
+
+/// What `gud::export::export` wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportReport {
+    /// Tensors in the weights file.
+    pub tensors: usize,
+    /// Parameters (numbers) in them.
+    pub parameters: usize,
+    /// The training step of the weights.
+    pub step: u64,
+    /// Rows of the check file (0 without one).
+    pub check_rows: usize,
+    /// Largest |eps_hat - eps_base - U y| over the check rows (how exactly eps_hat decomposes
+    /// into the base and the network's output; float32 rounding of y only).
+    pub check_decomposition_error: f64,
+}
+
 /// The network half of gud (implemented by `gud-torch` on libtorch). Each method is the
-/// library function of the same purpose ([`crate::train::train`], [`crate::sample`]'s neural
+/// library function of the same purpose (`train::train`, `sample`'s neural
 /// score, [`crate::classifier::train`], [`crate::eval::classifier_frechet`],
-/// [`crate::export::export`]); those check their arguments' common part and call it here.
+/// `export::export`); those check their arguments' common part and call it here.
 pub trait Network: Send + Sync {
     /// Trains (or, with `resume`, continues) the run in `run` until `cfg.train.steps`
-    /// (see [`crate::train::train`]).
+    /// (see `gud::train::train`).
     fn train(
         &self,
         run: &Run,
@@ -84,7 +112,7 @@ pub trait Network: Send + Sync {
     /// Frechet distance between the features of the classifier at `path` of two image sets.
     fn classifier_frechet(&self, path: &Path, gen: &Dataset, reference: &Dataset) -> Result<f64>;
 
-    /// Writes the EMA weights of `run` for PyTorch (see [`crate::export::export`]).
+    /// Writes the EMA weights of `run` for PyTorch (see `gud::export::export`).
     fn export(
         &self,
         fitted: &Fitted,

@@ -10,7 +10,6 @@ use crate::run::Run;
 use gud_core::config::ScoreConfig;
 use gud_core::monitor::Monitor;
 use gud_core::{Dataset, Design};
-use serde::Serialize;
 
 /// Resolves the data-dependent defaults of [train] (translations and sign flips for lattice
 /// data) and sets the neural score, so that the run's config.toml says what was done.
@@ -21,18 +20,7 @@ pub fn resolve(cfg: &mut Config) {
     cfg.score = ScoreConfig::Neural {};
 }
 
-/// What a call of [`train`] did.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainReport {
-    /// The step the call started from (0, or the checkpoint's).
-    pub start_step: u64,
-    /// The step reached (`train.steps`).
-    pub steps: u64,
-    /// Trainable parameters of the network.
-    pub parameters: i64,
-    /// Seconds of this call.
-    pub wall_s: f64,
-}
+pub use crate::network::TrainReport;
 
 /// The step of the checkpoint a resumed run starts from must not lie beyond its total
 /// (regression, issue 20: that did nothing, exited 0 and rewrote config.toml with fewer steps).
