@@ -192,3 +192,14 @@ def propose_shard(
     **keys: Any,
 ) -> dict[str, Any]: ...
 def merge_shards(paths: list[str], hmc_reference: int = 0) -> dict[str, Any]: ...
+def mcmc_target(
+    design: Design,
+    proposal: Union[Score, Flow],
+    log_p: Callable[[Any], Any],
+    n: int,
+    seed: int = 0,
+    tol: Optional[float] = None,
+    chunk: int = 1024,
+    sampler: Table = None,
+    **keys: Any,
+) -> dict[str, Any]: ...

@@ -364,7 +364,7 @@ fn merge_shards<'py>(
 /// :func:`mcmc`, or :meth:`propose`.
 #[pyclass(module = "gud._gud", name = "Flow", frozen)]
 pub struct PyFlow {
-    file: gud::flow::FlowFile,
+    pub(crate) file: gud::flow::FlowFile,
 }
 
 #[pymethods]

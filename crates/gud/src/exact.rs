@@ -336,6 +336,65 @@ pub(crate) fn analyse(
     })
 }
 
+/// What exact sampling measures for any target (SPEC section 9): the chain's and the weights'
+/// statistics, without a target's observables.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    /// Proposals N.
+    pub proposals: usize,
+    /// IMH acceptance rate.
+    pub acceptance: f64,
+    /// The longest run of consecutive rejections.
+    pub longest_rejection_run: usize,
+    /// Proposals with a non-finite log q or log p (rejected, weight zero).
+    pub non_finite: usize,
+    /// `(sum w)^2 / (N sum w^2)`.
+    pub ess_fraction: f64,
+    /// Standard deviation of the finite `log w`.
+    pub log_w_std: f64,
+    /// `log Z = log mean w` (Z: the normalisation of exp(log p)).
+    pub log_z: f64,
+    /// Its standard error.
+    pub log_z_error: f64,
+}
+
+/// The independence Metropolis-Hastings chain (seed `seed`) and the weights' statistics of
+/// proposals with `log_q` against any target's `log_p` (a non-finite one is a rejection).
+pub fn weigh(log_q: &[f64], log_p: &[f64], seed: u64) -> Result<(Chain, WeightsReport)> {
+    if log_q.len() != log_p.len() {
+        return Err(gud_core::Error::ShapeMismatch {
+            what: "log p of the proposals".into(),
+            expected: format!("{} values (one per proposal)", log_q.len()),
+            got: format!("{}", log_p.len()),
+        }
+        .into());
+    }
+    if log_q.len() < 2 {
+        return Err(gud_core::Error::param(
+            "proposals",
+            log_q.len(),
+            "at least 2 (a chain and errors need two)",
+        )
+        .into());
+    }
+    let log_w = log_weights(log_p, log_q);
+    let chain = independence_metropolis(&log_w, seed)?;
+    let finite: Vec<f64> = log_w.iter().copied().filter(|x| x.is_finite()).collect();
+    let (_, vw) = gud_core::numerics::mean_var(&finite);
+    let (log_z, log_z_error) = log_mean_weight(&log_w);
+    let report = WeightsReport {
+        proposals: log_q.len(),
+        acceptance: chain.acceptance(),
+        longest_rejection_run: chain.longest_rejection_run,
+        non_finite: chain.non_finite,
+        ess_fraction: ess_fraction(&log_w),
+        log_w_std: vw.sqrt(),
+        log_z,
+        log_z_error,
+    };
+    Ok((chain, report))
+}
+
 /// The project's HMC at the lattice's couplings: seconds per configuration x 2 tau_int(|M|),
 /// tau_int in units of the saved configurations.
 fn hmc_cost(lattice: &Lattice, n: usize, seed: u64, monitor: &dyn Monitor) -> Result<HmcCost> {
