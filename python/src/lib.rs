@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 mod design;
 mod phi4;
+mod proposal;
 mod sampling;
 mod score;
 
@@ -138,7 +139,9 @@ fn check_dtype(np: &Bound<'_, PyModule>, obj: &Bound<'_, PyAny>, what: &str) -> 
             .getattr("asarray")?
             .call1((obj,))
             .and_then(|a| a.getattr("dtype")?.getattr("kind")?.extract())
-            .map_err(|e| PyTypeError::new_err(format!("{what}: expected an array of numbers ({e})")))?,
+            .map_err(|e| {
+                PyTypeError::new_err(format!("{what}: expected an array of numbers ({e})"))
+            })?,
     };
     let name = dtype.str()?.to_string();
     let reason = match kind.as_str() {

@@ -3,7 +3,6 @@
 
 use crate::design::PyDesign;
 use crate::sampling::to_dict;
-use crate::score::PyScore;
 use crate::{array, to_py, value_error, Arr, Floats, PyMonitor};
 use gud_core::exact::Proposer;
 use gud_phi4::{hmc, observables, Couplings, HmcConfig, Lattice};
@@ -190,38 +189,11 @@ fn mcmc<'py>(
         ode_tol: tol,
     };
     let g = &design.design;
-    let (run, report) = if let Ok(flow) = score.cast::<PyFlow>() {
-        if tol.is_some() || sampler.is_some() || keys.is_some_and(|k| !k.is_empty()) {
-            return Err(value_error(
-                "tol, sampler: a flow proposes by its own map; drop them",
-            ));
-        }
-        let file = &flow.get().file;
-        let monitor = PyMonitor::new(None);
-        let r = py.detach(|| -> gud::Result<gud::exact::Mcmc> {
-            gud::flow::check_design(g)?;
-            let lf = gud_core::flow::LocalFlow::new(g, &file.couplings)?;
-            gud::exact::mcmc_with(&lf, &lattice, &opts, &monitor)
-        });
-        let run = monitor.finish(r)?;
-        let report = monitor.report(py, &run.report)?;
-        (run, report)
-    } else {
-        let score = score.cast::<PyScore>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "score: expected a gud.Score or a gud.phi4.Flow",
-            )
-        })?;
-        let score = score.get();
-        score.check_dim(design)?;
-        let cfg = design.config_with(design.proposal_config(sampler, keys)?);
-        let monitor = PyMonitor::new(score.callable());
-        let model = score.model.as_ref();
-        let r = py.detach(|| gud::exact::mcmc(&cfg, g, model, &lattice, &opts, &monitor));
-        let run = monitor.finish(r)?;
-        let report = monitor.report(py, &run.report)?;
-        (run, report)
-    };
+    let src = crate::proposal::source(design, score, tol, sampler, keys, "score")?;
+    let monitor = PyMonitor::new(src.callable());
+    let r = py.detach(|| src.with(g, |p| gud::exact::mcmc_with(p, &lattice, &opts, &monitor)));
+    let run = monitor.finish(r)?;
+    let report = monitor.report(py, &run.report)?;
     mcmc_dict(py, run, report)
 }
 
@@ -270,67 +242,34 @@ fn propose_shard<'py>(
     let g = &design.design;
     let lattice = Lattice::new(g.shape().h, couplings(m2, lam)?).map_err(to_py)?;
     let mut outputs = gud_io::atomic::Outputs::new::<&std::path::Path>([]);
-    let tmp = outputs.stage(&out).map_err(|e| to_py(gud::Error::from(e)))?;
+    let tmp = outputs
+        .stage(&out)
+        .map_err(|e| to_py(gud::Error::from(e)))?;
     let target = format!("L {} m2 {m2} lam {lam}", g.shape().h);
-    let cfg_text = toml::to_string(&design.config).map_err(|e| value_error(e.to_string()))?;
-    let spec = |fp: String, what: String| gud::shard::ShardSpec {
-        fingerprint: fp,
+    let src = crate::proposal::source(design, proposal, tol, sampler, keys, "proposal")?;
+    let (what, weights) = src.describe();
+    let cfg_text = toml::to_string(src.config(design)).map_err(|e| value_error(e.to_string()))?;
+    let fingerprint = gud::shard::fingerprint(&[
+        cfg_text.as_bytes(),
+        what.as_bytes(),
+        &weights,
+        target.as_bytes(),
+    ]);
+    let spec = gud::shard::ShardSpec {
+        fingerprint,
         proposer: what,
-        config: cfg_text.clone(),
+        config: cfg_text,
         seed: seed.0,
         first: first.0,
         count: count.0,
     };
-    let shard = if let Ok(flow) = proposal.cast::<PyFlow>() {
-        let c = &flow.get().file.couplings;
-        let bytes: Vec<u8> = c.params.iter().flat_map(|p| p.to_le_bytes()).collect();
-        let fp = gud::shard::fingerprint(&[cfg_text.as_bytes(), b"flow", &bytes, target.as_bytes()]);
-        let monitor = PyMonitor::new(None);
-        let r = py.detach(|| -> gud::Result<gud::shard::Shard> {
-            gud::flow::check_design(g)?;
-            let lf = gud_core::flow::LocalFlow::new(g, c)?;
-            gud::shard::propose_shard(&lf, &lattice, &spec(fp, "flow".into()), &monitor)
-        });
-        monitor.finish(r)?
-    } else {
-        let score = proposal.cast::<PyScore>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err("proposal: expected a gud.Score or a gud.phi4.Flow")
-        })?;
-        let score = score.get();
-        score.check_dim(design)?;
-        let cfg = design.config_with(design.proposal_config(sampler, keys)?);
-        let model = score.model.as_ref();
-        let what = match tol {
-            Some(t) => format!("ode-adaptive, tol {t}, {}", model.name()),
-            None => format!(
-                "{}, {} points, {}",
-                format!("{:?}", cfg.sampler.kind).to_lowercase(),
-                cfg.sampler.points(),
-                model.name()
-            ),
-        };
-        let cfg_full = toml::to_string(&cfg).map_err(|e| value_error(e.to_string()))?;
-        let fp = gud::shard::fingerprint(&[cfg_full.as_bytes(), what.as_bytes(), target.as_bytes()]);
-        let monitor = PyMonitor::new(score.callable());
-        let r = py.detach(|| -> gud::Result<gud::shard::Shard> {
-            let plan = gud::sample::plan(&cfg, g)?;
-            let spec = gud::shard::ShardSpec {
-                config: cfg_full.clone(),
-                ..spec(fp, what)
-            };
-            match tol {
-                Some(tol) => {
-                    let p = gud_core::exact::OdeProposer { design: g, score: model, tol, batch: cfg.sampler.batch };
-                    gud::shard::propose_shard(&p, &lattice, &spec, &monitor)
-                }
-                None => {
-                    let p = gud_core::exact::SamplerProposer { design: g, plan: &plan, score: model, config: &cfg.sampler };
-                    gud::shard::propose_shard(&p, &lattice, &spec, &monitor)
-                }
-            }
-        });
-        monitor.finish(r)?
-    };
+    let monitor = PyMonitor::new(src.callable());
+    let r = py.detach(|| {
+        src.with(g, |p| {
+            gud::shard::propose_shard(p, &lattice, &spec, &monitor)
+        })
+    });
+    let shard = monitor.finish(r)?;
     gud::shard::write(&tmp, &shard).map_err(to_py)?;
     outputs.commit().map_err(|e| to_py(gud::Error::from(e)))?;
     to_dict(py, &shard.provenance)
@@ -421,7 +360,9 @@ impl PyFlow {
     /// Writes the flow (safetensors; the binary reads it with `gud phi4 mcmc --flow`).
     fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
         let mut outputs = gud_io::atomic::Outputs::new::<&std::path::Path>([]);
-        let tmp = outputs.stage(&path).map_err(|e| to_py(gud::Error::from(e)))?;
+        let tmp = outputs
+            .stage(&path)
+            .map_err(|e| to_py(gud::Error::from(e)))?;
         gud::flow::save(&tmp, &self.file).map_err(to_py)?;
         outputs.commit().map_err(|e| to_py(gud::Error::from(e)))
     }
@@ -446,7 +387,10 @@ impl PyFlow {
         });
         let p = r.map_err(to_py)?;
         let l = g.shape().h;
-        Ok((array(py, p.fields, &[n.0, l, l])?, array(py, p.log_q, &[n.0])?))
+        Ok((
+            array(py, p.fields, &[n.0, l, l])?,
+            array(py, p.log_q, &[n.0])?,
+        ))
     }
 
     /// Where the flow was trained: gud version, L, couplings, settings, final loss and ESS.

@@ -324,40 +324,15 @@ fn mcmc_target<'py>(
         ));
     }
     if n < 2 {
-        return Err(value_error(format!("n: expected at least 2 proposals, got {n}")));
+        return Err(value_error(format!(
+            "n: expected at least 2 proposals, got {n}"
+        )));
     }
     let g = &design.design;
-    let p = if let Ok(flow) = proposal.cast::<crate::phi4::PyFlow>() {
-        let c = &flow.get().file.couplings;
-        let monitor = PyMonitor::new(None);
-        let r = py.detach(|| -> gud::Result<exact::Proposals> {
-            gud::flow::check_design(g)?;
-            let lf = gud_core::flow::LocalFlow::new(g, c)?;
-            Ok(exact::Proposer::propose(&lf, seed, 0, n, &mut |_| {})?)
-        });
-        monitor.finish(r)?
-    } else {
-        let score = proposal.cast::<PyScore>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(
-                "proposal: expected a gud.Score or a gud.phi4.Flow",
-            )
-        })?;
-        let score = score.get();
-        score.check_dim(design)?;
-        let cfg = design.config_with(design.proposal_config(sampler, keys)?);
-        let monitor = PyMonitor::new(score.callable());
-        let model = score.model.as_ref();
-        let r = py.detach(|| -> gud::Result<exact::Proposals> {
-            Ok(match tol {
-                Some(t) => exact::propose_ode(g, model, t, seed, 0, n)?,
-                None => {
-                    let plan = gud::sample::plan(&cfg, g)?;
-                    exact::propose(g, &plan, model, &cfg.sampler, seed, 0, n, &mut |_| {})?
-                }
-            })
-        });
-        monitor.finish(r)?
-    };
+    let src = crate::proposal::source(design, proposal, tol, sampler, keys, "proposal")?;
+    let monitor = PyMonitor::new(src.callable());
+    let r = py.detach(|| src.with(g, |p| Ok(p.propose(seed, 0, n, &mut |_| {})?)));
+    let p = monitor.finish(r)?;
     // the user's log p, a chunk of rows at a time
     let d = g.dim();
     let mut lp = Vec::with_capacity(n);

@@ -7,9 +7,9 @@ use gud_core::config::ScoreConfig;
 use gud_core::score::{GaussianScore, MixtureScore, ScoreModel};
 use gud_core::NoisingState;
 use numpy::PyArrayMethods;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3::exceptions::PyTypeError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -123,10 +123,14 @@ impl PyScore {
             return Err(value_error("dim: expected at least 1 component"));
         }
         if !eps_hat.bind(py).is_callable() {
-            return Err(PyTypeError::new_err("eps_hat: expected a callable fn(chi_t, gamma_t)"));
+            return Err(PyTypeError::new_err(
+                "eps_hat: expected a callable fn(chi_t, gamma_t)",
+            ));
         }
         if vjp.as_ref().is_some_and(|v| !v.bind(py).is_callable()) {
-            return Err(PyTypeError::new_err("vjp: expected a callable fn(chi_t, gamma_t, u)"));
+            return Err(PyTypeError::new_err(
+                "vjp: expected a callable fn(chi_t, gamma_t, u)",
+            ));
         }
         let c = Arc::new(CallableScore {
             eps_hat,
@@ -310,7 +314,11 @@ impl CallableScore {
                         i / d,
                         i % d,
                         state.gamma().iter().copied().fold(f64::INFINITY, f64::min),
-                        state.gamma().iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        state
+                            .gamma()
+                            .iter()
+                            .copied()
+                            .fold(f64::NEG_INFINITY, f64::max),
                     )));
                 }
             }
