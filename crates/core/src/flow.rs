@@ -16,9 +16,10 @@
 //!   `y_i = e^{s_i} (x_i + u_i tanh x_i) + t_i`, `u_i = e^{w_i} - 1 > -1`,
 //!   so the coupling's Jacobian is block triangular with a diagonal block and
 //!   `log |det| = sum_i [s_i + log(1 + u_i sech^2 x_i)]`, every factor positive: each coupling
-//!   is injective by construction. (s, w, t) come from orbit sums of pointwise features of the
-//!   other colour (even features x^2, tanh^2 x for s and w, odd ones x, tanh x for t, so the map
-//!   commutes with phi -> -phi), through one hidden tanh layer: translation equivariant, with
+//!   is injective by construction. (s, w, t) come from orbit means of pointwise features of the
+//!   other colour (the even features x^2, tanh^2 x and the squares of the odd ones' means feed
+//!   one hidden tanh layer for s, w and t's coefficients; t is linear in the odd means x, tanh x,
+//!   so the map commutes with phi -> -phi): translation equivariant, with
 //!   one parameter set per (RG step, layer, colour) and none that depends on L, so a flow
 //!   trained on one lattice runs on any other.
 //!
