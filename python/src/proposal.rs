@@ -6,23 +6,16 @@ use crate::design::PyDesign;
 use crate::phi4::PyFlow;
 use crate::score::{CallableScore, PyScore};
 use crate::value_error;
-use gud_core::exact::{OdeProposer, Proposer, SamplerProposer};
-use gud_core::flow::Couplings;
-use gud_core::score::ScoreModel;
+use gud::exact::Proposal;
+use gud_core::exact::Proposer;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// A proposal's source, resolved and checked.
-pub(crate) enum Source<'a> {
-    /// A flow's couplings.
-    Flow(&'a Couplings),
-    /// A score with the config of its sampler.
-    Score {
-        model: &'a dyn ScoreModel,
-        callable: Option<&'a CallableScore>,
-        cfg: Box<gud::config::Config>,
-        tol: Option<f64>,
-    },
+/// A proposal's source, resolved and checked: the library's [`Proposal`] and, for a callable
+/// score, the callable (its exception is raised after a call).
+pub(crate) struct Source<'a> {
+    pub(crate) proposal: Proposal<'a>,
+    callable: Option<&'a CallableScore>,
 }
 
 /// `proposal` (a Score or a Flow) on `design`; `tol`, `sampler` and `keys` apply to a Score only.
@@ -40,7 +33,11 @@ pub(crate) fn source<'a>(
                 "tol, sampler: a flow proposes by its own map; drop them",
             ));
         }
-        return Ok(Source::Flow(&flow.get().file.couplings));
+        let couplings = &flow.get().file.couplings;
+        return Ok(Source {
+            proposal: Proposal::Flow(couplings),
+            callable: None,
+        });
     }
     let score = proposal.cast::<PyScore>().map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
@@ -54,53 +51,37 @@ pub(crate) fn source<'a>(
             return Err(value_error(format!("tol: expected 0 < tol < 1, got {t}")));
         }
     }
-    let cfg = design.config_with(design.proposal_config(sampler, keys)?);
-    Ok(Source::Score {
-        model: score.model.as_ref(),
+    let config = design.config_with(design.proposal_config(sampler, keys)?);
+    Ok(Source {
+        proposal: Proposal::Score {
+            score: score.model.as_ref(),
+            config: Box::new(config),
+            tol,
+        },
         callable: score.callable(),
-        cfg: Box::new(cfg),
-        tol,
     })
 }
 
 impl Source<'_> {
-    /// The callable behind a score, if it is one (its exception is raised after a call).
+    /// The callable behind a score, if it is one.
     pub(crate) fn callable(&self) -> Option<&CallableScore> {
-        match self {
-            Source::Score { callable, .. } => *callable,
-            Source::Flow(_) => None,
-        }
+        self.callable
     }
 
     /// The proposer as a person reads it, and the bytes that identify its weights.
     pub(crate) fn describe(&self) -> (String, Vec<u8>) {
-        match self {
-            Source::Flow(c) => (
-                "flow".into(),
-                c.params.iter().flat_map(|p| p.to_le_bytes()).collect(),
-            ),
-            Source::Score {
-                model, cfg, tol, ..
-            } => {
-                let what = match tol {
-                    Some(t) => format!("ode-adaptive, tol {t}, {}", model.name()),
-                    None => format!(
-                        "{}, {} points, {}",
-                        format!("{:?}", cfg.sampler.kind).to_lowercase(),
-                        cfg.sampler.points(),
-                        model.name()
-                    ),
-                };
-                (what, Vec::new())
-            }
-        }
+        let weights = match &self.proposal {
+            Proposal::Flow(c) => c.params.iter().flat_map(|p| p.to_le_bytes()).collect(),
+            Proposal::Score { .. } => Vec::new(),
+        };
+        (self.proposal.describe(), weights)
     }
 
     /// The resolved config of a score's proposals (the design's alone for a flow).
     pub(crate) fn config<'c>(&'c self, design: &'c PyDesign) -> &'c gud::config::Config {
-        match self {
-            Source::Score { cfg, .. } => cfg,
-            Source::Flow(_) => &design.config,
+        match &self.proposal {
+            Proposal::Score { config, .. } => config,
+            Proposal::Flow(_) => &design.config,
         }
     }
 
@@ -110,30 +91,6 @@ impl Source<'_> {
         design: &gud_core::Design,
         f: impl FnOnce(&dyn Proposer) -> gud::Result<T>,
     ) -> gud::Result<T> {
-        match self {
-            Source::Flow(c) => {
-                gud::flow::check_design(design)?;
-                f(&gud_core::flow::LocalFlow::new(design, c)?)
-            }
-            Source::Score {
-                model, cfg, tol, ..
-            } => match tol {
-                Some(tol) => f(&OdeProposer {
-                    design,
-                    score: *model,
-                    tol: *tol,
-                    batch: cfg.sampler.batch,
-                }),
-                None => {
-                    let plan = gud::sample::plan(cfg, design)?;
-                    f(&SamplerProposer {
-                        design,
-                        plan: &plan,
-                        score: *model,
-                        config: &cfg.sampler,
-                    })
-                }
-            },
-        }
+        self.proposal.with(design, f)
     }
 }

@@ -284,62 +284,44 @@ fn with_proposer<T>(
     tol: Option<f64>,
     f: impl FnOnce(&dyn gud_core::exact::Proposer, String, String) -> Result<T>,
 ) -> Result<T> {
-    use gud::shard::fingerprint;
     let cfg_text = toml::to_string(&st.cfg)?;
     let target = format!(
         "L {} m2 {} lam {}",
         st.lattice.l, st.lattice.couplings.m2, st.lattice.couplings.lam
     );
-    if let Some((path, file)) = &st.flow {
-        gud::flow::check_design(&st.design)?;
-        let weights = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let lf = gud_core::flow::LocalFlow::new(&st.design, &file.couplings)?;
-        let fp = fingerprint(&[cfg_text.as_bytes(), b"flow", &weights, target.as_bytes()]);
-        return f(&lf, fp, "flow".into());
-    }
-    let score = gud::sample::build_score(&st.cfg, &st.design, &st.train, st.run.as_ref())?;
-    let weights = match &st.run {
-        Some(r) => std::fs::read(r.checkpoint_path()).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let plan = gud::sample::plan(&st.cfg, &st.design)?;
-    let what = match tol {
-        Some(t) => format!("ode-adaptive, tol {t}, {}", score.name()),
-        None => format!(
-            "{}, {} points, {}",
-            format!("{:?}", st.cfg.sampler.kind).to_lowercase(),
-            plan.steps(),
-            score.name()
+    let score;
+    let (proposal, weights) = match &st.flow {
+        Some((path, file)) => (
+            gud::exact::Proposal::Flow(&file.couplings),
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         ),
+        None => {
+            score = gud::sample::build_score(&st.cfg, &st.design, &st.train, st.run.as_ref())?;
+            let weights = match &st.run {
+                Some(r) => std::fs::read(r.checkpoint_path()).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let proposal = gud::exact::Proposal::Score {
+                score: score.as_ref(),
+                config: Box::new(st.cfg.clone()),
+                tol,
+            };
+            (proposal, weights)
+        }
     };
-    let fp = fingerprint(&[
+    let what = proposal.describe();
+    let fp = gud::shard::fingerprint(&[
         cfg_text.as_bytes(),
         what.as_bytes(),
         &weights,
         target.as_bytes(),
     ]);
-    match tol {
-        Some(tol) => f(
-            &gud_core::exact::OdeProposer {
-                design: &st.design,
-                score: score.as_ref(),
-                tol,
-                batch: st.cfg.sampler.batch,
-            },
-            fp,
-            what,
-        ),
-        None => f(
-            &gud_core::exact::SamplerProposer {
-                design: &st.design,
-                plan: &plan,
-                score: score.as_ref(),
-                config: &st.cfg.sampler,
-            },
-            fp,
-            what,
-        ),
-    }
+    let mut out = None;
+    proposal.with(&st.design, |p| {
+        out = Some(f(p, fp, what));
+        Ok(())
+    })?;
+    out.expect("the proposer was called")
 }
 
 /// `gud phi4 mcmc`: the library's exact sampler (or the merge of shards), its files and its

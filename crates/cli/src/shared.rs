@@ -92,3 +92,22 @@ impl CouplingArgs {
         })
     }
 }
+
+/// A library error whose invalid parameter is one of `flags`' (config key, flag) pairs, with
+/// the flag that sets it named first: the library names its parameters, the binary its flags.
+pub fn name_flags<T>(r: gud::Result<T>, flags: &[(&str, &str)]) -> Result<T> {
+    fn parameter(e: &gud::Error) -> Option<&str> {
+        match e {
+            gud::Error::Core(gud_core::Error::InvalidParameter { name, .. }) => Some(name),
+            gud::Error::Context { source, .. } => parameter(source),
+            _ => None,
+        }
+    }
+    r.map_err(|e| {
+        let flag = parameter(&e).and_then(|p| flags.iter().find(|(k, _)| *k == p));
+        match flag {
+            Some((key, flag)) => anyhow::Error::from(e).context(format!("{flag} sets `{key}`")),
+            None => e.into(),
+        }
+    })
+}

@@ -51,6 +51,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     }
     gud::train::resolve(&mut f.config);
     let monitor = Terminal::new("gud train");
-    gud::train::train(&run, &f.config, &f.design, &f.data, a.resume, &monitor)?;
+    crate::shared::name_flags(
+        gud::train::train(&run, &f.config, &f.design, &f.data, a.resume, &monitor),
+        &[("train.steps", "--steps")],
+    )?;
     Ok(())
 }

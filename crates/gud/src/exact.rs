@@ -276,8 +276,8 @@ pub(crate) fn analyse(
     monitor: &dyn Monitor,
 ) -> Result<Mcmc> {
     let l = lattice.l;
+    let (chain, weights) = weigh(&proposals.log_q, &log_p, opts.seed)?;
     let log_w = log_weights(&log_p, &proposals.log_q);
-    let chain = independence_metropolis(&log_w, opts.seed)?;
     let v = l * l;
     let chain_fields: Vec<f64> = chain
         .states
@@ -294,9 +294,6 @@ pub(crate) fn analyse(
     let tau_abs_m = tau_int(&[&series(&|p| mean(p).abs())]);
     let tau_chi = tau_int(&[&series(&|p| v as f64 * mean(p).powi(2))]);
     let tau_action = tau_int(&[&series(&|p| lattice.action(p))]);
-    let finite: Vec<f64> = log_w.iter().copied().filter(|x| x.is_finite()).collect();
-    let (_, vw) = gud_core::numerics::mean_var(&finite);
-    let (log_z, log_z_error) = log_mean_weight(&log_w);
     let hmc = (opts.hmc_reference > 0)
         .then(|| hmc_cost(lattice, opts.hmc_reference, opts.seed, monitor))
         .transpose()?;
@@ -307,14 +304,14 @@ pub(crate) fn analyse(
         lam: lattice.couplings.lam,
         proposals: opts.proposals,
         sampling: proposals.report.clone(),
-        acceptance: chain.acceptance(),
-        longest_rejection_run: chain.longest_rejection_run,
-        non_finite: chain.non_finite,
+        acceptance: weights.acceptance,
+        longest_rejection_run: weights.longest_rejection_run,
+        non_finite: weights.non_finite,
         non_injective: proposals.non_injective,
-        ess_fraction: ess_fraction(&log_w),
-        log_w_std: vw.sqrt(),
-        log_z,
-        log_z_error,
+        ess_fraction: weights.ess_fraction,
+        log_w_std: weights.log_w_std,
+        log_z: weights.log_z,
+        log_z_error: weights.log_z_error,
         tau_int_abs_m: tau_abs_m,
         tau_int_chi_2pt: tau_chi,
         tau_int_action: tau_action,
@@ -334,6 +331,86 @@ pub(crate) fn analyse(
         log_p,
         chain,
     })
+}
+
+/// What proposes: a local coupling flow (SPEC 9.1), or a score with the config's
+/// deterministic sampler on its grid, or the continuous ODE at `tol`.
+pub enum Proposal<'a> {
+    /// A flow's couplings, on the design's RG steps.
+    Flow(&'a gud_core::flow::Couplings),
+    /// A score with the config's sampler (`tol`: the continuous ODE instead).
+    Score {
+        /// The score model.
+        score: &'a dyn ScoreModel,
+        /// The config (its sampler, grid and batch).
+        config: Box<Config>,
+        /// The continuous ODE's tolerance, if it proposes.
+        tol: Option<f64>,
+    },
+}
+
+impl Proposal<'_> {
+    /// The proposer as a person reads it: "flow", "exp, 10 points, neural",
+    /// "ode-adaptive, tol 0.0001, gaussian".
+    pub fn describe(&self) -> String {
+        match self {
+            Proposal::Flow(_) => "flow".into(),
+            Proposal::Score {
+                score,
+                tol: Some(t),
+                ..
+            } => {
+                format!("ode-adaptive, tol {t}, {}", score.name())
+            }
+            Proposal::Score {
+                score,
+                config,
+                tol: None,
+            } => format!(
+                "{}, {} points, {}",
+                format!("{:?}", config.sampler.kind).to_lowercase(),
+                config.sampler.points(),
+                score.name()
+            ),
+        }
+    }
+
+    /// Calls `f` with the proposer on `design`.
+    pub fn with<T>(
+        &self,
+        design: &Design,
+        f: impl FnOnce(&dyn Proposer) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Proposal::Flow(c) => {
+                crate::flow::check_design(design)?;
+                f(&gud_core::flow::LocalFlow::new(design, c)?)
+            }
+            Proposal::Score {
+                score,
+                config,
+                tol: Some(tol),
+            } => f(&OdeProposer {
+                design,
+                score: *score,
+                tol: *tol,
+                batch: config.sampler.batch,
+            }),
+            Proposal::Score {
+                score,
+                config,
+                tol: None,
+            } => {
+                let plan = crate::sample::plan(config, design)?;
+                f(&SamplerProposer {
+                    design,
+                    plan: &plan,
+                    score: *score,
+                    config: &config.sampler,
+                })
+            }
+        }
+    }
 }
 
 /// What exact sampling measures for any target (SPEC section 9): the chain's and the weights'

@@ -4,7 +4,6 @@
 //! interruption, bit for bit.
 
 use crate::config::{Config, DataConfig};
-use crate::error::bail;
 use crate::error::Result;
 use crate::run::Run;
 use gud_core::config::ScoreConfig;
@@ -26,11 +25,15 @@ pub use crate::network::TrainReport;
 /// (regression, issue 20: that did nothing, exited 0 and rewrote config.toml with fewer steps).
 pub fn check_resume_steps(run: &Run, at: u64, total: u64) -> Result<()> {
     if at > total {
-        bail!(
-            "{} is at step {at}, beyond the {total} steps asked for (train.steps / --steps): \
-             give a larger --steps to continue it",
-            run.dir().display()
-        );
+        return Err(gud_core::Error::param(
+            "train.steps",
+            total,
+            &format!(
+                "at least the checkpoint's step to continue it ({} is at step {at})",
+                run.dir().display()
+            ),
+        )
+        .into());
     }
     Ok(())
 }

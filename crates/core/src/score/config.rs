@@ -117,7 +117,7 @@ impl ScoreConfig {
                     "score.kind",
                     "neural",
                     "an analytic score here: the neural score is loaded from a trained run \
-                     (`gud train`, then `gud sample --run RUN`)",
+                     directory, with its network",
                 ))
             }
             ScoreConfig::Els { patch } => {
