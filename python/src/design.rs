@@ -73,8 +73,8 @@ impl PyDesign {
         section(&self.sampler, table, overrides, "sampler", &[])
     }
 
-    /// The sampler of exact proposals: as [`Self::sampler_config`], with the proposal batch
-    /// ([`gud::exact::proposal_batch`]) unless a batch is given.
+    /// The sampler of exact proposals: as [`Self::sampler_config`], with the batch of
+    /// [`gud::exact::proposals_per_batch`] (a batch given in `table` or `overrides` wins).
     pub(crate) fn proposal_config(
         &self,
         table: Option<&Bound<'_, PyAny>>,
@@ -83,9 +83,11 @@ impl PyDesign {
         let mut c = self.sampler_config(table, overrides)?;
         let given =
             table.is_some() || overrides.is_some_and(|k| k.contains("batch").unwrap_or(false));
-        if !given {
-            c.batch = gud::exact::proposal_batch(self.design.dim());
-        }
+        c.batch = gud::exact::proposals_per_batch(
+            self.sampler.batch,
+            given.then_some(c.batch),
+            self.design.dim(),
+        );
         Ok(c)
     }
 

@@ -19,6 +19,7 @@ mod phi4;
 mod proposal;
 mod sampling;
 mod score;
+mod target;
 
 /// The full message of an error and its causes, "context: cause: cause", as the binary prints.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -426,6 +427,7 @@ fn _gud(m: &Bound<'_, PyModule>) -> PyResult<()> {
     design::register(m)?;
     score::register(m)?;
     sampling::register(m)?;
+    target::register(m)?;
     phi4::register(m)?;
     Ok(())
 }

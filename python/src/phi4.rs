@@ -203,7 +203,7 @@ fn mcmc_dict<'py>(
     run: gud::exact::Mcmc,
     report: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (n, l) = (run.report.proposals, run.report.l);
+    let (n, l) = (run.report.weights.proposals, run.report.target.l);
     let out = PyDict::new(py);
     out.set_item("report", report)?;
     out.set_item("proposals", array(py, run.proposals.fields, &[n, l, l])?)?;

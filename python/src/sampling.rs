@@ -296,75 +296,6 @@ fn metropolis<'py>(
     Ok(out)
 }
 
-/// Exact sampling for any target (SPEC section 9): `n` proposals of `proposal` (a
-/// :class:`Score` with the design's deterministic sampler, or a :class:`gud.phi4.Flow`) with
-/// their exact log q, weighed against your `log_p(fields) -> (rows,)` (numpy in: fields
-/// (rows, c, h, w), at most `chunk` rows a call), independence Metropolis-Hastings and the
-/// weights' statistics. A NaN or infinite log p is a rejection, counted in the report
-/// (`non_finite`); a wrong shape is a ValueError naming `log_p`; an exception is raised again.
-/// Returns a dict: report (acceptance, ESS/N, log Z, ...), proposals, log_q, log_p, chain.
-#[pyfunction]
-#[pyo3(signature = (design, proposal, log_p, n, seed=crate::Int(0), tol=None, chunk=crate::Int(1024), sampler=None, **keys))]
-fn mcmc_target<'py>(
-    py: Python<'py>,
-    design: &PyDesign,
-    proposal: &Bound<'py, PyAny>,
-    log_p: &Bound<'py, PyAny>,
-    n: crate::Int<usize>,
-    seed: crate::Int<u64>,
-    tol: Option<f64>,
-    chunk: crate::Int<usize>,
-    sampler: Option<&Bound<'py, PyAny>>,
-    keys: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let (n, seed, chunk) = (n.0, seed.0, chunk.0.max(1));
-    if !log_p.is_callable() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "log_p: expected a callable fields -> log p (one value per row)",
-        ));
-    }
-    if n < 2 {
-        return Err(value_error(format!(
-            "n: expected at least 2 proposals, got {n}"
-        )));
-    }
-    let g = &design.design;
-    let src = crate::proposal::source(design, proposal, tol, sampler, keys, "proposal")?;
-    let monitor = PyMonitor::new(src.callable());
-    let r = py.detach(|| src.with(g, |p| Ok(p.propose(seed, 0, n, &mut |_| {})?)));
-    let p = monitor.finish(r)?;
-    // the user's log p, a chunk of rows at a time
-    let d = g.dim();
-    let mut lp = Vec::with_capacity(n);
-    for start in (0..n).step_by(chunk) {
-        let rows = chunk.min(n - start);
-        let mut shape = design.fields_shape(rows);
-        let fields = array(py, p.fields[start * d..(start + rows) * d].to_vec(), &shape)?;
-        let out = log_p.call1((fields,))?;
-        let v = Floats::new(&out, "log_p")?;
-        shape.truncate(1);
-        if v.shape() != shape {
-            return Err(value_error(format!(
-                "log_p: the callable returned shape {:?}, expected ({rows},) (one value per row)",
-                v.shape()
-            )));
-        }
-        lp.extend_from_slice(v.values());
-        py.check_signals()?;
-    }
-    let (chain, report) = gud::exact::weigh(&p.log_q, &lp, seed).map_err(to_py)?;
-    let out = PyDict::new(py);
-    out.set_item("report", to_dict(py, &report)?)?;
-    out.set_item("proposals", array(py, p.fields, &design.fields_shape(n))?)?;
-    out.set_item("log_q", array(py, p.log_q, &[n])?)?;
-    out.set_item("log_p", array(py, lp, &[n])?)?;
-    out.set_item(
-        "chain",
-        numpy::PyArray1::from_vec(py, chain.states.iter().map(|&s| s as i64).collect()),
-    )?;
-    Ok(out)
-}
-
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(propose, m)?)?;
@@ -374,7 +305,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ess_fraction, m)?)?;
     m.add_function(wrap_pyfunction!(log_mean_weight, m)?)?;
     m.add_function(wrap_pyfunction!(metropolis, m)?)?;
-    // `gud.mcmc` (gud.phi4.mcmc is `_gud.mcmc`)
-    m.add_function(wrap_pyfunction!(mcmc_target, m)?)?;
     Ok(())
 }

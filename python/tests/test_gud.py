@@ -516,3 +516,49 @@ def test_issue33_a_callable_target_gives_the_built_in_phi4_chain_bit_for_bit():
         gud.mcmc(design, score, lambda f: (_ for _ in ()).throw(RuntimeError("boom")), 20, steps=5)
     with pytest.raises(TypeError, match="log_p"):
         gud.mcmc(design, score, 3, 20)
+
+
+def test_issue33_a_callable_target_measures_its_own_observables():
+    train, _ = gud.phi4.hmc(4, -1.0, 1.0, 256, seed=3)
+    design = gud.Design.fit(train, mean="zero", basis="fourier", prior="free", schedule="rg")
+    score = gud.Score(design, "base")
+    built_in = gud.phi4.mcmc(design, score, -1.0, 1.0, 300, seed=4, steps=5)
+
+    def log_p(fields):
+        return -gud.phi4.action(fields[:, 0], -1.0, 1.0)
+
+    def observables(fields):
+        m = fields.mean(axis=(1, 2, 3))
+        return {"abs_m": np.abs(m), "phi2": (fields**2).mean(axis=(1, 2, 3))}
+
+    run = gud.mcmc(design, score, log_p, 300, seed=4, steps=5, observables=observables, chunk=64)
+    obs = run["report"]["observables"]
+    assert list(obs) == ["abs_m", "phi2"]
+    fields = run["proposals"][:, 0]
+    abs_m = np.abs(fields.mean(axis=(1, 2)))
+    log_w = run["log_p"] - run["log_q"]
+    w = np.exp(log_w - log_w.max())
+    # proposals (bins of one) and the self-normalised reweighting: closed forms
+    assert obs["abs_m"]["raw"]["value"] == pytest.approx(abs_m.mean(), rel=1e-12)
+    assert obs["abs_m"]["raw"]["error"] == pytest.approx(abs_m.std(ddof=1) / np.sqrt(300), rel=1e-9)
+    assert obs["abs_m"]["reweighted"]["value"] == pytest.approx((w * abs_m).sum() / w.sum(), rel=1e-12)
+    # the same estimates as the built-in target's, within their errors (bins may differ)
+    for key, name in (("abs_m", "abs_m"), ("phi2", "phi2")):
+        for kind in ("chain", "reweighted"):
+            ours, theirs = obs[key][kind], built_in["report"][kind][name]
+            assert abs(ours["value"] - theirs["value"]) < 1e-9 + 0.5 * theirs["error"], (key, kind)
+    # the chain's tau of the first observable sets the cost per effective sample
+    r = run["report"]
+    assert r["s_per_effective_sample"] == pytest.approx(
+        r["s_per_proposal"] * 2 * max(obs["abs_m"]["tau_int"]["tau"], 0.5), rel=1e-12)
+    # without observables: the cost per proposal over ESS/N
+    plain = gud.mcmc(design, score, log_p, 300, seed=4, steps=5)["report"]
+    assert plain["observables"] == {}
+    assert plain["s_per_effective_sample"] == pytest.approx(
+        plain["s_per_proposal"] / plain["ess_fraction"], rel=1e-12)
+    with pytest.raises(TypeError, match="observables"):
+        gud.mcmc(design, score, log_p, 20, steps=5, observables=lambda f: np.zeros(len(f)))
+    with pytest.raises(ValueError, match="observables"):
+        gud.mcmc(design, score, log_p, 20, steps=5, observables=lambda f: {"a": np.zeros(3)})
+    with pytest.raises(ValueError, match="observables"):
+        gud.mcmc(design, score, log_p, 20, steps=5, observables=lambda f: {"a": np.full(len(f), np.nan)})

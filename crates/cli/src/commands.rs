@@ -296,7 +296,7 @@ fn print_exact(e: &gud::job::ExactStage, raw: &gud::eval::EvalReport) {
     let r = &e.report;
     println!(
         "\n  exact (SPEC 9): {} proposals at {} NFE: acceptance {:.3}, ESS/N {:.3}, log Z {:.4} +- {:.4}, {:.3} s per proposal",
-        r.proposals, r.sampling.nfe, r.acceptance, r.ess_fraction, r.log_z, r.log_z_error, r.s_per_proposal
+        r.weights.proposals, r.sampling.nfe, r.weights.acceptance, r.weights.ess_fraction, r.weights.log_z, r.weights.log_z_error, r.s_per_proposal
     );
     println!(
         "  {:<9} {:>10} {:>10} {:>10}",

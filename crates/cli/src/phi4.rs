@@ -237,11 +237,7 @@ fn setup(s: &ProposalArgs, run: Option<gud::Run>, config: Option<&Path>) -> Resu
     if !s.times.is_empty() {
         cfg.sampler.set_times(s.times.clone());
     }
-    cfg.sampler.batch = s.batch.unwrap_or(
-        cfg.sampler
-            .batch
-            .min(gud::exact::proposal_batch(design.dim())),
-    );
+    cfg.sampler.batch = gud::exact::proposals_per_batch(cfg.sampler.batch, s.batch, design.dim());
     let (couplings, factor) = match (s.couplings.resolve()?, &cfg.data) {
         (Some(r), _) => r,
         (None, DataConfig::Phi4(p)) => (Couplings::new(p.m2, p.lam)?, 1.0),
@@ -372,8 +368,8 @@ fn mcmc(a: &McmcArgs) -> Result<()> {
         )
     };
     drop(monitor);
-    let l = m.report.l;
-    let n = m.report.proposals;
+    let l = m.report.target.l;
+    let n = m.report.weights.proposals;
     let v = l * l;
     let chain: Vec<f64> = m
         .chain
@@ -464,21 +460,22 @@ fn propose(a: &ProposeArgs) -> Result<()> {
 
 fn print_mcmc(r: &gud::exact::McmcReport) {
     let s = &r.sampling;
+    let (w, t) = (&r.weights, &r.target);
     println!(
         "gud phi4 mcmc: L = {}, m2 = {}, lam = {}: {} proposals of the {} score, {} sampler, {} NFE",
-        r.l, r.m2, r.lam, r.proposals, s.score, s.sampler, s.nfe
+        t.l, t.m2, t.lam, w.proposals, s.score, s.sampler, s.nfe
     );
     println!(
         "  acceptance {:.3}, longest rejection run {}, non-finite {} (not injective {})",
-        r.acceptance, r.longest_rejection_run, r.non_finite, r.non_injective
+        w.acceptance, w.longest_rejection_run, w.non_finite, r.non_injective
     );
     println!(
         "  ESS/N {:.3}, std(log w) {:.3}, log Z = {:.4} +- {:.4}",
-        r.ess_fraction, r.log_w_std, r.log_z, r.log_z_error
+        w.ess_fraction, w.log_w_std, w.log_z, w.log_z_error
     );
     println!(
         "  tau_int along the chain: |M| {:.2}, chi_2pt {:.2}, S {:.2}",
-        r.tau_int_abs_m.tau, r.tau_int_chi_2pt.tau, r.tau_int_action.tau
+        t.tau_int_abs_m.tau, t.tau_int_chi_2pt.tau, t.tau_int_action.tau
     );
     print!(
         "  cost: {:.3e} s per proposal, {:.3e} s per effective sample",
@@ -487,7 +484,7 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
     if let (Some(plain), Some(ratio)) = (r.s_per_sample_without_log_q, r.log_q_cost_ratio) {
         print!(" ({plain:.3e} s per sample without log q: log q costs {ratio:.2}x)");
     }
-    match &r.hmc {
+    match &t.hmc {
         Some(h) => println!(
             "; HMC {:.2e} s per effective sample ({} configurations, tau_int(|M|) {:.2})",
             h.s_per_effective_sample, h.configurations, h.tau_int_abs_m
@@ -513,9 +510,9 @@ fn print_mcmc(r: &gud::exact::McmcReport) {
         }
         v
     };
-    for ((name, a), ((_, b), (_, c))) in rows(&r.raw)
+    for ((name, a), ((_, b), (_, c))) in rows(&t.raw)
         .into_iter()
-        .zip(rows(&r.chain).into_iter().zip(rows(&r.reweighted)))
+        .zip(rows(&t.chain).into_iter().zip(rows(&t.reweighted)))
     {
         println!("    {name:<9} {} {} {}", fmt(&a), fmt(&b), fmt(&c));
     }

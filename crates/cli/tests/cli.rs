@@ -3232,3 +3232,55 @@ fn issue33_shards_of_proposals_merge_into_the_single_runs_chain() {
     assert_clean_failure(&o, &["s2.npz", "gap"]);
     assert!(!gap.exists());
 }
+
+#[test]
+fn issue33_a_killed_shard_job_leaves_nothing_and_its_rerun_alone_gives_the_same_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_gaussian_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "phi4", "propose", "--config", c, "--m2", "-1", "--lam", "1", "--seed", "5",
+            "--first", "1000", "--count", "120000", "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    // Slurm's scancel and a time limit send SIGTERM: the job stops, its shard is not written
+    let killed = dir.path().join("shard.npz");
+    let child = Command::new(env!("CARGO_BIN_EXE_gud"))
+        .args(args(&killed))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "the job finished before the kill");
+    assert!(!killed.exists());
+    assert_eq!(dir_names(dir.path()), ["g.toml"], "a partial file was left");
+    // its rerun alone, and a run that was never killed: the same shard but for the seconds
+    let o = gud(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = dir.path().join("reference.npz");
+    let o = gud(&args(&reference).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (
+        gud::shard::read(&killed).unwrap(),
+        gud::shard::read(&reference).unwrap(),
+    );
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.fields), bits(&b.fields));
+    assert_eq!(bits(&a.log_q), bits(&b.log_q));
+    assert_eq!(bits(&a.log_p), bits(&b.log_p));
+    let untimed = |s: &gud::shard::Shard| gud::shard::ShardProvenance {
+        wall_s: 0.0,
+        ..s.provenance.clone()
+    };
+    assert_eq!(untimed(&a), untimed(&b));
+}

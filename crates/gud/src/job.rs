@@ -308,10 +308,7 @@ fn exact_stage(
             c.sampler.set_times(t.times.clone());
         }
     }
-    c.sampler.batch = c
-        .sampler
-        .batch
-        .min(crate::exact::proposal_batch(design.dim()));
+    c.sampler.batch = crate::exact::proposals_per_batch(c.sampler.batch, None, design.dim());
     let lattice = gud_phi4::Lattice::new(p.size, gud_phi4::Couplings::new(p.m2, p.lam)?)?;
     let mcmc_opts = crate::exact::McmcOptions {
         proposals: cfg.exact.proposals,
@@ -346,8 +343,8 @@ fn exact_stage(
     };
     let reference =
         gud_phi4::observables::measure(reference.as_slice(), p.size, Some(lattice.couplings))?;
-    let chain = gud_phi4::observables::compare(&m.report.chain, &reference);
-    let reweighted = gud_phi4::observables::compare(&m.report.reweighted, &reference);
+    let chain = gud_phi4::observables::compare(&m.report.target.chain, &reference);
+    let reweighted = gud_phi4::observables::compare(&m.report.target.reweighted, &reference);
     let max = |c: &[gud_phi4::observables::Comparison]| gud_phi4::observables::chi2_and_max_z(c).1;
     Ok(Some(ExactStage {
         chain_max_abs_z: max(&chain),

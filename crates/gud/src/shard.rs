@@ -6,7 +6,7 @@
 //! duplicates) and gives the chain, weights and report of the single run, bit for bit.
 
 use crate::error::{bail, Context, Result};
-use crate::exact::{Mcmc, McmcOptions};
+use crate::exact::Mcmc;
 use gud_core::exact::{Proposals, Proposer};
 use gud_core::monitor::Monitor;
 use gud_core::sampler::SampleReport;
@@ -322,13 +322,11 @@ pub fn mcmc_from_shards(
         report,
         non_injective,
     };
-    let opts = McmcOptions {
-        proposals: total,
-        seed: h.seed,
+    let target = crate::exact::Phi4 {
+        lattice: &lattice,
         hmc_reference,
-        ode_tol: None,
     };
-    crate::exact::analyse(proposals, log_p, &lattice, &opts, wall_s, None, monitor)
+    crate::exact::finish(&target, proposals, log_p, h.seed, wall_s, None, monitor)
         .context("merging the shards")
 }
 

@@ -55,13 +55,24 @@ fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z
     )
     .unwrap();
     let r = &m.report;
-    assert!(r.acceptance > 0.99, "acceptance {}", r.acceptance);
-    assert!(r.ess_fraction > 0.99, "ESS/N {}", r.ess_fraction);
+    assert!(
+        r.weights.acceptance > 0.99,
+        "acceptance {}",
+        r.weights.acceptance
+    );
+    assert!(
+        r.weights.ess_fraction > 0.99,
+        "ESS/N {}",
+        r.weights.ess_fraction
+    );
     let a = eigenvalues(l, m2);
     let v = (l * l) as f64;
     let phi2 = a.iter().map(|x| 0.5 / x).sum::<f64>() / v;
     let m2_exact = 0.5 / (m2 * v);
-    for (name, obs) in [("chain", &r.chain), ("reweighted", &r.reweighted)] {
+    for (name, obs) in [
+        ("chain", &r.target.chain),
+        ("reweighted", &r.target.reweighted),
+    ] {
         for (what, est, exact) in [("<phi^2>", obs.phi2, phi2), ("<M^2>", obs.m2, m2_exact)] {
             let z = (est.value - exact) / est.error;
             assert!(
@@ -76,12 +87,12 @@ fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z
         .iter()
         .map(|x| 0.5 * (std::f64::consts::PI / x).ln())
         .sum();
-    let z = (r.log_z - log_z) / r.log_z_error.max(1e-12);
+    let z = (r.weights.log_z - log_z) / r.weights.log_z_error.max(1e-12);
     assert!(
         z.abs() < 4.0,
         "log Z {} +- {} vs {log_z}",
-        r.log_z,
-        r.log_z_error
+        r.weights.log_z,
+        r.weights.log_z_error
     );
     // the continuous ODE (its end point at t_min keeps a little noise: still a near-exact
     // proposal) with log q from the same solve
@@ -100,16 +111,16 @@ fn the_free_field_is_proposed_exactly_with_its_closed_form_observables_and_log_z
     )
     .unwrap();
     assert!(
-        m.report.acceptance > 0.95,
+        m.report.weights.acceptance > 0.95,
         "ODE acceptance {}",
-        m.report.acceptance
+        m.report.weights.acceptance
     );
-    let z = (m.report.log_z - log_z) / m.report.log_z_error.max(1e-12);
+    let z = (m.report.weights.log_z - log_z) / m.report.weights.log_z_error.max(1e-12);
     assert!(
         z.abs() < 4.0,
         "ODE log Z {} +- {} vs {log_z}",
-        m.report.log_z,
-        m.report.log_z_error
+        m.report.weights.log_z,
+        m.report.weights.log_z_error
     );
 }
 
@@ -152,18 +163,18 @@ fn a_poor_proposal_is_corrected_by_the_chain_and_by_reweighting() {
     };
     for name in ["m2", "phi2", "phi4", "binder"] {
         let (zc, zr) = (
-            z_of(&m.report.chain, name),
-            z_of(&m.report.reweighted, name),
+            z_of(&m.report.target.chain, name),
+            z_of(&m.report.target.reweighted, name),
         );
         assert!(zc.abs() < 4.0, "chain {name}: z = {zc}");
         assert!(zr.abs() < 4.0, "reweighted {name}: z = {zr}");
     }
-    let raw = z_of(&m.report.raw, "phi2");
+    let raw = z_of(&m.report.target.raw, "phi2");
     assert!(
         raw.abs() > 10.0,
         "the raw proposals should be visibly off: z = {raw}"
     );
-    assert!(m.report.acceptance < 0.9 && m.report.ess_fraction < 0.9);
+    assert!(m.report.weights.acceptance < 0.9 && m.report.weights.ess_fraction < 0.9);
 }
 
 #[test]
@@ -260,7 +271,10 @@ fn issue33_any_split_into_shards_gives_the_single_runs_chain_weights_and_report_
         ode_tol: None,
     };
     let single = gud::exact::mcmc_with(&proposer, &lattice, &opts, &Silent).unwrap();
-    assert!(single.report.acceptance < 0.99, "the test needs rejections");
+    assert!(
+        single.report.weights.acceptance < 0.99,
+        "the test needs rejections"
+    );
     let dir = tempfile::tempdir().unwrap();
     let spec = |first: u64, count: usize| ShardSpec {
         fingerprint: "f00d".into(),
@@ -323,4 +337,102 @@ fn issue33_any_split_into_shards_gives_the_single_runs_chain_weights_and_report_
             .to_string();
         assert!(e.contains(&name) && e.contains(needle), "{e}");
     }
+}
+
+#[test]
+fn issue33_one_stage_for_any_target_a_plain_density_gives_the_phi4_chain_and_weights() {
+    use gud::exact::{run, Density, RunOptions};
+    use gud_core::exact::SamplerProposer;
+    let f = gaussian_proposal(4, 0.5, 256);
+    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
+    let lattice = Lattice::new(4, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
+    let plan = gud::sample::plan(&f.config, &f.design).unwrap();
+    let proposer = SamplerProposer {
+        design: &f.design,
+        plan: &plan,
+        score: score.as_ref(),
+        config: &f.config.sampler,
+    };
+    let opts = McmcOptions {
+        proposals: 200,
+        seed: 5,
+        hmc_reference: 0,
+        ode_tol: None,
+    };
+    let phi4 = gud::exact::mcmc_with(&proposer, &lattice, &opts, &Silent).unwrap();
+    let plain = run(
+        &Density(&lattice),
+        &proposer,
+        &RunOptions {
+            proposals: 200,
+            seed: 5,
+        },
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(plain.chain.states, phi4.chain.states);
+    let json = |v| serde_json::to_value(v).unwrap();
+    assert_eq!(json(&plain.report.weights), json(&phi4.report.weights));
+    // no observables: the cost per effective sample is the cost per proposal over ESS/N
+    let r = &plain.report;
+    assert_eq!(
+        r.s_per_effective_sample,
+        r.s_per_proposal / r.weights.ess_fraction
+    );
+    // the phi^4 target's flattened record keeps every key of the report in one object
+    let v = serde_json::to_value(&phi4.report).unwrap();
+    for key in [
+        "acceptance",
+        "ess_fraction",
+        "l",
+        "lam",
+        "chain",
+        "reweighted",
+        "sampling",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing from {v}");
+    }
+    // a target of another size is refused before the first proposal
+    let small = Lattice::new(2, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
+    let e = gud::exact::mcmc_with(&proposer, &small, &opts, &Silent).unwrap_err();
+    assert!(e.to_string().contains("2 x 2 lattice of 4 values"), "{e}");
+}
+
+#[test]
+fn issue33_scalar_observables_are_the_closed_form_means_with_their_errors() {
+    use gud::exact::ScalarObservables;
+    use gud_core::exact::Chain;
+    // two observables of 6 proposals; the chain visits 0 0 2 3 3 5
+    let values = [
+        1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0, 5.0, 50.0, 6.0, 60.0,
+    ];
+    let names = vec!["a".to_string(), "b".to_string()];
+    let chain = Chain {
+        states: vec![0, 0, 2, 3, 3, 5],
+        accepted: 3,
+        longest_rejection_run: 1,
+        non_finite: 1,
+    };
+    let log_w = [0.0, f64::NEG_INFINITY, 2f64.ln(), 0.0, 0.0, 0.0];
+    let m = ScalarObservables::measure(&values, &names, &chain, &log_w).unwrap();
+    let (name, a) = &m.observables[0];
+    assert_eq!(name, "a");
+    let close = |x: f64, y: f64| assert!((x - y).abs() < 1e-12, "{x} != {y}");
+    close(a.raw.value, 3.5);
+    // the standard error of a mean of independent values: sd / sqrt(n)
+    close(a.raw.error, (3.5f64 / 6.0).sqrt());
+    // the chain's states a = 1 1 3 4 4 6 (bins of one: tau of 6 states is cut at 1/2)
+    close(a.chain.value, 19.0 / 6.0);
+    // sum w a / sum w with w = 1 0 2 1 1 1
+    close(a.reweighted.value, (1.0 + 6.0 + 4.0 + 5.0 + 6.0) / 6.0);
+    close(
+        m.observables[1].1.reweighted.value,
+        10.0 * a.reweighted.value,
+    );
+    // wrong sizes and non-finite values are errors
+    assert!(ScalarObservables::measure(&values[..10], &names, &chain, &log_w).is_err());
+    let mut bad = values;
+    bad[3] = f64::NAN;
+    let e = ScalarObservables::measure(&bad, &names, &chain, &log_w).unwrap_err();
+    assert!(e.to_string().contains("\"b\" of proposal 1"), "{e}");
 }
