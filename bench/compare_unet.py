@@ -7,7 +7,7 @@ all repetitions with [min, max] to three significant figures, the ratio gud / Py
 both processes' peak resident memory (median over the rounds), gud's eps_hat rate (network
 plus encoding) and the sampler's per-step overhead outside the network.
 
-    PYTHONPATH=.torch/full .venv/bin/python bench/compare_unet.py [--sizes 8,16,28,32] [--reps 5]
+    .venv/bin/python bench/compare_unet.py [--sizes 8,16,28,32] [--reps 5]
         [--per-round 2]
 """
 import argparse

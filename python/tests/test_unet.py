@@ -1,7 +1,7 @@
 """The PyTorch module gud.unet against the gud binary's network (`gud export`).
 
-Needs an importable torch (skipped otherwise: `make bench` installs the full wheel into
-.torch/full; run with PYTHONPATH=.torch/full) and the gud binary built with the network.
+Needs an importable torch (`make python` installs it into .venv; skipped otherwise) and the
+gud binary built with the network.
 """
 
 import pathlib
@@ -13,7 +13,7 @@ import pytest
 import gud
 
 torch = pytest.importorskip(
-    "torch", reason="torch is not importable here (PYTHONPATH=.torch/full after `make bench`)"
+    "torch", reason="torch is not importable here (`make python` installs it into .venv)"
 )
 unet = pytest.importorskip("gud.unet")
 
