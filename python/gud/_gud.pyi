@@ -107,7 +107,7 @@ def propose(
 def nll(
     design: Design,
     score: Score,
-    data: ArrayLike,
+    data: Union[ArrayLike, str],
     method: str = "elbo",
     steps: int = 100,
     tol: float = 1e-5,
@@ -116,7 +116,8 @@ def nll(
     seed: int = 0,
     batch: int = 64,
     grid: str = "uniform-t",
-    posterior_variance: str = "none",
+    posterior_variance: Optional[str] = None,
+    samples: Optional[int] = None,
 ) -> dict[str, Any]: ...
 def log_weights(log_p: ArrayLike, log_q: ArrayLike) -> Array: ...
 def ess_fraction(log_w: ArrayLike) -> float: ...
@@ -200,6 +201,7 @@ def mcmc_target(
     seed: int = 0,
     tol: Optional[float] = None,
     chunk: int = 1024,
+    observables: Optional[Callable[[Any], dict[str, Any]]] = None,
     sampler: Table = None,
     **keys: Any,
 ) -> dict[str, Any]: ...

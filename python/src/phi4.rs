@@ -197,23 +197,14 @@ fn mcmc<'py>(
     mcmc_dict(py, run, report)
 }
 
-/// The dict of an exact-sampling run: report, proposals (N, L, L), log_q, log_p, chain.
+/// The dict of a phi^4 exact-sampling run: report, proposals (N, L, L), log_q, log_p, chain.
 fn mcmc_dict<'py>(
     py: Python<'py>,
     run: gud::exact::Mcmc,
     report: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (n, l) = (run.report.weights.proposals, run.report.target.l);
-    let out = PyDict::new(py);
-    out.set_item("report", report)?;
-    out.set_item("proposals", array(py, run.proposals.fields, &[n, l, l])?)?;
-    out.set_item("log_q", array(py, run.proposals.log_q, &[n])?)?;
-    out.set_item("log_p", array(py, run.log_p, &[n])?)?;
-    out.set_item(
-        "chain",
-        numpy::PyArray1::from_vec(py, run.chain.states.iter().map(|&s| s as i64).collect()),
-    )?;
-    Ok(out)
+    crate::target::run_dict(py, run, report, &[n, l, l])
 }
 
 /// One shard of an exact-sampling run (`gud phi4 propose`): proposals [first, first + count)

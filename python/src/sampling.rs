@@ -148,9 +148,15 @@ fn propose<'py>(
 /// The negative log-likelihood of `data` under the design and score (SPEC section 6):
 /// method "elbo" (a bound, `steps` grid points) or "ode" (the probability-flow ODE, adaptive
 /// solver at `tol`; divergence "exact" or "hutchinson" with `probes`, default exact up to
-/// d = 256). Returns the report (nats per sample, bits/dim, their standard errors, ...).
+/// d = 256). The ELBO's reverse kernels take `posterior_variance` ("none" or "gaussian"),
+/// by default the design's `[sampler]` one, as `gud nll` does. Returns the report (nats per
+/// sample, bits/dim, their standard errors, ...).
+///
+/// `data="test"` is the held-out data of the design's config (`Design.from_config`: its test
+/// images, dequantised and with the 8-bit offset in bits/dim as `gud nll` does; `samples`:
+/// the first ones only), so that the number compares with the binary's.
 #[pyfunction]
-#[pyo3(signature = (design, score, data, method="elbo", steps=crate::Int(100), tol=1e-5, divergence=None, probes=crate::Int(1), seed=crate::Int(0), batch=crate::Int(64), grid="uniform-t", posterior_variance="none"))]
+#[pyo3(signature = (design, score, data, method="elbo", steps=crate::Int(100), tol=1e-5, divergence=None, probes=crate::Int(1), seed=crate::Int(0), batch=crate::Int(64), grid="uniform-t", posterior_variance=None, samples=None))]
 fn nll<'py>(
     py: Python<'py>,
     design: &PyDesign,
@@ -164,18 +170,37 @@ fn nll<'py>(
     seed: crate::Int<u64>,
     batch: crate::Int<usize>,
     grid: &str,
-    posterior_variance: &str,
+    posterior_variance: Option<&str>,
+    samples: Option<crate::Int<usize>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let steps = steps.0;
     let probes = probes.0;
     let seed = seed.0;
     let batch = batch.0;
     score.check_dim(design)?;
-    let test = dataset(data, "data")?;
+    let held_out = data.extract::<String>().ok();
+    let test = match held_out.as_deref() {
+        Some("test") => design.test_data(py)?,
+        Some(other) => {
+            return Err(value_error(format!(
+                "data: expected an array of samples or \"test\" (the config's held-out data), got {other:?}"
+            )))
+        }
+        None => dataset(data, "data")?,
+    };
+    let test = match samples.map(|n| n.0) {
+        Some(0) => return Err(value_error("samples: expected at least 1")),
+        Some(n) => test.head(n),
+        None => test,
+    };
     let method: gud::nll::Method = choice("method", method)?;
     let divergence: Option<Divergence> = divergence.map(|d| choice("divergence", d)).transpose()?;
     let time_grid: TimeGrid = choice("grid", grid)?;
-    let posterior_variance: PosteriorVariance = choice("posterior_variance", posterior_variance)?;
+    // as `gud nll`: the design's [sampler] posterior variance unless one is given
+    let posterior_variance: PosteriorVariance = match posterior_variance {
+        Some(v) => choice("posterior_variance", v)?,
+        None => design.sampler.posterior_variance,
+    };
     if !(tol > 0.0 && tol < 1.0) {
         return Err(value_error(format!("tol: expected 0 < tol < 1, got {tol}")));
     }

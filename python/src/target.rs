@@ -207,12 +207,21 @@ fn mcmc_target<'py>(
         return Err(e);
     }
     let run = monitor.finish(r)?;
+    let report = monitor.report(py, &run.report)?;
+    run_dict(py, run, report, &design.fields_shape(n))
+}
+
+/// The dict of an exact-sampling run: report, proposals (`shape`), log_q, log_p, chain.
+pub(crate) fn run_dict<'py, O>(
+    py: Python<'py>,
+    run: gud::exact::ExactRun<O>,
+    report: Bound<'py, PyAny>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyDict>> {
+    let n = run.log_p.len();
     let out = PyDict::new(py);
-    out.set_item("report", monitor.report(py, &run.report)?)?;
-    out.set_item(
-        "proposals",
-        array(py, run.proposals.fields, &design.fields_shape(n))?,
-    )?;
+    out.set_item("report", report)?;
+    out.set_item("proposals", array(py, run.proposals.fields, shape)?)?;
     out.set_item("log_q", array(py, run.proposals.log_q, &[n])?)?;
     out.set_item("log_p", array(py, run.log_p, &[n])?)?;
     out.set_item(

@@ -51,3 +51,27 @@ def check_bad_callables(design, wrap):
         gud.sample(design, wrap(lambda chi, gamma: chi[:, :3]), 8, steps=4)
 
 
+
+
+def run_example(name, tmp_path):
+    """Runs python/examples/NAME for a few steps on the committed Fashion-MNIST fixture (8 x 8)
+    and returns its summary: the example a user runs first keeps working."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    images = root / "tests" / "fixtures" / "fashion-mnist" / "t10k-64-images-idx3-ubyte.gz"
+    cfg = tmp_path / "fm.toml"
+    cfg.write_text(
+        f"[data]\nkind = 'images'\ntrain = '{images}'\ntest = '{images}'\nresize = [8, 8]\n"
+        "[design]\nbasis = { kind = 'pixel' }\nprior = { kind = 'white' }\n"
+        "schedule = { kind = 'cosine' }\n[sampler]\nkind = 'exp'\nsteps = 4\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(root / "python" / "examples" / name), "--config", str(cfg),
+                        "--steps", "5", "--width", "8", "--samples", "8", "--nll-samples", "8",
+                        "--proposals", "1", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "samples.npy").exists()
+    return json.loads((out / "summary.json").read_text())

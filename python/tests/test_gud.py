@@ -562,3 +562,38 @@ def test_issue33_a_callable_target_measures_its_own_observables():
         gud.mcmc(design, score, log_p, 20, steps=5, observables=lambda f: {"a": np.zeros(3)})
     with pytest.raises(ValueError, match="observables"):
         gud.mcmc(design, score, log_p, 20, steps=5, observables=lambda f: {"a": np.full(len(f), np.nan)})
+
+
+def test_issue35_nll_of_the_configs_test_images_equals_the_binarys(tmp_path):
+    # data="test": the config's held-out images, dequantised, bits/dim with the 8-bit offset,
+    # the number `gud nll` prints for the same config and score
+    import pathlib
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    fixture = root / "tests" / "fixtures" / "fashion-mnist"
+    cfg = tmp_path / "fm.toml"
+    cfg.write_text(
+        "[data]\nkind = 'images'\n"
+        f"train = '{fixture / 't10k-64-images-idx3-ubyte.gz'}'\n"
+        f"test = '{fixture / 't10k-64-images-idx3-ubyte.gz'}'\nresize = [8, 8]\n"
+        "[design]\nbasis = { kind = 'pixel' }\nprior = { kind = 'white' }\nschedule = { kind = 'cosine' }\n"
+        "[score]\nkind = 'gaussian'\n")
+    design = gud.Design.from_config(str(cfg))
+    ours = gud.nll(design, gud.Score(design, "gaussian"), "test", steps=20, samples=32)
+    assert ours["dequantized"] and ours["samples"] == 32
+    binary = root / "target" / "debug" / "gud"
+    if not binary.exists():
+        pytest.skip("the gud binary is not built (cargo build)")
+    r = subprocess.run([str(binary), "nll", "--config", str(cfg), "--score", "gaussian",
+                        "--steps", "20", "--samples", "32", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    theirs = json.loads(r.stdout)
+    assert ours["bits_per_dim"] == pytest.approx(theirs["bits_per_dim"], rel=1e-12)
+    # an array-fitted design has no held-out part; another string is an error
+    plain = gud.Design.fit(np.random.default_rng(0).standard_normal((16, 4, 4)))
+    with pytest.raises(ValueError, match="Design.from_config"):
+        gud.nll(plain, gud.Score(plain, "gaussian"), "test")
+    with pytest.raises(ValueError, match="test"):
+        gud.nll(design, gud.Score(design, "gaussian"), "train")

@@ -79,3 +79,10 @@ def test_jax_bad_functions_are_clear_errors(design):
     check_bad_callables(design, lambda fn: gud.jax.score(fn, design, jit=False))
     with pytest.raises(ValueError, match="jax_enable_x64"):
         gud.jax.score(lambda c, g: c, design, dtype=jnp.float64)
+
+
+def test_the_jax_example_runs_end_to_end(tmp_path):
+    from framework_checks import run_example
+
+    s = run_example("jax_network.py", tmp_path)
+    assert s["nfe"] == 4 and np.isfinite(s["nll_bits_per_dim"]) and s["s_per_proposal"] > 0

@@ -116,3 +116,10 @@ def test_a_cpu_tensor_returned_as_it_is_crosses_without_a_copy(design, torch_net
     a, _ = gud.sample(design, gud.CallableScore(eps_hat, design, float32=True), 16, seed=1, steps=5)
     b, _ = gud.sample(design, gud.torch.score(torch_net, design), 16, seed=1, steps=5)
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_pytorch_example_runs_end_to_end(tmp_path):
+    from framework_checks import run_example
+
+    s = run_example("torch_network.py", tmp_path)
+    assert s["nfe"] == 4 and np.isfinite(s["nll_bits_per_dim"]) and s["s_per_proposal"] > 0

@@ -130,3 +130,21 @@ def test_the_weights_file_holds_the_ema_weights_only(exported):
     assert not any(k.startswith(("ema.", "net.", "adam")) for k in arrays)
     net, _ = unet.load(tmp / "w.safetensors")
     assert set(net.state_dict()) == set(arrays)
+
+
+def test_python_samples_of_the_exported_network_equal_the_binarys(exported):
+    # issue 35: the same weights through PyTorch in this process (gud.unet.score, a callable
+    # score) and through gud-nn in the binary (`gud sample --run`): the same samples to float32
+    # precision (both evaluate float32 networks; 6 exp steps carry the differences along)
+    tmp, _ = exported
+    out = tmp / "binary.npy"
+    gud_cli("sample", "--run", tmp / "run", "--sampler", "exp", "--steps", 6, "--samples", 32,
+            "--seed", 3, "--out", out)
+    binary = np.load(out)  # (n, h, w) for one channel
+    _, info = unet.load(tmp / "w.safetensors")
+    design = gud.Design.from_config(info["config"])
+    ours, _ = gud.sample(design, unet.score(design, tmp / "w.safetensors"), 32, seed=3,
+                         kind="exp", steps=6)
+    ours = ours.reshape(binary.shape)
+    scale = np.abs(binary).max()
+    np.testing.assert_allclose(ours, binary, rtol=0, atol=1e-4 * scale)
