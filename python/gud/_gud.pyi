@@ -171,6 +171,7 @@ class Flow:
         hidden: int = 16,
         radius: int = 2,
         init: Optional["Flow"] = None,
+        clip: Optional[float] = None,
     ) -> "Flow": ...
     @staticmethod
     def load(path: str) -> "Flow": ...

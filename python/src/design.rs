@@ -67,12 +67,16 @@ impl PyDesign {
     /// The held-out data of the config's `[data]` (`gud nll`'s test set: the test images with
     /// their quantisation, or an independent phi^4 reference set).
     pub(crate) fn test_data(&self, py: Python<'_>) -> PyResult<Dataset> {
-        let data = self.data.as_ref().filter(|_| self.from_data_config).ok_or_else(|| {
-            value_error(
-                "data=\"test\": this design was not fitted to a config's [data] \
+        let data = self
+            .data
+            .as_ref()
+            .filter(|_| self.from_data_config)
+            .ok_or_else(|| {
+                value_error(
+                    "data=\"test\": this design was not fitted to a config's [data] \
                  (use Design.from_config, or pass the held-out samples as an array)",
-            )
-        })?;
+                )
+            })?;
         let monitor = PyMonitor::new(None);
         let r = py.detach(|| gud::data::test_data(&self.config, data, &monitor));
         monitor.finish(r)

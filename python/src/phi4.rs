@@ -300,9 +300,11 @@ pub struct PyFlow {
 #[pymethods]
 impl PyFlow {
     /// Trains a flow on `design` against phi^4 at (m2, lam) (`init`: a flow to continue, whose
-    /// architecture is kept). The same as `gud phi4 flow`.
+    /// architecture is kept; `clip`: the largest norm of a step's mean gradient). The same as
+    /// `gud phi4 flow`.
     #[staticmethod]
-    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None))]
+    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None, clip=None))]
+    #[allow(clippy::too_many_arguments)]
     fn train(
         py: Python<'_>,
         design: &PyDesign,
@@ -317,6 +319,7 @@ impl PyFlow {
         hidden: crate::Int<usize>,
         radius: crate::Int<usize>,
         init: Option<&PyFlow>,
+        clip: Option<f64>,
     ) -> PyResult<Self> {
         let g = &design.design;
         gud::flow::check_design(g).map_err(to_py)?;
@@ -333,6 +336,7 @@ impl PyFlow {
             batch: batch.0,
             lr,
             seed: seed.0,
+            clip,
         };
         let init = init.map(|f| f.file.couplings.clone());
         let monitor = PyMonitor::new(None);

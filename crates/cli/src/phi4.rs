@@ -104,6 +104,9 @@ pub struct FlowArgs {
     /// Peak learning rate (Adam, cosine decay to a tenth).
     #[arg(long, default_value_t = FlowTraining::default().lr)]
     pub lr: f64,
+    /// Clip each step's mean gradient to this norm (default: no clipping).
+    #[arg(long, value_parser = crate::sample::positive)]
+    pub clip: Option<f64>,
     /// Seed of the initial weights and the draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -547,6 +550,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
         batch: a.batch,
         lr: a.lr,
         seed: a.seed,
+        clip: a.clip,
     };
     let monitor = Terminal::new("gud phi4 flow");
     let (file, log) = gud::flow::train(

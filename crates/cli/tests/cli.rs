@@ -3240,8 +3240,8 @@ fn issue33_a_killed_shard_job_leaves_nothing_and_its_rerun_alone_gives_the_same_
     let c = cfg.to_str().unwrap();
     let args = |out: &Path| -> Vec<String> {
         [
-            "phi4", "propose", "--config", c, "--m2", "-1", "--lam", "1", "--seed", "5",
-            "--first", "1000", "--count", "120000", "--out",
+            "phi4", "propose", "--config", c, "--m2", "-1", "--lam", "1", "--seed", "5", "--first",
+            "1000", "--count", "120000", "--out",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -3268,7 +3268,10 @@ fn issue33_a_killed_shard_job_leaves_nothing_and_its_rerun_alone_gives_the_same_
     let o = gud(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = dir.path().join("reference.npz");
-    let o = gud(&args(&reference).iter().map(String::as_str).collect::<Vec<_>>());
+    let o = gud(&args(&reference)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     let (a, b) = (
         gud::shard::read(&killed).unwrap(),

@@ -766,6 +766,9 @@ pub struct FlowTraining {
     pub lr: f64,
     /// Seed of the draws (stream (seed, FlowTraining, step)).
     pub seed: u64,
+    /// Clip the batch's mean gradient to this Euclidean norm before Adam (absent: no clipping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f64>,
 }
 
 impl Default for FlowTraining {
@@ -775,6 +778,7 @@ impl Default for FlowTraining {
             batch: 64,
             lr: 1e-2,
             seed: 0,
+            clip: None,
         }
     }
 }
@@ -814,6 +818,9 @@ pub fn train(
         return Err(Error::param("flow training batch / steps", 0, "at least 1"));
     }
     crate::error::check_range("lr", opts.lr, f64::MIN_POSITIVE, 1.0)?;
+    if let Some(c) = opts.clip {
+        crate::error::check_range("clip", c, f64::MIN_POSITIVE, f64::MAX)?;
+    }
     crate::memory::check_alloc(
         "the flow's training batch",
         &[
@@ -872,13 +879,19 @@ pub fn train(
         let progress = (step - 1) as f64 / opts.steps.max(2) as f64;
         let lr = opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
         let (c1, c2) = (1.0 - beta1.powi(step as i32), 1.0 - beta2.powi(step as i32));
+        // the mean gradient, clipped to a norm of `clip` when asked
+        let norm = grad.iter().map(|g| (g / nf) * (g / nf)).sum::<f64>().sqrt();
+        let shrink = match opts.clip {
+            Some(c) if norm > c => c / norm,
+            _ => 1.0,
+        };
         for ((p, g), (mi, vi)) in couplings
             .params
             .iter_mut()
             .zip(&grad)
             .zip(m.iter_mut().zip(v.iter_mut()))
         {
-            let g = g / nf;
+            let g = g / nf * shrink;
             *mi = beta1 * *mi + (1.0 - beta1) * g;
             *vi = beta2 * *vi + (1.0 - beta2) * g * g;
             *p -= lr * (*mi / c1) / ((*vi / c2).sqrt() + eps);

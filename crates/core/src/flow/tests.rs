@@ -281,6 +281,7 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
         batch: 64,
         lr: 1e-2,
         seed: 1,
+        clip: None,
     };
     let log = train(&design, &mut c, &target, &opts, &crate::monitor::Silent).unwrap();
     let after = ess(&c);
@@ -289,6 +290,57 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
     assert!(last < first - 0.05, "loss {first} -> {last}");
     assert!(after > before + 0.1, "ESS/N {before} -> {after}");
     eprintln!("ESS/N {before} -> {after}, loss {first} -> {last}");
+}
+
+#[test]
+fn gradient_clipping_bounds_each_step_and_is_inert_above_the_gradients_norm() {
+    let l = 4;
+    let design = free_design(l, 1.0);
+    let target = Quartic {
+        l,
+        m2: 0.5,
+        lam: 2.0,
+    };
+    let config = FlowConfig {
+        stages: 1,
+        layers: 1,
+        hidden: 4,
+        radius: 1,
+        scale_max: 2.0,
+    };
+    let run = |clip: Option<f64>| {
+        let mut c = Couplings::new(&config, 0).unwrap();
+        let opts = FlowTraining {
+            steps: 40,
+            batch: 16,
+            lr: 1e-2,
+            seed: 2,
+            clip,
+        };
+        let log = train(&design, &mut c, &target, &opts, &crate::monitor::Silent).unwrap();
+        (c.params, log)
+    };
+    let bits = |p: &[f64]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let (plain, plain_log) = run(None);
+    // a bound above every step's norm changes nothing, bit for bit
+    let (loose, _) = run(Some(1e300));
+    assert_eq!(bits(&plain), bits(&loose));
+    // a tight bound changes the path; the loss still falls
+    let (tight, tight_log) = run(Some(1e-3));
+    assert_ne!(bits(&plain), bits(&tight));
+    let mean = |l: &[FlowStep]| l.iter().map(|s| s.loss).sum::<f64>() / l.len() as f64;
+    assert!(
+        mean(&tight_log[30..]) < mean(&tight_log[..10]),
+        "clipped training did not learn"
+    );
+    assert!(mean(&plain_log[30..]) < mean(&plain_log[..10]));
+    let bad = FlowTraining {
+        clip: Some(0.0),
+        ..FlowTraining::default()
+    };
+    let mut c = Couplings::new(&config, 0).unwrap();
+    let e = train(&design, &mut c, &target, &bad, &crate::monitor::Silent).unwrap_err();
+    assert!(e.to_string().contains("clip"), "{e}");
 }
 
 #[test]
