@@ -172,6 +172,7 @@ class Flow:
         radius: int = 2,
         init: Optional["Flow"] = None,
         clip: Optional[float] = None,
+        dilations: Optional[list[int]] = None,
     ) -> "Flow": ...
     @staticmethod
     def load(path: str) -> "Flow": ...

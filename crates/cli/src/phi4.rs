@@ -95,6 +95,10 @@ pub struct FlowArgs {
     /// Largest offset of the other colour's sites a coupling reads.
     #[arg(long, default_value_t = FlowConfig::default().radius)]
     pub radius: usize,
+    /// Dilations of the coupling pairs, cycled (e.g. `2,1`: every other pair reads its colour's
+    /// neighbours 2 sites away on a checkerboard of 2 x 2 blocks); default 1.
+    #[arg(long, value_delimiter = ',', default_values_t = FlowConfig::default().dilations)]
+    pub dilations: Vec<usize>,
     /// Optimisation steps.
     #[arg(long, default_value_t = FlowTraining::default().steps, value_parser = crate::sample::at_least_one)]
     pub steps: usize,
@@ -543,6 +547,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
         layers: a.layers,
         hidden: a.hidden,
         radius: a.radius,
+        dilations: a.dilations.clone(),
         ..FlowConfig::default()
     };
     let opts = FlowTraining {

@@ -53,6 +53,11 @@ pub struct FlowConfig {
     pub radius: usize,
     /// Bound of the log-scale s (s = s_max tanh(s_raw / s_max)).
     pub scale_max: f64,
+    /// Dilations of the couplings, cycled over the coupling pairs (pair p of RG step n uses
+    /// `dilations[(n * layers + p) % len]`): a pair of dilation D colours D x D blocks as a
+    /// checkerboard and reads the other colour at offsets D (dx, dy). `[1]`: the sites' own
+    /// checkerboard. The lattice's sides must be multiples of 2 D.
+    pub dilations: Vec<usize>,
 }
 
 impl Default for FlowConfig {
@@ -63,6 +68,7 @@ impl Default for FlowConfig {
             hidden: 16,
             radius: 2,
             scale_max: 2.0,
+            dilations: vec![1],
         }
     }
 }
@@ -143,6 +149,16 @@ impl Couplings {
             return bad("flow.radius", config.radius, "1 to 8 sites");
         }
         crate::error::check_range("flow.scale_max", config.scale_max, f64::MIN_POSITIVE, 20.0)?;
+        if config.dilations.is_empty() || config.dilations.len() > 1000 {
+            return bad(
+                "flow.dilations (entries)",
+                config.dilations.len(),
+                "1 to 1000 dilations",
+            );
+        }
+        if let Some(&d) = config.dilations.iter().find(|&&d| !(1..=1024).contains(&d)) {
+            return bad("flow.dilations", d, "dilations from 1 to 1024 sites");
+        }
         Ok(())
     }
 
@@ -235,8 +251,8 @@ pub struct LocalFlow<'a> {
     log_det_linear: f64,
     h: usize,
     w: usize,
-    /// Sites of each colour (red: (x + y) even).
-    colour_sites: [Vec<usize>; 2],
+    /// Sites of each colour for each dilation D of the config (red: (x / D + y / D) even).
+    colour_sites: Vec<[Vec<usize>; 2]>,
 }
 
 /// The design's sigma_data with each Fourier component's value replaced by the mean over its
@@ -324,11 +340,19 @@ impl<'a> LocalFlow<'a> {
                 reason: "a component's variance level is zero or not finite".into(),
             });
         }
-        let mut colour_sites = [Vec::new(), Vec::new()];
-        for y in 0..s.h {
-            for x in 0..s.w {
-                colour_sites[(x + y) % 2].push(y * s.w + x);
+        let mut colour_sites = Vec::new();
+        for &dil in &config.dilations {
+            if !s.h.is_multiple_of(2 * dil) || !s.w.is_multiple_of(2 * dil) {
+                let expected = format!("a dilation D whose 2 D divides the lattice's sides ({s})");
+                return Err(Error::param("flow.dilations", dil, &expected));
             }
+            let mut sites = [Vec::new(), Vec::new()];
+            for y in 0..s.h {
+                for x in 0..s.w {
+                    sites[(x / dil + y / dil) % 2].push(y * s.w + x);
+                }
+            }
+            colour_sites.push(sites);
         }
         Ok(LocalFlow {
             design,
@@ -354,6 +378,25 @@ impl<'a> LocalFlow<'a> {
         self.couplings.config.stages * self.couplings.config.layers * 2
     }
 
+    /// The dilation D of coupling block b (its pair's entry of `dilations`).
+    fn dilation(&self, b: usize) -> usize {
+        let dil = &self.couplings.config.dilations;
+        dil[(b / 2) % dil.len()]
+    }
+
+    /// The sites coupling block b updates (its colour at its dilation).
+    fn sites(&self, b: usize, colour: usize) -> &[usize] {
+        let dil = &self.couplings.config.dilations;
+        &self.colour_sites[(b / 2) % dil.len()][colour]
+    }
+
+    /// The site at offset D (dx, dy) of site i (periodic).
+    fn neighbour(&self, i: usize, dx: isize, dy: isize, dil: usize) -> usize {
+        let (h, w, d) = (self.h as isize, self.w as isize, dil as isize);
+        let (yi, xi) = ((i / self.w) as isize, (i % self.w) as isize);
+        ((yi + d * dy).rem_euclid(h) * w + (xi + d * dx).rem_euclid(w)) as usize
+    }
+
     fn block(&self, b: usize) -> &[f64] {
         let n = self.shape.size();
         &self.couplings.params[b * n..(b + 1) * n]
@@ -374,13 +417,11 @@ impl<'a> LocalFlow<'a> {
     }
 
     /// The orbit sums of the even (`odd_features = false`) or odd features around site i.
-    fn orbit_features(&self, x: &[f64], i: usize, odd_features: bool, out: &mut [f64]) {
-        let (h, w) = (self.h as isize, self.w as isize);
-        let (yi, xi) = ((i / self.w) as isize, (i % self.w) as isize);
+    fn orbit_features(&self, x: &[f64], i: usize, dil: usize, odd_features: bool, out: &mut [f64]) {
         for (o, orbit) in self.orbits.iter().enumerate() {
             let mut acc = [0.0; FEATURES];
             for &(dx, dy) in orbit {
-                let j = ((yi + dy).rem_euclid(h) * w + (xi + dx).rem_euclid(w)) as usize;
+                let j = self.neighbour(i, dx, dy, dil);
                 let f = if odd_features { odd(x[j]) } else { even(x[j]) };
                 for (a, v) in acc.iter_mut().zip(f) {
                     *a += v;
@@ -395,10 +436,10 @@ impl<'a> LocalFlow<'a> {
 
     /// The hidden layer's inputs at site i (`e`: even orbit features, then the squares of the
     /// odd ones) and the odd orbit features `od` (what t is linear in).
-    fn inputs(&self, x: &[f64], i: usize, e: &mut [f64], od: &mut [f64]) {
+    fn inputs(&self, x: &[f64], i: usize, dil: usize, e: &mut [f64], od: &mut [f64]) {
         let f = od.len();
-        self.orbit_features(x, i, false, &mut e[..f]);
-        self.orbit_features(x, i, true, od);
+        self.orbit_features(x, i, dil, false, &mut e[..f]);
+        self.orbit_features(x, i, dil, true, od);
         for k in 0..f {
             e[f + k] = od[k] * od[k];
         }
@@ -417,9 +458,10 @@ impl<'a> LocalFlow<'a> {
         let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let mut log_det = 0.0;
+        let dil = self.dilation(b);
         // the other colour is not changed by this coupling: read it from x as it is
-        for &i in &self.colour_sites[colour] {
-            self.inputs(x, i, &mut e, &mut od);
+        for &i in self.sites(b, colour) {
+            self.inputs(x, i, dil, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
             let s = smax * (out[0] / smax).tanh();
             let u = out[1].exp() - 1.0;
@@ -585,9 +627,9 @@ impl LocalFlow<'_> {
         let mut out_bar = vec![0.0; sh.outputs];
         let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
-        let (h, w) = (self.h as isize, self.w as isize);
-        for &i in &self.colour_sites[colour] {
-            self.inputs(x, i, &mut e, &mut od);
+        let dil = self.dilation(b);
+        for &i in self.sites(b, colour) {
+            self.inputs(x, i, dil, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
             let s = smax * (out[0] / smax).tanh();
             let a = s.exp();
@@ -636,11 +678,10 @@ impl LocalFlow<'_> {
                 od_bar[k] += e_bar[sh.features + k] * 2.0 * od[k];
             }
             // the features read the other colour's sites
-            let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
             for (o, orbit) in self.orbits.iter().enumerate() {
                 let norm = 1.0 / orbit.len() as f64;
                 for &(dx, dy) in orbit {
-                    let j = ((yi + dy).rem_euclid(h) * w + (xc + dx).rem_euclid(w)) as usize;
+                    let j = self.neighbour(i, dx, dy, dil);
                     let (de, dd) = (even_d(x[j]), odd_d(x[j]));
                     for f in 0..FEATURES {
                         bar[j] += norm
@@ -697,7 +738,7 @@ impl LocalFlow<'_> {
         let p = self.block(b);
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
-        let (h, w) = (self.h as isize, self.w as isize);
+        let dil = self.dilation(b);
         let mut dy = dx.to_vec();
         let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut de, mut dod) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
@@ -705,15 +746,14 @@ impl LocalFlow<'_> {
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
         let w1 = &p[..w1_len];
         let w2 = &p[w1_len + sh.hidden..w1_len + sh.hidden + w2_len];
-        for &i in &self.colour_sites[colour] {
-            self.inputs(x, i, &mut e, &mut od);
+        for &i in self.sites(b, colour) {
+            self.inputs(x, i, dil, &mut e, &mut od);
             // tangents of the orbit sums
-            let (yi, xc) = ((i / self.w) as isize, (i % self.w) as isize);
             for (o, orbit) in self.orbits.iter().enumerate() {
                 let norm = 1.0 / orbit.len() as f64;
                 let (mut ae, mut ao) = ([0.0; FEATURES], [0.0; FEATURES]);
                 for &(ddx, ddy) in orbit {
-                    let j = ((yi + ddy).rem_euclid(h) * w + (xc + ddx).rem_euclid(w)) as usize;
+                    let j = self.neighbour(i, ddx, ddy, dil);
                     let (fe, fo) = (even_d(x[j]), odd_d(x[j]));
                     for f in 0..FEATURES {
                         ae[f] += fe[f] * dx[j];

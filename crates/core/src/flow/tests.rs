@@ -53,7 +53,15 @@ impl Target for Quartic {
 #[test]
 fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
     // SPEC 9.1: on 4x4 to 8x8 lattices, a randomly initialised network, f64, 1e-8 relative
-    for (l, radius, stages, layers) in [(4, 1, 3, 1), (6, 2, 2, 2), (8, 2, 2, 1), (8, 3, 1, 2)] {
+    // (dilated pairs: 2 x 2 and 4 x 4 blocks as the checkerboard, offsets scaled)
+    for (l, radius, stages, layers, dilations) in [
+        (4, 1, 3, 1, vec![1]),
+        (6, 2, 2, 2, vec![1]),
+        (8, 2, 2, 1, vec![1]),
+        (8, 3, 1, 2, vec![1]),
+        (8, 2, 2, 2, vec![2, 1]),
+        (8, 1, 1, 3, vec![4, 2, 1]),
+    ] {
         let design = free_design(l, 0.5);
         let config = FlowConfig {
             stages,
@@ -61,6 +69,7 @@ fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
             hidden: 5,
             radius,
             scale_max: 2.0,
+            dilations,
         };
         let c = random_couplings(&config, l as u64, 0.3);
         let flow = LocalFlow::new(&design, &c).unwrap();
@@ -91,6 +100,7 @@ fn every_step_of_the_map_has_its_structured_log_determinant() {
         hidden: 4,
         radius: 2,
         scale_max: 2.0,
+        dilations: vec![1, 3],
     };
     let c = random_couplings(&config, 5, 0.4);
     let flow = LocalFlow::new(&design, &c).unwrap();
@@ -180,6 +190,7 @@ fn the_gradient_of_the_reverse_kl_is_its_central_differences() {
         hidden: 3,
         radius: 2,
         scale_max: 2.0,
+        dilations: vec![2, 1],
     };
     let target = Quartic {
         l,
@@ -267,6 +278,7 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
         hidden: 8,
         radius: 1,
         scale_max: 2.0,
+        dilations: vec![1],
     };
     let mut c = Couplings::new(&config, 0).unwrap();
     let ess = |c: &Couplings| {
@@ -307,6 +319,7 @@ fn gradient_clipping_bounds_each_step_and_is_inert_above_the_gradients_norm() {
         hidden: 4,
         radius: 1,
         scale_max: 2.0,
+        dilations: vec![1],
     };
     let run = |clip: Option<f64>| {
         let mut c = Couplings::new(&config, 0).unwrap();
@@ -408,4 +421,26 @@ fn a_mixture_base_is_the_flows_input_with_its_exact_density() {
         (second - var).abs() < 4.0 * var * (2.0f64 / 4096.0).sqrt(),
         "{second} vs {var}"
     );
+}
+
+#[test]
+fn a_dilation_that_does_not_tile_the_lattice_is_an_error_naming_it() {
+    let design = free_design(6, 0.5);
+    for (dilations, text) in [
+        (vec![1, 2], "2 D divides"),
+        (vec![0], "1 to 1024"),
+        (vec![], "1 to 1000"),
+    ] {
+        let config = FlowConfig {
+            dilations,
+            ..FlowConfig::default()
+        };
+        let e = Couplings::new(&config, 0)
+            .and_then(|c| LocalFlow::new(&design, &c).map(|_| ()))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("dilations") && e.to_string().contains(text),
+            "{e}"
+        );
+    }
 }
