@@ -173,6 +173,7 @@ class Flow:
         init: Optional["Flow"] = None,
         clip: Optional[float] = None,
         dilations: Optional[list[int]] = None,
+        tails: bool = False,
     ) -> "Flow": ...
     @staticmethod
     def load(path: str) -> "Flow": ...

@@ -99,6 +99,9 @@ pub struct FlowArgs {
     /// neighbours 2 sites away on a checkerboard of 2 x 2 blocks); default 1.
     #[arg(long, value_delimiter = ',', default_values_t = FlowConfig::default().dilations)]
     pub dilations: Vec<usize>,
+    /// Give every site's map a term of sub-linear growth (the quartic tails of phi^4).
+    #[arg(long)]
+    pub tails: bool,
     /// Optimisation steps.
     #[arg(long, default_value_t = FlowTraining::default().steps, value_parser = crate::sample::at_least_one)]
     pub steps: usize,
@@ -548,6 +551,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
         hidden: a.hidden,
         radius: a.radius,
         dilations: a.dilations.clone(),
+        tails: a.tails,
         ..FlowConfig::default()
     };
     let opts = FlowTraining {

@@ -58,6 +58,15 @@ pub struct FlowConfig {
     /// checkerboard and reads the other colour at offsets D (dx, dy). `[1]`: the sites' own
     /// checkerboard. The lattice's sides must be multiples of 2 D.
     pub dilations: Vec<usize>,
+    /// Give every site's map a term of sub-linear growth, `v q(x)` with
+    /// `q(x) = x (1 + x^2)^(-1/4) - x` and `v < 1/2`: the map can then turn the base's Gaussian
+    /// tails into the quartic tails of phi^4 (`|z|^(1/2)` growth). Absent in a flow file: false.
+    #[serde(default = "no_tails")]
+    pub tails: bool,
+}
+
+fn no_tails() -> bool {
+    false
 }
 
 impl Default for FlowConfig {
@@ -69,6 +78,7 @@ impl Default for FlowConfig {
             radius: 2,
             scale_max: 2.0,
             dilations: vec![1],
+            tails: false,
         }
     }
 }
@@ -90,6 +100,53 @@ fn odd(x: f64) -> [f64; FEATURES] {
 fn odd_d(x: f64) -> [f64; FEATURES] {
     let t = x.tanh();
     [1.0, 1.0 - t * t]
+}
+
+/// `q(x) = x (1 + x^2)^(-1/4) - x`, its first and second derivatives (the tails term).
+fn tail_q(x: f64) -> [f64; 3] {
+    let r = 1.0 + x * x;
+    let q = x * r.powf(-0.25) - x;
+    let q1 = (1.0 + 0.5 * x * x) * r.powf(-1.25) - 1.0;
+    let q2 = x * r.powf(-2.25) * (-1.5 - 0.25 * x * x);
+    [q, q1, q2]
+}
+
+/// The own-site map of one site from its network's outputs: `y = a (x + u tanh x + v q(x))
+/// + t` with `a = e^s`, `s = s_max tanh(o_0 / s_max)`, `u = e^(o_1) - 1 > -1` and (with
+/// tails) `v = (1 - e^(-o_2)) / 2 < 1/2`; its slope `a g'(x)` is positive for every x.
+#[derive(Debug, Clone, Copy)]
+struct SiteMap {
+    s: f64,
+    a: f64,
+    u: f64,
+    v: f64,
+}
+
+impl SiteMap {
+    fn new(out: &[f64], smax: f64, tails: bool) -> Self {
+        let s = smax * (out[0] / smax).tanh();
+        SiteMap {
+            s,
+            a: s.exp(),
+            u: out[1].exp() - 1.0,
+            v: if tails {
+                0.5 * (1.0 - (-out[2]).exp())
+            } else {
+                0.0
+            },
+        }
+    }
+    /// g(x), g'(x), g''(x) of `g(x) = x + u tanh x + v q(x)`.
+    fn g(&self, x: f64) -> [f64; 3] {
+        let th = x.tanh();
+        let sech2 = 1.0 - th * th;
+        let [q, q1, q2] = if self.v == 0.0 { [0.0; 3] } else { tail_q(x) };
+        [
+            x + self.u * th + self.v * q,
+            1.0 + self.u * sech2 + self.v * q1,
+            -2.0 * self.u * sech2 * th + self.v * q2,
+        ]
+    }
 }
 
 /// The other colour's offsets within `radius`, grouped into orbits of the lattice's rotations
@@ -220,6 +277,8 @@ struct BlockShape {
     inputs: usize,
     hidden: usize,
     outputs: usize,
+    /// Index of the first output that multiplies an odd feature (t's coefficients).
+    t_first: usize,
 }
 
 impl BlockShape {
@@ -229,7 +288,8 @@ impl BlockShape {
             features: orbits * FEATURES,
             inputs: 2 * orbits * FEATURES,
             hidden: config.hidden,
-            outputs: 2 + orbits * FEATURES,
+            outputs: 2 + usize::from(config.tails) + orbits * FEATURES,
+            t_first: 2 + usize::from(config.tails),
         }
     }
     fn size(&self) -> usize {
@@ -459,18 +519,17 @@ impl<'a> LocalFlow<'a> {
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let mut log_det = 0.0;
         let dil = self.dilation(b);
+        let tails = self.couplings.config.tails;
         // the other colour is not changed by this coupling: read it from x as it is
         for &i in self.sites(b, colour) {
             self.inputs(x, i, dil, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
-            let s = smax * (out[0] / smax).tanh();
-            let u = out[1].exp() - 1.0;
-            let t: f64 = out[2..].iter().zip(&od).map(|(c, o)| c * o).sum();
-            let xi = x[i];
-            let sech2 = 1.0 - xi.tanh().powi(2);
-            x[i] = s.exp() * (xi + u * xi.tanh()) + t;
+            let m = SiteMap::new(&out, smax, tails);
+            let t: f64 = out[sh.t_first..].iter().zip(&od).map(|(c, o)| c * o).sum();
+            let [g, g1, _] = m.g(x[i]);
+            x[i] = m.a * g + t;
             if with_log_det {
-                log_det += s + (1.0 + u * sech2).ln();
+                log_det += m.s + g1.ln();
             }
         }
         log_det
@@ -628,26 +687,30 @@ impl LocalFlow<'_> {
         let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
         let dil = self.dilation(b);
+        let tails = self.couplings.config.tails;
         for &i in self.sites(b, colour) {
             self.inputs(x, i, dil, &mut e, &mut od);
             mlp(p, sh, &e, &mut hid, &mut out);
-            let s = smax * (out[0] / smax).tanh();
-            let a = s.exp();
-            let u = out[1].exp() - 1.0;
+            let m = SiteMap::new(&out, smax, tails);
+            let (s, a, u, v) = (m.s, m.a, m.u, m.v);
             let xi = x[i];
             let th = xi.tanh();
             let sech2 = 1.0 - th * th;
-            let gg = 1.0 + u * sech2;
+            let [gx, gg, g2] = m.g(xi);
             let y_bar = bar[i];
-            // direct: y = a (x + u tanh x) + t, log det = s + log(1 + u sech^2 x)
-            bar[i] = y_bar * a * gg + 2.0 * u * sech2 * th / gg;
-            let y_minus_t = a * (xi + u * th);
-            let s_bar = y_bar * y_minus_t - 1.0;
+            // direct: y = a g(x) + t, log det = s + log g'(x), g = x + u tanh x + v q(x)
+            bar[i] = y_bar * a * gg - g2 / gg;
+            let s_bar = y_bar * (a * gx) - 1.0;
             out_bar[0] = s_bar * (1.0 - (s / smax).powi(2));
             out_bar[1] = (y_bar * a * th - sech2 / gg) * (u + 1.0);
+            if tails {
+                let [q, q1, _] = tail_q(xi);
+                // v = (1 - e^(-o_2)) / 2: dv/do_2 = (1 - 2 v) / 2
+                out_bar[2] = (y_bar * a * q - q1 / gg) * 0.5 * (1.0 - 2.0 * v);
+            }
             for k in 0..sh.features {
-                out_bar[2 + k] = y_bar * od[k];
-                od_bar[k] = y_bar * out[2 + k];
+                out_bar[sh.t_first + k] = y_bar * od[k];
+                od_bar[k] = y_bar * out[sh.t_first + k];
             }
             // the hidden layer
             let (gw1, rest) = g.split_at_mut(w1_len);
@@ -739,6 +802,7 @@ impl LocalFlow<'_> {
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
         let dil = self.dilation(b);
+        let tails = self.couplings.config.tails;
         let mut dy = dx.to_vec();
         let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut de, mut dod) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
@@ -777,18 +841,22 @@ impl LocalFlow<'_> {
                     *dk += w2[k * sh.hidden + j] * dh;
                 }
             }
-            let s = smax * (out[0] / smax).tanh();
-            let ds = dout[0] * (1.0 - (s / smax).powi(2));
-            let a = s.exp();
-            let u = out[1].exp() - 1.0;
-            let du = dout[1] * (u + 1.0);
+            let m = SiteMap::new(&out, smax, tails);
+            let ds = dout[0] * (1.0 - (m.s / smax).powi(2));
+            let du = dout[1] * (m.u + 1.0);
+            let dv = if tails {
+                dout[2] * 0.5 * (1.0 - 2.0 * m.v)
+            } else {
+                0.0
+            };
             let dt: f64 = (0..sh.features)
-                .map(|k| dout[2 + k] * od[k] + out[2 + k] * dod[k])
+                .map(|k| dout[sh.t_first + k] * od[k] + out[sh.t_first + k] * dod[k])
                 .sum();
             let xi = x[i];
             let th = xi.tanh();
-            let sech2 = 1.0 - th * th;
-            dy[i] = ds * a * (xi + u * th) + a * (dx[i] * (1.0 + u * sech2) + du * th) + dt;
+            let [g, g1, _] = m.g(xi);
+            let q = if tails { tail_q(xi)[0] } else { 0.0 };
+            dy[i] = ds * m.a * g + m.a * (dx[i] * g1 + du * th + dv * q) + dt;
         }
         dy
     }

@@ -63,28 +63,32 @@ fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
         (8, 1, 1, 3, vec![4, 2, 1]),
     ] {
         let design = free_design(l, 0.5);
-        let config = FlowConfig {
-            stages,
-            layers,
-            hidden: 5,
-            radius,
-            scale_max: 2.0,
-            dilations,
-        };
-        let c = random_couplings(&config, l as u64, 0.3);
-        let flow = LocalFlow::new(&design, &c).unwrap();
-        let d = l * l;
-        for k in 0..3 {
-            let mut z = vec![0.0; d];
-            draw_prior(&mut sample_rng(7, k), &mut z);
-            let mut phi = vec![0.0; d];
-            let log_q = flow.sample_one(&z, log_standard_normal(&z), &mut phi);
-            let dense = log_standard_normal(&z) - log_abs_det(&flow.jacobian(&z), d);
-            let rel = (log_q - dense).abs() / dense.abs().max(1.0);
-            assert!(
-                rel < 1e-8,
-                "L = {l}, draw {k}: {log_q} vs dense {dense} ({rel:e})"
-            );
+        // every architecture with and without the tails term
+        for tails in [false, true] {
+            let config = FlowConfig {
+                stages,
+                layers,
+                hidden: 5,
+                radius,
+                scale_max: 2.0,
+                dilations: dilations.clone(),
+                tails,
+            };
+            let c = random_couplings(&config, l as u64, 0.3);
+            let flow = LocalFlow::new(&design, &c).unwrap();
+            let d = l * l;
+            for k in 0..3 {
+                let mut z = vec![0.0; d];
+                draw_prior(&mut sample_rng(7, k), &mut z);
+                let mut phi = vec![0.0; d];
+                let log_q = flow.sample_one(&z, log_standard_normal(&z), &mut phi);
+                let dense = log_standard_normal(&z) - log_abs_det(&flow.jacobian(&z), d);
+                let rel = (log_q - dense).abs() / dense.abs().max(1.0);
+                assert!(
+                    rel < 1e-8,
+                    "L = {l}, tails {tails}, draw {k}: {log_q} vs dense {dense} ({rel:e})"
+                );
+            }
         }
     }
 }
@@ -101,6 +105,7 @@ fn every_step_of_the_map_has_its_structured_log_determinant() {
         radius: 2,
         scale_max: 2.0,
         dilations: vec![1, 3],
+        tails: true,
     };
     let c = random_couplings(&config, 5, 0.4);
     let flow = LocalFlow::new(&design, &c).unwrap();
@@ -191,6 +196,7 @@ fn the_gradient_of_the_reverse_kl_is_its_central_differences() {
         radius: 2,
         scale_max: 2.0,
         dilations: vec![2, 1],
+        tails: true,
     };
     let target = Quartic {
         l,
@@ -279,6 +285,7 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
         radius: 1,
         scale_max: 2.0,
         dilations: vec![1],
+        tails: false,
     };
     let mut c = Couplings::new(&config, 0).unwrap();
     let ess = |c: &Couplings| {
@@ -320,6 +327,7 @@ fn gradient_clipping_bounds_each_step_and_is_inert_above_the_gradients_norm() {
         radius: 1,
         scale_max: 2.0,
         dilations: vec![1],
+        tails: false,
     };
     let run = |clip: Option<f64>| {
         let mut c = Couplings::new(&config, 0).unwrap();
