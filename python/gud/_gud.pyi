@@ -174,6 +174,7 @@ class Flow:
         clip: Optional[float] = None,
         dilations: Optional[list[int]] = None,
         tails: bool = False,
+        levels: Optional[list[int]] = None,
     ) -> "Flow": ...
     @staticmethod
     def load(path: str) -> "Flow": ...

@@ -301,10 +301,11 @@ pub struct PyFlow {
 impl PyFlow {
     /// Trains a flow on `design` against phi^4 at (m2, lam) (`init`: a flow to continue, whose
     /// architecture is kept; `clip`: the largest norm of a step's mean gradient; `dilations`:
-    /// of the coupling pairs, cycled, default [1]; `tails`: the sub-linear term of every site's
-    /// map). The same as `gud phi4 flow`.
+    /// of the coupling pairs, cycled, default [1]; `levels`: their sublattice levels, cycled,
+    /// default [0]; `tails`: the sub-linear term of every site's map). The same as
+    /// `gud phi4 flow`.
     #[staticmethod]
-    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None, clip=None, dilations=None, tails=false))]
+    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None, clip=None, dilations=None, tails=false, levels=None))]
     #[allow(clippy::too_many_arguments)]
     fn train(
         py: Python<'_>,
@@ -323,6 +324,7 @@ impl PyFlow {
         clip: Option<f64>,
         dilations: Option<Vec<crate::Int<usize>>>,
         tails: bool,
+        levels: Option<Vec<crate::Int<usize>>>,
     ) -> PyResult<Self> {
         let g = &design.design;
         gud::flow::check_design(g).map_err(to_py)?;
@@ -334,6 +336,7 @@ impl PyFlow {
             radius: radius.0,
             dilations: dilations.map_or_else(|| vec![1], |d| d.into_iter().map(|x| x.0).collect()),
             tails,
+            levels: levels.map_or_else(|| vec![0], |l| l.into_iter().map(|x| x.0).collect()),
             ..Default::default()
         };
         let opts = gud_core::flow::FlowTraining {

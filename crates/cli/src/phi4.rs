@@ -99,6 +99,10 @@ pub struct FlowArgs {
     /// neighbours 2 sites away on a checkerboard of 2 x 2 blocks); default 1.
     #[arg(long, value_delimiter = ',', default_values_t = FlowConfig::default().dilations)]
     pub dilations: Vec<usize>,
+    /// Sublattice levels of the coupling pairs, cycled (the decimation hierarchy: 0 the
+    /// lattice's checkerboard, 1 the sites with x + y even, 2 those with x and y even, ...).
+    #[arg(long, value_delimiter = ',', default_values_t = FlowConfig::default().levels)]
+    pub levels: Vec<usize>,
     /// Give every site's map a term of sub-linear growth (the quartic tails of phi^4).
     #[arg(long)]
     pub tails: bool,
@@ -552,6 +556,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
         radius: a.radius,
         dilations: a.dilations.clone(),
         tails: a.tails,
+        levels: a.levels.clone(),
         ..FlowConfig::default()
     };
     let opts = FlowTraining {

@@ -58,6 +58,14 @@ pub struct FlowConfig {
     /// checkerboard and reads the other colour at offsets D (dx, dy). `[1]`: the sites' own
     /// checkerboard. The lattice's sides must be multiples of 2 D.
     pub dilations: Vec<usize>,
+    /// Sublattice levels of the coupling pairs, cycled as the dilations (the decimation
+    /// hierarchy): level 0 is the lattice's checkerboard; level 1 the sites with x + y even
+    /// (a lattice of spacing sqrt 2, its neighbours diagonal), coloured by x's parity; level 2
+    /// the sites with x and y even (spacing 2); and so on, each level the even sublattice of
+    /// the one before. A pair updates one colour of its level from the other, the rest of the
+    /// lattice unchanged. `[0]`: no hierarchy. Not combined with dilations.
+    #[serde(default = "level_zero")]
+    pub levels: Vec<usize>,
     /// Give every site's map a term of sub-linear growth, `v q(x)` with
     /// `q(x) = x (1 + x^2)^(-1/4) - x` and `v < 1/2`: the map can then turn the base's Gaussian
     /// tails into the quartic tails of phi^4 (`|z|^(1/2)` growth). Absent in a flow file: false.
@@ -69,6 +77,10 @@ fn no_tails() -> bool {
     false
 }
 
+fn level_zero() -> Vec<usize> {
+    vec![0]
+}
+
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
@@ -78,6 +90,7 @@ impl Default for FlowConfig {
             radius: 2,
             scale_max: 2.0,
             dilations: vec![1],
+            levels: vec![0],
             tails: false,
         }
     }
@@ -216,6 +229,24 @@ impl Couplings {
         if let Some(&d) = config.dilations.iter().find(|&&d| !(1..=1024).contains(&d)) {
             return bad("flow.dilations", d, "dilations from 1 to 1024 sites");
         }
+        if config.levels.is_empty() || config.levels.len() > 1000 {
+            return bad(
+                "flow.levels (entries)",
+                config.levels.len(),
+                "1 to 1000 levels",
+            );
+        }
+        if let Some(&l) = config.levels.iter().find(|&&l| l > 20) {
+            return bad("flow.levels", l, "levels from 0 to 20");
+        }
+        let dilated = config.dilations.iter().any(|&d| d > 1);
+        if dilated && config.levels.iter().any(|&l| l > 0) {
+            return bad(
+                "flow.levels",
+                config.levels.iter().copied().max().unwrap_or(0),
+                "level 0 when the pairs are dilated (dilations and levels are two geometries: choose one)",
+            );
+        }
         Ok(())
     }
 
@@ -311,8 +342,63 @@ pub struct LocalFlow<'a> {
     log_det_linear: f64,
     h: usize,
     w: usize,
-    /// Sites of each colour for each dilation D of the config (red: (x / D + y / D) even).
-    colour_sites: Vec<[Vec<usize>; 2]>,
+    /// The distinct geometries of the coupling pairs.
+    geometries: Vec<Geometry>,
+    /// Each coupling pair's geometry (an index into `geometries`).
+    pair_geometry: Vec<usize>,
+}
+
+/// Where a coupling pair acts: the sites of each colour it updates, and the lattice vectors
+/// e1, e2 (x, y) that its offsets (dx, dy) are counted in.
+#[derive(Debug, Clone)]
+struct Geometry {
+    sites: [Vec<usize>; 2],
+    e1: (isize, isize),
+    e2: (isize, isize),
+}
+
+impl Geometry {
+    /// Dilation D (all sites, D x D blocks as the checkerboard) or sublattice level l (module
+    /// docs of [`FlowConfig::levels`]) on an h x w lattice.
+    fn new(dil: usize, level: usize, h: usize, w: usize) -> Result<Self> {
+        let s = dil << (level / 2);
+        if !h.is_multiple_of(2 * s) || !w.is_multiple_of(2 * s) {
+            let (name, value) = if level > 0 {
+                ("flow.levels", level)
+            } else {
+                ("flow.dilations", dil)
+            };
+            let expected =
+                format!("a geometry whose period 2 x {s} divides the lattice's sides ({h} x {w})");
+            return Err(Error::param(name, value, &expected));
+        }
+        let mut sites = [Vec::new(), Vec::new()];
+        for y in 0..h {
+            for x in 0..w {
+                let colour = if level == 0 {
+                    Some((x / dil + y / dil) % 2)
+                } else if x % s != 0 || y % s != 0 {
+                    None
+                } else if level % 2 == 0 {
+                    Some((x / s + y / s) % 2)
+                } else if (x / s + y / s) % 2 == 0 {
+                    Some((x / s) % 2)
+                } else {
+                    None
+                };
+                if let Some(c) = colour {
+                    sites[c].push(y * w + x);
+                }
+            }
+        }
+        let si = s as isize;
+        let (e1, e2) = if level % 2 == 0 {
+            ((si, 0), (0, si))
+        } else {
+            ((si, si), (si, -si))
+        };
+        Ok(Geometry { sites, e1, e2 })
+    }
 }
 
 /// The design's sigma_data with each Fourier component's value replaced by the mean over its
@@ -400,19 +486,23 @@ impl<'a> LocalFlow<'a> {
                 reason: "a component's variance level is zero or not finite".into(),
             });
         }
-        let mut colour_sites = Vec::new();
-        for &dil in &config.dilations {
-            if !s.h.is_multiple_of(2 * dil) || !s.w.is_multiple_of(2 * dil) {
-                let expected = format!("a dilation D whose 2 D divides the lattice's sides ({s})");
-                return Err(Error::param("flow.dilations", dil, &expected));
-            }
-            let mut sites = [Vec::new(), Vec::new()];
-            for y in 0..s.h {
-                for x in 0..s.w {
-                    sites[(x / dil + y / dil) % 2].push(y * s.w + x);
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut geometries = Vec::new();
+        let mut pair_geometry = Vec::new();
+        for p in 0..config.stages * config.layers {
+            let key = (
+                config.dilations[p % config.dilations.len()],
+                config.levels[p % config.levels.len()],
+            );
+            let g = match keys.iter().position(|k| *k == key) {
+                Some(g) => g,
+                None => {
+                    geometries.push(Geometry::new(key.0, key.1, s.h, s.w)?);
+                    keys.push(key);
+                    keys.len() - 1
                 }
-            }
-            colour_sites.push(sites);
+            };
+            pair_geometry.push(g);
         }
         Ok(LocalFlow {
             design,
@@ -424,7 +514,8 @@ impl<'a> LocalFlow<'a> {
             log_det_linear,
             h: s.h,
             w: s.w,
-            colour_sites,
+            geometries,
+            pair_geometry,
         })
     }
 
@@ -438,23 +529,22 @@ impl<'a> LocalFlow<'a> {
         self.couplings.config.stages * self.couplings.config.layers * 2
     }
 
-    /// The dilation D of coupling block b (its pair's entry of `dilations`).
-    fn dilation(&self, b: usize) -> usize {
-        let dil = &self.couplings.config.dilations;
-        dil[(b / 2) % dil.len()]
+    /// The geometry of coupling block b (its pair's).
+    fn geometry(&self, b: usize) -> &Geometry {
+        &self.geometries[self.pair_geometry[b / 2]]
     }
 
-    /// The sites coupling block b updates (its colour at its dilation).
+    /// The sites coupling block b updates (its colour in its geometry).
     fn sites(&self, b: usize, colour: usize) -> &[usize] {
-        let dil = &self.couplings.config.dilations;
-        &self.colour_sites[(b / 2) % dil.len()][colour]
+        &self.geometry(b).sites[colour]
     }
 
-    /// The site at offset D (dx, dy) of site i (periodic).
-    fn neighbour(&self, i: usize, dx: isize, dy: isize, dil: usize) -> usize {
-        let (h, w, d) = (self.h as isize, self.w as isize, dil as isize);
+    /// The site at offset dx e1 + dy e2 of site i (periodic).
+    fn neighbour(&self, i: usize, dx: isize, dy: isize, g: &Geometry) -> usize {
+        let (h, w) = (self.h as isize, self.w as isize);
         let (yi, xi) = ((i / self.w) as isize, (i % self.w) as isize);
-        ((yi + d * dy).rem_euclid(h) * w + (xi + d * dx).rem_euclid(w)) as usize
+        let (ox, oy) = (dx * g.e1.0 + dy * g.e2.0, dx * g.e1.1 + dy * g.e2.1);
+        ((yi + oy).rem_euclid(h) * w + (xi + ox).rem_euclid(w)) as usize
     }
 
     fn block(&self, b: usize) -> &[f64] {
@@ -477,7 +567,14 @@ impl<'a> LocalFlow<'a> {
     }
 
     /// The orbit sums of the even (`odd_features = false`) or odd features around site i.
-    fn orbit_features(&self, x: &[f64], i: usize, dil: usize, odd_features: bool, out: &mut [f64]) {
+    fn orbit_features(
+        &self,
+        x: &[f64],
+        i: usize,
+        dil: &Geometry,
+        odd_features: bool,
+        out: &mut [f64],
+    ) {
         for (o, orbit) in self.orbits.iter().enumerate() {
             let mut acc = [0.0; FEATURES];
             for &(dx, dy) in orbit {
@@ -496,7 +593,7 @@ impl<'a> LocalFlow<'a> {
 
     /// The hidden layer's inputs at site i (`e`: even orbit features, then the squares of the
     /// odd ones) and the odd orbit features `od` (what t is linear in).
-    fn inputs(&self, x: &[f64], i: usize, dil: usize, e: &mut [f64], od: &mut [f64]) {
+    fn inputs(&self, x: &[f64], i: usize, dil: &Geometry, e: &mut [f64], od: &mut [f64]) {
         let f = od.len();
         self.orbit_features(x, i, dil, false, &mut e[..f]);
         self.orbit_features(x, i, dil, true, od);
@@ -518,7 +615,7 @@ impl<'a> LocalFlow<'a> {
         let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (mut hid, mut out) = (vec![0.0; sh.hidden], vec![0.0; sh.outputs]);
         let mut log_det = 0.0;
-        let dil = self.dilation(b);
+        let dil = self.geometry(b);
         let tails = self.couplings.config.tails;
         // the other colour is not changed by this coupling: read it from x as it is
         for &i in self.sites(b, colour) {
@@ -686,7 +783,7 @@ impl LocalFlow<'_> {
         let mut out_bar = vec![0.0; sh.outputs];
         let (mut e_bar, mut od_bar) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);
         let (w1_len, w2_len) = (sh.hidden * sh.inputs, sh.outputs * sh.hidden);
-        let dil = self.dilation(b);
+        let dil = self.geometry(b);
         let tails = self.couplings.config.tails;
         for &i in self.sites(b, colour) {
             self.inputs(x, i, dil, &mut e, &mut od);
@@ -801,7 +898,7 @@ impl LocalFlow<'_> {
         let p = self.block(b);
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
-        let dil = self.dilation(b);
+        let dil = self.geometry(b);
         let tails = self.couplings.config.tails;
         let mut dy = dx.to_vec();
         let (mut e, mut od) = (vec![0.0; sh.inputs], vec![0.0; sh.features]);

@@ -54,13 +54,16 @@ impl Target for Quartic {
 fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
     // SPEC 9.1: on 4x4 to 8x8 lattices, a randomly initialised network, f64, 1e-8 relative
     // (dilated pairs: 2 x 2 and 4 x 4 blocks as the checkerboard, offsets scaled)
-    for (l, radius, stages, layers, dilations) in [
-        (4, 1, 3, 1, vec![1]),
-        (6, 2, 2, 2, vec![1]),
-        (8, 2, 2, 1, vec![1]),
-        (8, 3, 1, 2, vec![1]),
-        (8, 2, 2, 2, vec![2, 1]),
-        (8, 1, 1, 3, vec![4, 2, 1]),
+    // (sublattice levels: the decimation hierarchy down to spacing 4)
+    for (l, radius, stages, layers, dilations, levels) in [
+        (4, 1, 3, 1, vec![1], vec![0]),
+        (6, 2, 2, 2, vec![1], vec![0]),
+        (8, 2, 2, 1, vec![1], vec![0]),
+        (8, 3, 1, 2, vec![1], vec![0]),
+        (8, 2, 2, 2, vec![2, 1], vec![0]),
+        (8, 1, 1, 3, vec![4, 2, 1], vec![0]),
+        (8, 2, 1, 5, vec![1], vec![0, 1, 2, 3, 4]),
+        (4, 2, 2, 2, vec![1], vec![1, 2]),
     ] {
         let design = free_design(l, 0.5);
         // every architecture with and without the tails term
@@ -72,6 +75,7 @@ fn the_structured_log_determinant_is_the_dense_lu_of_the_full_jacobian() {
                 radius,
                 scale_max: 2.0,
                 dilations: dilations.clone(),
+                levels: levels.clone(),
                 tails,
             };
             let c = random_couplings(&config, l as u64, 0.3);
@@ -105,6 +109,7 @@ fn every_step_of_the_map_has_its_structured_log_determinant() {
         radius: 2,
         scale_max: 2.0,
         dilations: vec![1, 3],
+        levels: vec![0],
         tails: true,
     };
     let c = random_couplings(&config, 5, 0.4);
@@ -187,28 +192,37 @@ fn identity_couplings_sample_the_gaussian_base_exactly() {
 
 #[test]
 fn the_gradient_of_the_reverse_kl_is_its_central_differences() {
+    // dilated pairs with the tails term; the sublattice levels 1 and 2
     let l = 4;
     let design = free_design(l, 0.5);
-    let config = FlowConfig {
-        stages: 2,
-        layers: 1,
-        hidden: 3,
-        radius: 2,
-        scale_max: 2.0,
-        dilations: vec![2, 1],
-        tails: true,
-    };
+    for (dilations, levels) in [(vec![2, 1], vec![0]), (vec![1], vec![1, 2])] {
+        let config = FlowConfig {
+            stages: 2,
+            layers: 1,
+            hidden: 3,
+            radius: 2,
+            scale_max: 2.0,
+            dilations,
+            levels,
+            tails: true,
+        };
+        gradient_is_central_differences(&design, &config);
+    }
+}
+
+fn gradient_is_central_differences(design: &Design, config: &FlowConfig) {
+    let l = design.shape().h;
     let target = Quartic {
         l,
         m2: -1.0,
         lam: 1.0,
     };
-    let mut c = random_couplings(&config, 11, 0.3);
+    let mut c = random_couplings(config, 11, 0.3);
     let d = l * l;
     let mut z = vec![0.0; d];
     draw_prior(&mut sample_rng(2, 0), &mut z);
     let mut grad = vec![0.0; c.params.len()];
-    LocalFlow::new(&design, &c).unwrap().loss_and_grad(
+    LocalFlow::new(design, &c).unwrap().loss_and_grad(
         &z,
         log_standard_normal(&z),
         &target,
@@ -216,7 +230,7 @@ fn the_gradient_of_the_reverse_kl_is_its_central_differences() {
     );
     let loss = |c: &Couplings| {
         let mut g = vec![0.0; c.params.len()];
-        LocalFlow::new(&design, c)
+        LocalFlow::new(design, c)
             .unwrap()
             .loss_and_grad(&z, log_standard_normal(&z), &target, &mut g)
             .0
@@ -285,6 +299,7 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
         radius: 1,
         scale_max: 2.0,
         dilations: vec![1],
+        levels: vec![0],
         tails: false,
     };
     let mut c = Couplings::new(&config, 0).unwrap();
@@ -327,6 +342,7 @@ fn gradient_clipping_bounds_each_step_and_is_inert_above_the_gradients_norm() {
         radius: 1,
         scale_max: 2.0,
         dilations: vec![1],
+        levels: vec![0],
         tails: false,
     };
     let run = |clip: Option<f64>| {
@@ -432,22 +448,31 @@ fn a_mixture_base_is_the_flows_input_with_its_exact_density() {
 }
 
 #[test]
-fn a_dilation_that_does_not_tile_the_lattice_is_an_error_naming_it() {
+fn a_geometry_that_does_not_tile_the_lattice_is_an_error_naming_it() {
     let design = free_design(6, 0.5);
-    for (dilations, text) in [
-        (vec![1, 2], "2 D divides"),
-        (vec![0], "1 to 1024"),
-        (vec![], "1 to 1000"),
+    for (dilations, levels, name, text) in [
+        (
+            vec![1, 2],
+            vec![0],
+            "dilations",
+            "divides the lattice's sides (6 x 6)",
+        ),
+        (vec![0], vec![0], "dilations", "1 to 1024"),
+        (vec![], vec![0], "dilations", "1 to 1000"),
+        (vec![1], vec![1, 2], "levels", "period 2 x 2 divides"),
+        (vec![1], vec![21], "levels", "0 to 20"),
+        (vec![2], vec![1], "levels", "choose one"),
     ] {
         let config = FlowConfig {
             dilations,
+            levels,
             ..FlowConfig::default()
         };
         let e = Couplings::new(&config, 0)
             .and_then(|c| LocalFlow::new(&design, &c).map(|_| ()))
             .unwrap_err();
         assert!(
-            e.to_string().contains("dilations") && e.to_string().contains(text),
+            e.to_string().contains(name) && e.to_string().contains(text),
             "{e}"
         );
     }
