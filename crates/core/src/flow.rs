@@ -379,9 +379,9 @@ impl Geometry {
                     Some((x / dil + y / dil) % 2)
                 } else if x % s != 0 || y % s != 0 {
                     None
-                } else if level % 2 == 0 {
+                } else if level.is_multiple_of(2) {
                     Some((x / s + y / s) % 2)
-                } else if (x / s + y / s) % 2 == 0 {
+                } else if (x / s + y / s).is_multiple_of(2) {
                     Some((x / s) % 2)
                 } else {
                     None
@@ -392,7 +392,7 @@ impl Geometry {
             }
         }
         let si = s as isize;
-        let (e1, e2) = if level % 2 == 0 {
+        let (e1, e2) = if level.is_multiple_of(2) {
             ((si, 0), (0, si))
         } else {
             ((si, si), (si, -si))
