@@ -175,6 +175,7 @@ class Flow:
         dilations: Optional[list[int]] = None,
         tails: bool = False,
         levels: Optional[list[int]] = None,
+        path_gradient: bool = False,
     ) -> "Flow": ...
     @staticmethod
     def load(path: str) -> "Flow": ...

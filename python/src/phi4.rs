@@ -302,10 +302,10 @@ impl PyFlow {
     /// Trains a flow on `design` against phi^4 at (m2, lam) (`init`: a flow to continue, whose
     /// architecture is kept; `clip`: the largest norm of a step's mean gradient; `dilations`:
     /// of the coupling pairs, cycled, default [1]; `levels`: their sublattice levels, cycled,
-    /// default [0]; `tails`: the sub-linear term of every site's map). The same as
-    /// `gud phi4 flow`.
+    /// default [0]; `tails`: the sub-linear term of every site's map; `path_gradient`: train
+    /// with the path gradient). The same as `gud phi4 flow`.
     #[staticmethod]
-    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None, clip=None, dilations=None, tails=false, levels=None))]
+    #[pyo3(signature = (design, m2, lam, steps=crate::Int(1000), batch=crate::Int(64), lr=1e-2, seed=crate::Int(0), stages=crate::Int(4), layers=crate::Int(2), hidden=crate::Int(16), radius=crate::Int(2), init=None, clip=None, dilations=None, tails=false, levels=None, path_gradient=false))]
     #[allow(clippy::too_many_arguments)]
     fn train(
         py: Python<'_>,
@@ -325,6 +325,7 @@ impl PyFlow {
         dilations: Option<Vec<crate::Int<usize>>>,
         tails: bool,
         levels: Option<Vec<crate::Int<usize>>>,
+        path_gradient: bool,
     ) -> PyResult<Self> {
         let g = &design.design;
         gud::flow::check_design(g).map_err(to_py)?;
@@ -345,6 +346,7 @@ impl PyFlow {
             lr,
             seed: seed.0,
             clip,
+            path_gradient,
         };
         let init = init.map(|f| f.file.couplings.clone());
         let monitor = PyMonitor::new(None);

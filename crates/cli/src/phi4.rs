@@ -115,6 +115,9 @@ pub struct FlowArgs {
     /// Peak learning rate (Adam, cosine decay to a tenth).
     #[arg(long, default_value_t = FlowTraining::default().lr)]
     pub lr: f64,
+    /// Train with the path gradient (the reverse KL's gradient without its zero-mean score term).
+    #[arg(long)]
+    pub path_gradient: bool,
     /// Clip each step's mean gradient to this norm (default: no clipping).
     #[arg(long, value_parser = crate::sample::positive)]
     pub clip: Option<f64>,
@@ -565,6 +568,7 @@ fn flow(a: &FlowArgs) -> Result<()> {
         lr: a.lr,
         seed: a.seed,
         clip: a.clip,
+        path_gradient: a.path_gradient,
     };
     let monitor = Terminal::new("gud phi4 flow");
     let (file, log) = gud::flow::train(

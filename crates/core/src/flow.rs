@@ -115,6 +115,24 @@ fn odd_d(x: f64) -> [f64; FEATURES] {
     [1.0, 1.0 - t * t]
 }
 
+/// `d/dx log p(x)` of a one-dimensional Gaussian mixture.
+fn mixture_score(mix: &crate::score::Mixture1d, x: f64) -> f64 {
+    let logs: Vec<f64> = (0..mix.len())
+        .map(|k| {
+            let (v, dx) = (mix.variances[k], x - mix.means[k]);
+            mix.weights[k].ln() - 0.5 * v.ln() - dx * dx / (2.0 * v)
+        })
+        .collect();
+    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (mut num, mut den) = (0.0, 0.0);
+    for (k, l) in logs.iter().enumerate() {
+        let r = (l - max).exp();
+        num -= r * (x - mix.means[k]) / mix.variances[k];
+        den += r;
+    }
+    num / den
+}
+
 /// `q(x) = x (1 + x^2)^(-1/4) - x`, its first and second derivatives (the tails term).
 fn tail_q(x: f64) -> [f64; 3] {
     let r = 1.0 + x * x;
@@ -441,6 +459,17 @@ struct Tape {
     inputs: Vec<Vec<f64>>,
 }
 
+/// What [`LocalFlow::couple_backward`] propagates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// The reverse KL's gradient, log-det terms included.
+    Loss,
+    /// The map's vector-Jacobian product alone (the path gradient).
+    Path,
+    /// `J^(-T)` of the coupling.
+    InverseTranspose,
+}
+
 impl<'a> LocalFlow<'a> {
     /// The flow of `couplings` on `design` (one channel, an even H x W lattice).
     pub fn new(design: &'a Design, couplings: &'a Couplings) -> Result<Self> {
@@ -760,7 +789,14 @@ impl LocalFlow<'_> {
                 for colour in (0..2).rev() {
                     let b = (n * cfg.layers + l) * 2 + colour;
                     let g = &mut grad[b * per_block..(b + 1) * per_block];
-                    self.couple_backward(b, colour, &tape.inputs[b], &mut bar, g);
+                    self.couple_backward(
+                        b,
+                        colour,
+                        &tape.inputs[b],
+                        &mut bar,
+                        Some(g),
+                        Sweep::Loss,
+                    );
                 }
             }
             if n > 0 {
@@ -771,10 +807,155 @@ impl LocalFlow<'_> {
         (loss, log_q, log_p)
     }
 
+    /// `grad_z log b(z)` of the input density of [`LocalFlow::draw_input`] (the standard
+    /// normal; the fitted mixture on the base's mixture components).
+    fn grad_log_input(&self, z: &[f64], out: &mut [f64]) {
+        for (o, zi) in out.iter_mut().zip(z) {
+            *o = -zi;
+        }
+        for (i, mix) in self.design.base().mixture_components() {
+            let r = self.sigma_data[i].sqrt();
+            out[i] = r * mixture_score(mix, z[i] * r);
+        }
+    }
+
+    /// `grad_x log q(x)` at `x = T(z)` (the tape holds every step's input): the input's
+    /// `grad_z (log b - log |det dT/dz|)`, then `J^(-T)` of every step in the order they
+    /// were applied (`J^(-T) = J_K^(-T) ... J_1^(-T)`), each in O(d) (Vaitl et al. 2022).
+    fn grad_log_q(&self, z: &[f64], tape: &Tape, out: &mut [f64]) {
+        let d = self.dim();
+        let cfg = &self.couplings.config;
+        let mut scratch = vec![0.0; d];
+        // grad_z of -log |det|: back through every step with no cotangent at the output
+        let mut bar = vec![0.0; d];
+        for n in (0..cfg.stages).rev() {
+            for l in (0..cfg.layers).rev() {
+                for colour in (0..2).rev() {
+                    let b = (n * cfg.layers + l) * 2 + colour;
+                    self.couple_backward(b, colour, &tape.inputs[b], &mut bar, None, Sweep::Loss);
+                }
+            }
+            self.rg_adjoint(n, &mut bar, &mut scratch);
+        }
+        self.grad_log_input(z, out);
+        for (o, b) in out.iter_mut().zip(&bar) {
+            *o += b;
+        }
+        // J^(-T), step after step from the input
+        for n in 0..cfg.stages {
+            self.rg_inverse_transpose(n, out, &mut scratch);
+            for l in 0..cfg.layers {
+                for colour in 0..2 {
+                    let b = (n * cfg.layers + l) * 2 + colour;
+                    self.couple_backward(
+                        b,
+                        colour,
+                        &tape.inputs[b],
+                        out,
+                        None,
+                        Sweep::InverseTranspose,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The adjoint of RG step n: `U^T lambda U` is symmetric (its own adjoint); the first,
+    /// `x = U^T (lambda . z)` from components, has `z_bar = lambda . U x_bar`.
+    fn rg_adjoint(&self, n: usize, bar: &mut [f64], scratch: &mut [f64]) {
+        if n > 0 {
+            self.rg_step(n, bar, scratch);
+        } else {
+            self.design.basis().forward(bar, scratch);
+            for ((b, c), l) in bar.iter_mut().zip(scratch.iter()).zip(&self.lambda[0]) {
+                *b = c * l;
+            }
+        }
+    }
+
+    /// `M^(-T)` of RG step n (`M = U^T lambda U`, or `U^T lambda` for the first):
+    /// `U^T (v / lambda)` after U for n > 0.
+    fn rg_inverse_transpose(&self, n: usize, v: &mut [f64], scratch: &mut [f64]) {
+        let basis = self.design.basis();
+        if n > 0 {
+            basis.forward(v, scratch);
+        } else {
+            scratch.copy_from_slice(v);
+        }
+        for (c, l) in scratch.iter_mut().zip(&self.lambda[n]) {
+            *c /= l;
+        }
+        basis.inverse(scratch, v);
+    }
+
+    /// The path gradient of the reverse KL (Vaitl et al. 2022): `(grad_x log q - grad_x log
+    /// p)^T dT/dtheta` at `x = T(z)`, without the score term `d log q / d theta` at fixed x,
+    /// whose mean is zero; the same mean as [`Self::loss_and_grad`]'s, a smaller variance
+    /// near the target (zero at q = p). Returns (loss, log q, log p).
+    fn loss_and_path_grad(
+        &self,
+        z: &[f64],
+        log_input: f64,
+        target: &dyn Target,
+        grad: &mut [f64],
+    ) -> (f64, f64, f64) {
+        let d = self.dim();
+        let cfg = &self.couplings.config;
+        let mut tape = Tape {
+            inputs: Vec::with_capacity(self.couplings_per_sample()),
+        };
+        let mut phi = vec![0.0; d];
+        let log_det = self.forward(z, &mut phi, Some(&mut tape));
+        let log_q = log_input + self.log_det_linear - log_det;
+        let log_p = target.log_density(&phi);
+        let loss = log_q - log_p;
+        if !loss.is_finite() {
+            return (loss, log_q, log_p);
+        }
+        let mut bar = vec![0.0; d];
+        self.grad_log_q(z, &tape, &mut bar);
+        let mut grad_p = vec![0.0; d];
+        target.grad_log_density(&phi, &mut grad_p);
+        for (b, gp) in bar.iter_mut().zip(&grad_p) {
+            *b -= gp;
+        }
+        let mut scratch = vec![0.0; d];
+        let per_block = self.shape.size();
+        for n in (0..cfg.stages).rev() {
+            for l in (0..cfg.layers).rev() {
+                for colour in (0..2).rev() {
+                    let b = (n * cfg.layers + l) * 2 + colour;
+                    let g = &mut grad[b * per_block..(b + 1) * per_block];
+                    self.couple_backward(
+                        b,
+                        colour,
+                        &tape.inputs[b],
+                        &mut bar,
+                        Some(g),
+                        Sweep::Path,
+                    );
+                }
+            }
+            if n > 0 {
+                self.rg_step(n, &mut bar, &mut scratch);
+            }
+        }
+        (loss, log_q, log_p)
+    }
+
     /// Back-propagation through coupling b (colour c) with input `x`: `bar` holds dL/dy on
-    /// entry and dL/dx on return (L includes -log |det| of the coupling); parameter gradients
-    /// are added to `g`.
-    fn couple_backward(&self, b: usize, colour: usize, x: &[f64], bar: &mut [f64], g: &mut [f64]) {
+    /// entry and dL/dx on return; parameter gradients are added to `g` when given. `Loss`: L
+    /// includes -log |det| of the coupling; `Path`: it does not (the map alone);
+    /// `InverseTranspose`: `bar <- J^(-T) bar` for the coupling's Jacobian J (no parameters).
+    fn couple_backward(
+        &self,
+        b: usize,
+        colour: usize,
+        x: &[f64],
+        bar: &mut [f64],
+        mut g: Option<&mut [f64]>,
+        sweep: Sweep,
+    ) {
         let p = self.block(b);
         let sh = self.shape;
         let smax = self.couplings.config.scale_max;
@@ -794,32 +975,48 @@ impl LocalFlow<'_> {
             let th = xi.tanh();
             let sech2 = 1.0 - th * th;
             let [gx, gg, g2] = m.g(xi);
-            let y_bar = bar[i];
+            // J = [[D, C], [0, 1]] with D = a g'(x): J^(-T) takes u = bar / D on this colour
+            // and bar - C^T u on the other
+            let y_bar = match sweep {
+                Sweep::InverseTranspose => bar[i] / (a * gg),
+                _ => bar[i],
+            };
+            // the log-det terms' weight (Loss only)
+            let ld = if sweep == Sweep::Loss { 1.0 } else { 0.0 };
             // direct: y = a g(x) + t, log det = s + log g'(x), g = x + u tanh x + v q(x)
-            bar[i] = y_bar * a * gg - g2 / gg;
-            let s_bar = y_bar * (a * gx) - 1.0;
+            bar[i] = match sweep {
+                Sweep::Loss => y_bar * a * gg - g2 / gg,
+                Sweep::Path => y_bar * a * gg,
+                Sweep::InverseTranspose => y_bar,
+            };
+            let s_bar = y_bar * (a * gx) - ld;
             out_bar[0] = s_bar * (1.0 - (s / smax).powi(2));
-            out_bar[1] = (y_bar * a * th - sech2 / gg) * (u + 1.0);
+            out_bar[1] = (y_bar * a * th - ld * sech2 / gg) * (u + 1.0);
             if tails {
                 let [q, q1, _] = tail_q(xi);
                 // v = (1 - e^(-o_2)) / 2: dv/do_2 = (1 - 2 v) / 2
-                out_bar[2] = (y_bar * a * q - q1 / gg) * 0.5 * (1.0 - 2.0 * v);
+                out_bar[2] = (y_bar * a * q - ld * q1 / gg) * 0.5 * (1.0 - 2.0 * v);
             }
             for k in 0..sh.features {
                 out_bar[sh.t_first + k] = y_bar * od[k];
                 od_bar[k] = y_bar * out[sh.t_first + k];
             }
             // the hidden layer
-            let (gw1, rest) = g.split_at_mut(w1_len);
-            let (gb1, rest) = rest.split_at_mut(sh.hidden);
-            let (gw2, gb2) = rest.split_at_mut(w2_len);
             let w1 = &p[..w1_len];
             let w2 = &p[w1_len + sh.hidden..w1_len + sh.hidden + w2_len];
             e_bar.iter_mut().for_each(|v| *v = 0.0);
-            for (k, ob) in out_bar.iter().enumerate() {
-                gb2[k] += ob;
-                for j in 0..sh.hidden {
-                    gw2[k * sh.hidden + j] += ob * hid[j];
+            let mut grads = g.as_deref_mut().map(|g| {
+                let (gw1, rest) = g.split_at_mut(w1_len);
+                let (gb1, rest) = rest.split_at_mut(sh.hidden);
+                let (gw2, gb2) = rest.split_at_mut(w2_len);
+                (gw1, gb1, gw2, gb2)
+            });
+            if let Some((_, _, gw2, gb2)) = grads.as_mut() {
+                for (k, ob) in out_bar.iter().enumerate() {
+                    gb2[k] += ob;
+                    for j in 0..sh.hidden {
+                        gw2[k * sh.hidden + j] += ob * hid[j];
+                    }
                 }
             }
             for j in 0..sh.hidden {
@@ -827,9 +1024,13 @@ impl LocalFlow<'_> {
                     .map(|k| w2[k * sh.hidden + j] * out_bar[k])
                     .sum();
                 let pre_bar = hb * (1.0 - hid[j] * hid[j]);
-                gb1[j] += pre_bar;
+                if let Some((gw1, gb1, _, _)) = grads.as_mut() {
+                    gb1[j] += pre_bar;
+                    for m in 0..sh.inputs {
+                        gw1[j * sh.inputs + m] += pre_bar * e[m];
+                    }
+                }
                 for m in 0..sh.inputs {
-                    gw1[j * sh.inputs + m] += pre_bar * e[m];
                     e_bar[m] += w1[j * sh.inputs + m] * pre_bar;
                 }
             }
@@ -837,9 +1038,14 @@ impl LocalFlow<'_> {
             for k in 0..sh.features {
                 od_bar[k] += e_bar[sh.features + k] * 2.0 * od[k];
             }
-            // the features read the other colour's sites
+            // the features read the other colour's sites (J^(-T): subtracted)
+            let sign = if sweep == Sweep::InverseTranspose {
+                -1.0
+            } else {
+                1.0
+            };
             for (o, orbit) in self.orbits.iter().enumerate() {
-                let norm = 1.0 / orbit.len() as f64;
+                let norm = sign / orbit.len() as f64;
                 for &(dx, dy) in orbit {
                     let j = self.neighbour(i, dx, dy, dil);
                     let (de, dd) = (even_d(x[j]), odd_d(x[j]));
@@ -974,6 +1180,10 @@ pub struct FlowTraining {
     /// Clip the batch's mean gradient to this Euclidean norm before Adam (absent: no clipping).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip: Option<f64>,
+    /// Train with the path gradient (Vaitl et al. 2022): the reverse KL's gradient without
+    /// its score term, whose mean is zero (the same mean, less variance near the target).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path_gradient: bool,
 }
 
 impl Default for FlowTraining {
@@ -984,6 +1194,7 @@ impl Default for FlowTraining {
             lr: 1e-2,
             seed: 0,
             clip: None,
+            path_gradient: false,
         }
     }
 }
@@ -1053,7 +1264,11 @@ pub fn train(
             .par_iter()
             .map(|(z, log_b)| {
                 let mut g = vec![0.0; np];
-                let (loss, _, _) = flow.loss_and_grad(z, *log_b, target, &mut g);
+                let (loss, _, _) = if opts.path_gradient {
+                    flow.loss_and_path_grad(z, *log_b, target, &mut g)
+                } else {
+                    flow.loss_and_grad(z, *log_b, target, &mut g)
+                };
                 if !loss.is_finite() {
                     g.iter_mut().for_each(|x| *x = 0.0);
                 }

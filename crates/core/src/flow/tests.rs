@@ -316,6 +316,7 @@ fn training_raises_the_effective_sample_size_on_a_non_gaussian_target() {
         lr: 1e-2,
         seed: 1,
         clip: None,
+        path_gradient: false,
     };
     let log = train(&design, &mut c, &target, &opts, &crate::monitor::Silent).unwrap();
     let after = ess(&c);
@@ -353,6 +354,7 @@ fn gradient_clipping_bounds_each_step_and_is_inert_above_the_gradients_norm() {
             lr: 1e-2,
             seed: 2,
             clip,
+            path_gradient: false,
         };
         let log = train(&design, &mut c, &target, &opts, &crate::monitor::Silent).unwrap();
         (c.params, log)
@@ -474,6 +476,158 @@ fn a_geometry_that_does_not_tile_the_lattice_is_an_error_naming_it() {
         assert!(
             e.to_string().contains(name) && e.to_string().contains(text),
             "{e}"
+        );
+    }
+}
+
+/// Solves `a x = b` (d x d, row-major) by Gaussian elimination with partial pivoting.
+fn solve(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    let mut m: Vec<f64> = a.to_vec();
+    let mut x = b.to_vec();
+    for c in 0..d {
+        let p = (c..d)
+            .max_by(|&i, &j| m[i * d + c].abs().total_cmp(&m[j * d + c].abs()))
+            .unwrap();
+        for k in 0..d {
+            m.swap(c * d + k, p * d + k);
+        }
+        x.swap(c, p);
+        for r in c + 1..d {
+            let f = m[r * d + c] / m[c * d + c];
+            for k in c..d {
+                m[r * d + k] -= f * m[c * d + k];
+            }
+            x[r] -= f * x[c];
+        }
+    }
+    for c in (0..d).rev() {
+        let s: f64 = (c + 1..d).map(|k| m[c * d + k] * x[k]).sum();
+        x[c] = (x[c] - s) / m[c * d + c];
+    }
+    x
+}
+
+#[test]
+fn the_flows_score_is_the_inverse_transpose_jacobian_of_its_input_gradient() {
+    // grad_x log q(T z) = J^(-T) grad_z (log b - log |det J|): the O(d) sweeps against the
+    // dense solve, with grad_z from central differences of z -> log q(T z)
+    for (l, dilations, levels, tails) in [
+        (4, vec![1], vec![0], false),
+        (4, vec![2, 1], vec![0], true),
+        (8, vec![1], vec![0, 1, 2], true),
+    ] {
+        let design = free_design(l, 0.5);
+        let config = FlowConfig {
+            stages: 2,
+            layers: 2,
+            hidden: 4,
+            radius: 2,
+            scale_max: 2.0,
+            dilations,
+            levels,
+            tails,
+        };
+        let c = random_couplings(&config, 3, 0.3);
+        let flow = LocalFlow::new(&design, &c).unwrap();
+        let d = l * l;
+        let mut z = vec![0.0; d];
+        draw_prior(&mut sample_rng(4, 0), &mut z);
+        let log_q_of = |z: &[f64]| {
+            let mut phi = vec![0.0; d];
+            flow.sample_one(z, log_standard_normal(z), &mut phi)
+        };
+        let h = 1e-6;
+        let v: Vec<f64> = (0..d)
+            .map(|i| {
+                let (mut up, mut down) = (z.clone(), z.clone());
+                up[i] += h;
+                down[i] -= h;
+                (log_q_of(&up) - log_q_of(&down)) / (2.0 * h)
+            })
+            .collect();
+        let jac = flow.jacobian(&z);
+        let mut jt = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                jt[i * d + j] = jac[j * d + i];
+            }
+        }
+        let dense = solve(&jt, &v, d);
+        let mut tape = Tape { inputs: Vec::new() };
+        let mut phi = vec![0.0; d];
+        flow.forward(&z, &mut phi, Some(&mut tape));
+        let mut ours = vec![0.0; d];
+        flow.grad_log_q(&z, &tape, &mut ours);
+        let scale = dense.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        for i in 0..d {
+            assert!(
+                (ours[i] - dense[i]).abs() < 1e-6 * scale,
+                "L = {l}, site {i}: {} vs dense {}",
+                ours[i],
+                dense[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_path_gradient_is_the_derivative_of_the_map_along_the_fixed_score_difference() {
+    // (grad log q - grad log p)(x0)^T dT/dtheta at x0 = T(z): central differences of
+    // theta -> c^T T_theta(z) with c held at theta0
+    let l = 4;
+    let design = free_design(l, 0.5);
+    let config = FlowConfig {
+        stages: 2,
+        layers: 1,
+        hidden: 3,
+        radius: 2,
+        scale_max: 2.0,
+        dilations: vec![1],
+        levels: vec![0, 1],
+        tails: true,
+    };
+    let target = Quartic {
+        l,
+        m2: -1.0,
+        lam: 1.0,
+    };
+    let mut c = random_couplings(&config, 5, 0.3);
+    let d = l * l;
+    let mut z = vec![0.0; d];
+    draw_prior(&mut sample_rng(6, 0), &mut z);
+    let mut grad = vec![0.0; c.params.len()];
+    let flow = LocalFlow::new(&design, &c).unwrap();
+    flow.loss_and_path_grad(&z, log_standard_normal(&z), &target, &mut grad);
+    let mut tape = Tape { inputs: Vec::new() };
+    let mut x0 = vec![0.0; d];
+    flow.forward(&z, &mut x0, Some(&mut tape));
+    let mut cot = vec![0.0; d];
+    flow.grad_log_q(&z, &tape, &mut cot);
+    let mut gp = vec![0.0; d];
+    target.grad_log_density(&x0, &mut gp);
+    for (a, b) in cot.iter_mut().zip(&gp) {
+        *a -= b;
+    }
+    let along = |c: &Couplings| {
+        let mut x = vec![0.0; d];
+        LocalFlow::new(&design, c)
+            .unwrap()
+            .forward(&z, &mut x, None);
+        x.iter().zip(&cot).map(|(a, b)| a * b).sum::<f64>()
+    };
+    let h = 1e-6;
+    for k in (0..c.params.len()).step_by(5) {
+        let p0 = c.params[k];
+        c.params[k] = p0 + h;
+        let up = along(&c);
+        c.params[k] = p0 - h;
+        let down = along(&c);
+        c.params[k] = p0;
+        let fd = (up - down) / (2.0 * h);
+        assert!(
+            (fd - grad[k]).abs() < 1e-5 * (1.0 + fd.abs()),
+            "parameter {k}: {fd} vs {}",
+            grad[k]
         );
     }
 }
