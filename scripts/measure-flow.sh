@@ -5,6 +5,7 @@
 # smaller L) when given, then runs `gud phi4 mcmc --flow` with PROPOSALS proposals (seed 1)
 # beside the project's HMC (--hmc 1024), and compares every observable of the chain and of the
 # reweighted proposals with an independent HMC reference (REF configurations, seed 1000).
+# FLOW_ARGS: more flags of `gud phi4 flow` (e.g. "--path-gradient --tails").
 # Usage: scripts/measure-flow.sh OUTDIR PROPOSALS REF L:LAM:STEPS[:INIT]...
 #   e.g. scripts/measure-flow.sh out/flow 4096 4096 8:6.008:4000 16:5.0:4000 32:4.572:300:out/flow/L16.safetensors
 set -euo pipefail
@@ -22,7 +23,7 @@ for spec in "$@"; do
   train_s=0
   if [ "$steps" -gt 0 ]; then
     t0=$(date +%s.%N)
-    "$gud" phi4 flow --config "$cfg" --steps "$steps" ${init:+--init "$init"} --json --out "$flow" > "$flow.json"
+    "$gud" phi4 flow --config "$cfg" --steps "$steps" ${init:+--init "$init"} ${FLOW_ARGS:-} --json --out "$flow" > "$flow.json"
     train_s=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$t0" "$(date +%s.%N)")
   else
     cp "$init" "$flow"
