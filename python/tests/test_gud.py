@@ -597,3 +597,23 @@ def test_issue35_nll_of_the_configs_test_images_equals_the_binarys(tmp_path):
         gud.nll(plain, gud.Score(plain, "gaussian"), "test")
     with pytest.raises(ValueError, match="test"):
         gud.nll(design, gud.Score(design, "gaussian"), "train")
+
+
+def test_issue32_the_flows_switches_train_and_are_recorded(tmp_path):
+    # the path gradient with the tails term, clipped, on sublattice levels; a dilated flow
+    train, _ = gud.phi4.hmc(4, -1.0, 1.0, 256, seed=3)
+    design = gud.Design.fit(train, mean="zero", basis="fourier", prior="free", schedule="rg")
+    flow = gud.phi4.Flow.train(design, -1.0, 1.0, steps=20, batch=8, stages=2, layers=2, hidden=4,
+                               path_gradient=True, tails=True, clip=1.0, levels=[0, 1])
+    t = flow.provenance["training"]
+    assert t["path_gradient"] is True and t["clip"] == 1.0
+    fields, log_q = flow.propose(design, 32, seed=2)
+    assert np.isfinite(log_q).all()
+    path = tmp_path / "f.safetensors"
+    flow.save(str(path))
+    np.testing.assert_array_equal(gud.phi4.Flow.load(str(path)).propose(design, 32, seed=2)[1], log_q)
+    dilated = gud.phi4.Flow.train(design, -1.0, 1.0, steps=5, batch=8, stages=1, layers=2,
+                                  hidden=4, dilations=[2, 1])
+    assert np.isfinite(dilated.propose(design, 8, seed=1)[1]).all()
+    with pytest.raises(ValueError, match="levels"):
+        gud.phi4.Flow.train(design, -1.0, 1.0, steps=5, levels=[4])
