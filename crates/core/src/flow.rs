@@ -765,6 +765,19 @@ impl LocalFlow<'_> {
         target: &dyn Target,
         grad: &mut [f64],
     ) -> (f64, f64, f64) {
+        self.loss_and_gradient(z, log_input, target, grad, Sweep::Loss)
+    }
+
+    /// The loss and (added to `grad`) its gradient: the total one (`Sweep::Loss`) or the path
+    /// gradient (`Sweep::Path`). Returns (loss, log q, log p).
+    fn loss_and_gradient(
+        &self,
+        z: &[f64],
+        log_input: f64,
+        target: &dyn Target,
+        grad: &mut [f64],
+        sweep: Sweep,
+    ) -> (f64, f64, f64) {
         let d = self.dim();
         let cfg = &self.couplings.config;
         let mut tape = Tape {
@@ -778,10 +791,17 @@ impl LocalFlow<'_> {
         if !loss.is_finite() {
             return (loss, log_q, log_p);
         }
-        // dL/dphi = -grad log p; back through every step (the mean shift has no Jacobian)
+        // dL/dphi: -grad log p (total), or grad log q - grad log p (path)
         let mut bar = vec![0.0; d];
-        target.grad_log_density(&phi, &mut bar);
-        bar.iter_mut().for_each(|b| *b = -*b);
+        let mut grad_p = vec![0.0; d];
+        target.grad_log_density(&phi, &mut grad_p);
+        if sweep == Sweep::Path {
+            self.grad_log_q(z, &tape, &mut bar);
+        }
+        for (b, gp) in bar.iter_mut().zip(&grad_p) {
+            *b -= gp;
+        }
+        // back through every step (the mean shift has no Jacobian)
         let mut scratch = vec![0.0; d];
         let per_block = self.shape.size();
         for n in (0..cfg.stages).rev() {
@@ -789,14 +809,7 @@ impl LocalFlow<'_> {
                 for colour in (0..2).rev() {
                     let b = (n * cfg.layers + l) * 2 + colour;
                     let g = &mut grad[b * per_block..(b + 1) * per_block];
-                    self.couple_backward(
-                        b,
-                        colour,
-                        &tape.inputs[b],
-                        &mut bar,
-                        Some(g),
-                        Sweep::Loss,
-                    );
+                    self.couple_backward(b, colour, &tape.inputs[b], &mut bar, Some(g), sweep);
                 }
             }
             if n > 0 {
@@ -899,48 +912,7 @@ impl LocalFlow<'_> {
         target: &dyn Target,
         grad: &mut [f64],
     ) -> (f64, f64, f64) {
-        let d = self.dim();
-        let cfg = &self.couplings.config;
-        let mut tape = Tape {
-            inputs: Vec::with_capacity(self.couplings_per_sample()),
-        };
-        let mut phi = vec![0.0; d];
-        let log_det = self.forward(z, &mut phi, Some(&mut tape));
-        let log_q = log_input + self.log_det_linear - log_det;
-        let log_p = target.log_density(&phi);
-        let loss = log_q - log_p;
-        if !loss.is_finite() {
-            return (loss, log_q, log_p);
-        }
-        let mut bar = vec![0.0; d];
-        self.grad_log_q(z, &tape, &mut bar);
-        let mut grad_p = vec![0.0; d];
-        target.grad_log_density(&phi, &mut grad_p);
-        for (b, gp) in bar.iter_mut().zip(&grad_p) {
-            *b -= gp;
-        }
-        let mut scratch = vec![0.0; d];
-        let per_block = self.shape.size();
-        for n in (0..cfg.stages).rev() {
-            for l in (0..cfg.layers).rev() {
-                for colour in (0..2).rev() {
-                    let b = (n * cfg.layers + l) * 2 + colour;
-                    let g = &mut grad[b * per_block..(b + 1) * per_block];
-                    self.couple_backward(
-                        b,
-                        colour,
-                        &tape.inputs[b],
-                        &mut bar,
-                        Some(g),
-                        Sweep::Path,
-                    );
-                }
-            }
-            if n > 0 {
-                self.rg_step(n, &mut bar, &mut scratch);
-            }
-        }
-        (loss, log_q, log_p)
+        self.loss_and_gradient(z, log_input, target, grad, Sweep::Path)
     }
 
     /// Back-propagation through coupling b (colour c) with input `x`: `bar` holds dL/dy on
@@ -1260,7 +1232,9 @@ pub fn train(
                 (z, log_b)
             })
             .collect();
-        let (grad, losses) = zs
+        // each draw's gradient in parallel, summed in draw order: the same bits for any
+        // number of threads (a parallel reduction's association depends on the scheduling)
+        let per_draw: Vec<(Vec<f64>, f64)> = zs
             .par_iter()
             .map(|(z, log_b)| {
                 let mut g = vec![0.0; np];
@@ -1272,16 +1246,15 @@ pub fn train(
                 if !loss.is_finite() {
                     g.iter_mut().for_each(|x| *x = 0.0);
                 }
-                (g, vec![loss])
+                (g, loss)
             })
-            .reduce(
-                || (vec![0.0; np], Vec::new()),
-                |(mut a, mut la), (b, lb)| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    la.extend(lb);
-                    (a, la)
-                },
-            );
+            .collect();
+        let mut grad = vec![0.0; np];
+        let mut losses = Vec::with_capacity(per_draw.len());
+        for (g, loss) in &per_draw {
+            grad.iter_mut().zip(g).for_each(|(x, y)| *x += y);
+            losses.push(*loss);
+        }
         let finite: Vec<f64> = losses.iter().copied().filter(|l| l.is_finite()).collect();
         let non_finite = losses.len() - finite.len();
         if finite.is_empty() {

@@ -631,3 +631,40 @@ fn the_path_gradient_is_the_derivative_of_the_map_along_the_fixed_score_differen
         );
     }
 }
+
+#[test]
+fn training_gives_the_same_bits_with_any_number_of_threads() {
+    let l = 4;
+    let design = free_design(l, 1.0);
+    let target = Quartic {
+        l,
+        m2: 0.5,
+        lam: 2.0,
+    };
+    let config = FlowConfig {
+        stages: 1,
+        layers: 1,
+        hidden: 4,
+        ..FlowConfig::default()
+    };
+    let opts = FlowTraining {
+        steps: 15,
+        batch: 32,
+        path_gradient: true,
+        ..FlowTraining::default()
+    };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut c = Couplings::new(&config, 0).unwrap();
+            train(&design, &mut c, &target, &opts, &crate::monitor::Silent).unwrap();
+            c.params.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(3));
+    assert_eq!(one, run(4));
+}
