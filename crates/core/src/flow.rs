@@ -583,6 +583,11 @@ impl<'a> LocalFlow<'a> {
 
     /// `x <- U^T (lambda . U x)` (for n = 0 from z in components: `x <- U^T (lambda . z)`).
     fn rg_step(&self, n: usize, x: &mut [f64], scratch: &mut [f64]) {
+        self.rg_apply(n, x, scratch, false);
+    }
+
+    /// `x <- U^T (lambda^(+-1) . U x)` (n = 0: from components), `inverse` dividing.
+    fn rg_apply(&self, n: usize, x: &mut [f64], scratch: &mut [f64], inverse: bool) {
         let basis = self.design.basis();
         if n > 0 {
             basis.forward(x, scratch);
@@ -590,7 +595,11 @@ impl<'a> LocalFlow<'a> {
             scratch.copy_from_slice(x);
         }
         for (c, l) in scratch.iter_mut().zip(&self.lambda[n]) {
-            *c *= l;
+            if inverse {
+                *c /= l;
+            } else {
+                *c *= l;
+            }
         }
         basis.inverse(scratch, x);
     }
@@ -889,16 +898,7 @@ impl LocalFlow<'_> {
     /// `M^(-T)` of RG step n (`M = U^T lambda U`, or `U^T lambda` for the first):
     /// `U^T (v / lambda)` after U for n > 0.
     fn rg_inverse_transpose(&self, n: usize, v: &mut [f64], scratch: &mut [f64]) {
-        let basis = self.design.basis();
-        if n > 0 {
-            basis.forward(v, scratch);
-        } else {
-            scratch.copy_from_slice(v);
-        }
-        for (c, l) in scratch.iter_mut().zip(&self.lambda[n]) {
-            *c /= l;
-        }
-        basis.inverse(scratch, v);
+        self.rg_apply(n, v, scratch, true);
     }
 
     /// The path gradient of the reverse KL (Vaitl et al. 2022): `(grad_x log q - grad_x log
