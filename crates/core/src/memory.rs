@@ -35,7 +35,7 @@ pub fn human_bytes(bytes: u128) -> String {
 
 /// Checks that `prod(dims) * bytes_each` bytes (e.g. `[samples, sites]`, 8) fit in this
 /// machine's memory; returns the element count `prod(dims)`. `what` names the request as the
-/// user made it (e.g. "--samples 1000000 of 64 values").
+/// user made it (e.g. "samples = 1000000 of 64 values", naming the parameter).
 pub fn check_alloc(what: &str, dims: &[usize], bytes_each: usize) -> Result<usize> {
     let limit = physical_memory();
     let bytes = dims
@@ -71,13 +71,13 @@ mod tests {
     #[test]
     fn an_absurd_request_names_its_size_and_the_machines() {
         let e = check_alloc(
-            "--samples 1000000000000 of 64 values",
+            "samples = 1000000000000 of 64 values",
             &[1_000_000_000_000, 64],
             8,
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("--samples 1000000000000"), "{e}");
+        assert!(e.contains("samples = 1000000000000"), "{e}");
         assert!(e.contains("465.7 TiB"), "{e}");
         assert!(e.contains("memory"), "{e}");
     }
