@@ -778,7 +778,10 @@ impl LocalFlow<'_> {
     }
 
     /// The loss and (added to `grad`) its gradient: the total one (`Sweep::Loss`) or the path
-    /// gradient (`Sweep::Path`). Returns (loss, log q, log p).
+    /// gradient (`Sweep::Path`, Vaitl et al. 2022): `(grad_x log q - grad_x log p)^T
+    /// dT/dtheta` at `x = T(z)`, without the score term `d log q / d theta` at fixed x, whose
+    /// mean is zero: the same mean, a smaller variance near the target (zero at q = p).
+    /// Returns (loss, log q, log p).
     fn loss_and_gradient(
         &self,
         z: &[f64],
@@ -865,7 +868,8 @@ impl LocalFlow<'_> {
         }
         // J^(-T), step after step from the input
         for n in 0..cfg.stages {
-            self.rg_inverse_transpose(n, out, &mut scratch);
+            // M^(-T) of RG step n (M = U^T lambda U, or U^T lambda first): lambda divides
+            self.rg_apply(n, out, &mut scratch, true);
             for l in 0..cfg.layers {
                 for colour in 0..2 {
                     let b = (n * cfg.layers + l) * 2 + colour;
@@ -893,26 +897,6 @@ impl LocalFlow<'_> {
                 *b = c * l;
             }
         }
-    }
-
-    /// `M^(-T)` of RG step n (`M = U^T lambda U`, or `U^T lambda` for the first):
-    /// `U^T (v / lambda)` after U for n > 0.
-    fn rg_inverse_transpose(&self, n: usize, v: &mut [f64], scratch: &mut [f64]) {
-        self.rg_apply(n, v, scratch, true);
-    }
-
-    /// The path gradient of the reverse KL (Vaitl et al. 2022): `(grad_x log q - grad_x log
-    /// p)^T dT/dtheta` at `x = T(z)`, without the score term `d log q / d theta` at fixed x,
-    /// whose mean is zero; the same mean as [`Self::loss_and_grad`]'s, a smaller variance
-    /// near the target (zero at q = p). Returns (loss, log q, log p).
-    fn loss_and_path_grad(
-        &self,
-        z: &[f64],
-        log_input: f64,
-        target: &dyn Target,
-        grad: &mut [f64],
-    ) -> (f64, f64, f64) {
-        self.loss_and_gradient(z, log_input, target, grad, Sweep::Path)
     }
 
     /// Back-propagation through coupling b (colour c) with input `x`: `bar` holds dL/dy on
@@ -1234,15 +1218,16 @@ pub fn train(
             .collect();
         // each draw's gradient in parallel, summed in draw order: the same bits for any
         // number of threads (a parallel reduction's association depends on the scheduling)
+        let sweep = if opts.path_gradient {
+            Sweep::Path
+        } else {
+            Sweep::Loss
+        };
         let per_draw: Vec<(Vec<f64>, f64)> = zs
             .par_iter()
             .map(|(z, log_b)| {
                 let mut g = vec![0.0; np];
-                let (loss, _, _) = if opts.path_gradient {
-                    flow.loss_and_path_grad(z, *log_b, target, &mut g)
-                } else {
-                    flow.loss_and_grad(z, *log_b, target, &mut g)
-                };
+                let (loss, _, _) = flow.loss_and_gradient(z, *log_b, target, &mut g, sweep);
                 if !loss.is_finite() {
                     g.iter_mut().for_each(|x| *x = 0.0);
                 }

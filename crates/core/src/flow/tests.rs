@@ -607,7 +607,7 @@ fn the_path_gradient_is_the_derivative_of_the_map_along_the_fixed_score_differen
     draw_prior(&mut sample_rng(6, 0), &mut z);
     let mut grad = vec![0.0; c.params.len()];
     let flow = LocalFlow::new(&design, &c).unwrap();
-    flow.loss_and_path_grad(&z, log_standard_normal(&z), &target, &mut grad);
+    flow.loss_and_gradient(&z, log_standard_normal(&z), &target, &mut grad, Sweep::Path);
     let mut tape = Tape { inputs: Vec::new() };
     let mut x0 = vec![0.0; d];
     flow.forward(&z, &mut x0, Some(&mut tape));
