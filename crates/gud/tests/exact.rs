@@ -233,6 +233,26 @@ fn a_proposal_with_a_non_finite_log_q_is_a_counted_rejection() {
     );
 }
 
+/// Runs `f` with the exp proposer (K = 5) of a 4 x 4 Gaussian proposal and a phi^4 target at
+/// m2 = -1, lam = 1 (the weights differ and the chain rejects).
+fn with_gaussian_proposer(f: impl FnOnce(&dyn gud_core::exact::Proposer, &Lattice)) {
+    let fitted = gaussian_proposal(4, 0.5, 256);
+    let score =
+        gud::sample::build_score(&fitted.config, &fitted.design, &fitted.data, None).unwrap();
+    let lattice = Lattice::new(4, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
+    let proposal = gud::exact::Proposal::Score {
+        score: score.as_ref(),
+        config: Box::new(fitted.config.clone()),
+        tol: None,
+    };
+    proposal
+        .with(&fitted.design, |p| {
+            f(p, &lattice);
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// The report without its timings (the only fields a merge of shards may change).
 fn without_timings(r: &gud::exact::McmcReport) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap();
@@ -251,151 +271,132 @@ fn without_timings(r: &gud::exact::McmcReport) -> serde_json::Value {
 #[test]
 fn issue33_any_split_into_shards_gives_the_single_runs_chain_weights_and_report_bit_for_bit() {
     use gud::shard::{mcmc_from_shards, propose_shard, read, write, ShardSpec};
-    use gud_core::exact::SamplerProposer;
-    let f = gaussian_proposal(4, 0.5, 256);
-    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
-    // a phi^4 target, so that the weights differ and the chain rejects
-    let lattice = Lattice::new(4, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
-    let plan = gud::sample::plan(&f.config, &f.design).unwrap();
-    let proposer = SamplerProposer {
-        design: &f.design,
-        plan: &plan,
-        score: score.as_ref(),
-        config: &f.config.sampler,
-    };
-    let n = 300;
-    let opts = McmcOptions {
-        proposals: n,
-        seed: 9,
-        hmc_reference: 0,
-        ode_tol: None,
-    };
-    let single = gud::exact::mcmc_with(&proposer, &lattice, &opts, &Silent).unwrap();
-    assert!(
-        single.report.weights.acceptance < 0.99,
-        "the test needs rejections"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let spec = |first: u64, count: usize| ShardSpec {
-        fingerprint: "f00d".into(),
-        proposer: "exp, 5 points, gaussian".into(),
-        config: String::new(),
-        seed: 9,
-        first,
-        count,
-    };
-    for cuts in [
-        vec![300],
-        vec![1, 299],
-        vec![128, 100, 72],
-        vec![7, 13, 50, 30, 200],
-    ] {
-        let mut shards = Vec::new();
-        let mut first = 0u64;
-        for (k, &c) in cuts.iter().enumerate() {
-            let s = propose_shard(&proposer, &lattice, &spec(first, c), &Silent).unwrap();
-            let path = dir.path().join(format!("s{k}.npz"));
-            write(&path, &s).unwrap();
-            shards.push((path.clone(), read(&path).unwrap()));
-            first += c as u64;
+    with_gaussian_proposer(|proposer, lattice| {
+        let n = 300;
+        let opts = McmcOptions {
+            proposals: n,
+            seed: 9,
+            hmc_reference: 0,
+            ode_tol: None,
+        };
+        let single = gud::exact::mcmc_with(proposer, lattice, &opts, &Silent).unwrap();
+        assert!(
+            single.report.weights.acceptance < 0.99,
+            "the test needs rejections"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |first: u64, count: usize| ShardSpec {
+            fingerprint: "f00d".into(),
+            proposer: "exp, 5 points, gaussian".into(),
+            config: String::new(),
+            seed: 9,
+            first,
+            count,
+        };
+        for cuts in [
+            vec![300],
+            vec![1, 299],
+            vec![128, 100, 72],
+            vec![7, 13, 50, 30, 200],
+        ] {
+            let mut shards = Vec::new();
+            let mut first = 0u64;
+            for (k, &c) in cuts.iter().enumerate() {
+                let s = propose_shard(proposer, lattice, &spec(first, c), &Silent).unwrap();
+                let path = dir.path().join(format!("s{k}.npz"));
+                write(&path, &s).unwrap();
+                shards.push((path.clone(), read(&path).unwrap()));
+                first += c as u64;
+            }
+            // in any order
+            shards.reverse();
+            let merged = mcmc_from_shards(shards, 0, &Silent).unwrap();
+            assert_eq!(merged.chain.states, single.chain.states, "{cuts:?}");
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&merged.proposals.log_q), bits(&single.proposals.log_q));
+            assert_eq!(bits(&merged.log_p), bits(&single.log_p));
+            assert_eq!(
+                bits(&merged.proposals.fields),
+                bits(&single.proposals.fields)
+            );
+            assert_eq!(
+                without_timings(&merged.report),
+                without_timings(&single.report),
+                "{cuts:?}"
+            );
         }
-        // in any order
-        shards.reverse();
-        let merged = mcmc_from_shards(shards, 0, &Silent).unwrap();
-        assert_eq!(merged.chain.states, single.chain.states, "{cuts:?}");
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&merged.proposals.log_q), bits(&single.proposals.log_q));
-        assert_eq!(bits(&merged.log_p), bits(&single.log_p));
-        assert_eq!(
-            bits(&merged.proposals.fields),
-            bits(&single.proposals.fields)
-        );
-        assert_eq!(
-            without_timings(&merged.report),
-            without_timings(&single.report),
-            "{cuts:?}"
-        );
-    }
-    // gaps, overlaps, duplicates and shards of another run are errors naming the shard
-    let make = |name: &str, first: u64, count: usize, fp: &str| {
-        let mut s = propose_shard(&proposer, &lattice, &spec(first, count), &Silent).unwrap();
-        s.provenance.fingerprint = fp.into();
-        let path = dir.path().join(name);
-        write(&path, &s).unwrap();
-        (path.clone(), read(&path).unwrap())
-    };
-    let a = make("a.npz", 0, 10, "f00d");
-    for (bad, needle) in [
-        (make("gap.npz", 12, 5, "f00d"), "gap"),
-        (make("over.npz", 5, 10, "f00d"), "overlaps"),
-        (make("dup.npz", 0, 10, "f00d"), "overlaps or repeats"),
-        (make("other.npz", 10, 5, "beef"), "another run"),
-    ] {
-        let name = bad.0.file_name().unwrap().to_string_lossy().into_owned();
-        let e = mcmc_from_shards(vec![a.clone(), bad], 0, &Silent)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(&name) && e.contains(needle), "{e}");
-    }
+        // gaps, overlaps, duplicates and shards of another run are errors naming the shard
+        let make = |name: &str, first: u64, count: usize, fp: &str| {
+            let mut s = propose_shard(proposer, lattice, &spec(first, count), &Silent).unwrap();
+            s.provenance.fingerprint = fp.into();
+            let path = dir.path().join(name);
+            write(&path, &s).unwrap();
+            (path.clone(), read(&path).unwrap())
+        };
+        let a = make("a.npz", 0, 10, "f00d");
+        for (bad, needle) in [
+            (make("gap.npz", 12, 5, "f00d"), "gap"),
+            (make("over.npz", 5, 10, "f00d"), "overlaps"),
+            (make("dup.npz", 0, 10, "f00d"), "overlaps or repeats"),
+            (make("other.npz", 10, 5, "beef"), "another run"),
+        ] {
+            let name = bad.0.file_name().unwrap().to_string_lossy().into_owned();
+            let e = mcmc_from_shards(vec![a.clone(), bad], 0, &Silent)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&name) && e.contains(needle), "{e}");
+        }
+    })
 }
 
 #[test]
 fn issue33_one_stage_for_any_target_a_plain_density_gives_the_phi4_chain_and_weights() {
     use gud::exact::{run, Density, RunOptions};
-    use gud_core::exact::SamplerProposer;
-    let f = gaussian_proposal(4, 0.5, 256);
-    let score = gud::sample::build_score(&f.config, &f.design, &f.data, None).unwrap();
-    let lattice = Lattice::new(4, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
-    let plan = gud::sample::plan(&f.config, &f.design).unwrap();
-    let proposer = SamplerProposer {
-        design: &f.design,
-        plan: &plan,
-        score: score.as_ref(),
-        config: &f.config.sampler,
-    };
-    let opts = McmcOptions {
-        proposals: 200,
-        seed: 5,
-        hmc_reference: 0,
-        ode_tol: None,
-    };
-    let phi4 = gud::exact::mcmc_with(&proposer, &lattice, &opts, &Silent).unwrap();
-    let plain = run(
-        &Density(&lattice),
-        &proposer,
-        &RunOptions {
+    with_gaussian_proposer(|proposer, lattice| {
+        let opts = McmcOptions {
             proposals: 200,
             seed: 5,
-        },
-        &Silent,
-    )
-    .unwrap();
-    assert_eq!(plain.chain.states, phi4.chain.states);
-    let json = |v| serde_json::to_value(v).unwrap();
-    assert_eq!(json(&plain.report.weights), json(&phi4.report.weights));
-    // no observables: the cost per effective sample is the cost per proposal over ESS/N
-    let r = &plain.report;
-    assert_eq!(
-        r.s_per_effective_sample,
-        r.s_per_proposal / r.weights.ess_fraction
-    );
-    // the phi^4 target's flattened record keeps every key of the report in one object
-    let v = serde_json::to_value(&phi4.report).unwrap();
-    for key in [
-        "acceptance",
-        "ess_fraction",
-        "l",
-        "lam",
-        "chain",
-        "reweighted",
-        "sampling",
-    ] {
-        assert!(v.get(key).is_some(), "{key} missing from {v}");
-    }
-    // a target of another size is refused before the first proposal
-    let small = Lattice::new(2, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
-    let e = gud::exact::mcmc_with(&proposer, &small, &opts, &Silent).unwrap_err();
-    assert!(e.to_string().contains("2 x 2 lattice of 4 values"), "{e}");
+            hmc_reference: 0,
+            ode_tol: None,
+        };
+        let phi4 = gud::exact::mcmc_with(proposer, lattice, &opts, &Silent).unwrap();
+        let plain = run(
+            &Density(lattice),
+            proposer,
+            &RunOptions {
+                proposals: 200,
+                seed: 5,
+            },
+            &Silent,
+        )
+        .unwrap();
+        assert_eq!(plain.chain.states, phi4.chain.states);
+        let json = |v| serde_json::to_value(v).unwrap();
+        assert_eq!(json(&plain.report.weights), json(&phi4.report.weights));
+        // no observables: the cost per effective sample is the cost per proposal over ESS/N
+        let r = &plain.report;
+        assert_eq!(
+            r.s_per_effective_sample,
+            r.s_per_proposal / r.weights.ess_fraction
+        );
+        // the phi^4 target's flattened record keeps every key of the report in one object
+        let v = serde_json::to_value(&phi4.report).unwrap();
+        for key in [
+            "acceptance",
+            "ess_fraction",
+            "l",
+            "lam",
+            "chain",
+            "reweighted",
+            "sampling",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
+        // a target of another size is refused before the first proposal
+        let small = Lattice::new(2, Couplings::new(-1.0, 1.0).unwrap()).unwrap();
+        let e = gud::exact::mcmc_with(proposer, &small, &opts, &Silent).unwrap_err();
+        assert!(e.to_string().contains("2 x 2 lattice of 4 values"), "{e}");
+    })
 }
 
 #[test]
