@@ -765,22 +765,12 @@ impl<'a> LocalFlow<'a> {
 }
 
 impl LocalFlow<'_> {
-    /// The reverse-KL loss of prior draw z, `log q(phi) - log p(phi)` with `phi = T(z)`, its
-    /// log q and log p, and (added to `grad`) its gradient with respect to the parameters.
-    fn loss_and_grad(
-        &self,
-        z: &[f64],
-        log_input: f64,
-        target: &dyn Target,
-        grad: &mut [f64],
-    ) -> (f64, f64, f64) {
-        self.loss_and_gradient(z, log_input, target, grad, Sweep::Loss)
-    }
-
-    /// The loss and (added to `grad`) its gradient: the total one (`Sweep::Loss`) or the path
-    /// gradient (`Sweep::Path`, Vaitl et al. 2022): `(grad_x log q - grad_x log p)^T
-    /// dT/dtheta` at `x = T(z)`, without the score term `d log q / d theta` at fixed x, whose
-    /// mean is zero: the same mean, a smaller variance near the target (zero at q = p).
+    /// The reverse-KL loss of prior draw z, `log q(phi) - log p(phi)` with `phi = T(z)`, and
+    /// (added to `grad`) its gradient with respect to the parameters: the total one
+    /// (`Sweep::Loss`) or the path gradient (`Sweep::Path`, Vaitl et al. 2022):
+    /// `(grad_x log q - grad_x log p)^T dT/dtheta` at `x = T(z)`, without the score term
+    /// `d log q / d theta` at fixed x, whose mean is zero: the same mean, a smaller variance
+    /// near the target (zero at q = p).
     /// Returns (loss, log q, log p).
     fn loss_and_gradient(
         &self,

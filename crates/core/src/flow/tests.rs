@@ -222,17 +222,18 @@ fn gradient_is_central_differences(design: &Design, config: &FlowConfig) {
     let mut z = vec![0.0; d];
     draw_prior(&mut sample_rng(2, 0), &mut z);
     let mut grad = vec![0.0; c.params.len()];
-    LocalFlow::new(design, &c).unwrap().loss_and_grad(
+    LocalFlow::new(design, &c).unwrap().loss_and_gradient(
         &z,
         log_standard_normal(&z),
         &target,
         &mut grad,
+        Sweep::Loss,
     );
     let loss = |c: &Couplings| {
         let mut g = vec![0.0; c.params.len()];
         LocalFlow::new(design, c)
             .unwrap()
-            .loss_and_grad(&z, log_standard_normal(&z), &target, &mut g)
+            .loss_and_gradient(&z, log_standard_normal(&z), &target, &mut g, Sweep::Loss)
             .0
     };
     assert_central_differences(&mut c, &grad, 7, loss);
