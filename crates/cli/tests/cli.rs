@@ -3250,17 +3250,9 @@ fn issue33_a_killed_shard_job_leaves_nothing_and_its_rerun_alone_gives_the_same_
     };
     // Slurm's scancel and a time limit send SIGTERM: the job stops, its shard is not written
     let killed = dir.path().join("shard.npz");
-    let child = Command::new(env!("CARGO_BIN_EXE_gud"))
-        .args(args(&killed))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let killed_args = args(&killed);
+    let killed_args: Vec<&str> = killed_args.iter().map(String::as_str).collect();
+    let o = signal_midway(&killed_args, None, 400, "-TERM");
     assert!(!o.status.success(), "the job finished before the kill");
     assert!(!killed.exists());
     assert_eq!(dir_names(dir.path()), ["g.toml"], "a partial file was left");
