@@ -469,20 +469,7 @@ impl ScalarObservables {
         let bin = ((2.0 * tau_max).ceil() as usize).clamp(1, (steps / 20).max(1));
         let chain_bins = Binned::new(&chain_values, k, bin);
         let raw_bins = Binned::new(values, k, 1);
-        let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !max.is_finite() {
-            bail!("no proposal has a finite weight: nothing to reweight");
-        }
-        let mut weighted = Vec::with_capacity(n * (k + 1));
-        for (row, &lw) in values.chunks_exact(k).zip(log_w) {
-            let w = if lw.is_finite() {
-                (lw - max).exp()
-            } else {
-                0.0
-            };
-            weighted.extend(row.iter().map(|x| w * x));
-            weighted.push(w);
-        }
+        let weighted = gud_phi4::observables::weighted_primaries(values, k, log_w)?;
         let weighted_bins = Binned::new(&weighted, k + 1, 1);
         let observables = (0..k)
             .map(|j| {

@@ -188,8 +188,10 @@ fn measure_with(
     })
 }
 
-/// The rows `(w O_1, ..., w O_p, w)` of every configuration, with `w = exp(log_w - max)`.
-fn weighted_primaries(prim: &[f64], p: usize, log_w: &[f64]) -> Result<Vec<f64>> {
+/// The rows `(w O_1, ..., w O_p, w)` of every configuration (`prim`: N rows of p values),
+/// with `w = exp(log_w - max)` and 0 for a non-finite `log_w`: what a jackknife of
+/// self-normalised means `sum w O / sum w` bins (SPEC section 9).
+pub fn weighted_primaries(prim: &[f64], p: usize, log_w: &[f64]) -> Result<Vec<f64>> {
     let n = prim.len() / p;
     if log_w.len() != n {
         return Err(Phi4Error::BadConfigurations(format!(
